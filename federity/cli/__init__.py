@@ -1,0 +1,133 @@
+"""The ``federity`` command line (click): one small module per command group; each handler parses, calls one
+library function and prints human text, or one JSON document with ``--json``.
+
+Exit codes: 0 ok, 1 a Federity error (stderr says what happened and what to do), 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from federity.errors import FederityError
+from federity.identity import Wallet
+from federity.repo import Repository
+
+
+@dataclass
+class CliState:
+    """Global options; they may stand before or after the command name."""
+
+    repo: Path | None = None
+    wallet: Path | None = None
+    json: bool = False
+
+
+def _global_options() -> list[click.Option]:
+    return [
+        click.Option(["--repo"], type=click.Path(path_type=Path), default=None,
+                     help="Repository directory (default: the current directory)."),
+        click.Option(["--wallet"], type=click.Path(path_type=Path), default=None,
+                     help="Solana keypair file (default: $FEDERITY_WALLET, else ~/.config/solana/id.json)."),
+        click.Option(["--json"], is_flag=True, default=False, help="Print one JSON document on stdout."),
+    ]
+
+
+class _GlobalOptions:
+    """Mixin: add the global options to a command or group and move their values into :class:`CliState`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())  # type: ignore[attr-defined]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        cli_state = ctx.ensure_object(CliState)
+        for name in ("repo", "wallet", "json"):
+            value = ctx.params.pop(name, None)
+            if value:
+                setattr(cli_state, name, value)
+        return super().invoke(ctx)  # type: ignore[misc]
+
+
+class FederityCommand(_GlobalOptions, click.Command):
+    """A command that accepts the global options."""
+
+
+class FederityGroup(_GlobalOptions, click.Group):
+    """A group whose commands and subgroups accept the global options."""
+
+    command_class = FederityCommand
+    group_class = type
+
+
+def state() -> CliState:
+    """The global options of this invocation."""
+    return click.get_current_context().ensure_object(CliState)
+
+
+def open_repo() -> Repository:
+    """The repository ``--repo`` names, or the one containing the current directory."""
+    return Repository.open(state().repo or Path.cwd())
+
+
+def load_wallet() -> Wallet:
+    """The wallet ``--wallet`` names, or the default one."""
+    return Wallet.load(state().wallet)
+
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def emit(data: dict[str, Any], human: Callable[[], None] | str) -> None:
+    """Print ``data`` as JSON with ``--json``; otherwise the human rendering."""
+    if state().json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif isinstance(human, str):
+        console.print(human)
+    else:
+        human()
+
+
+@click.group(cls=FederityGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Federity: version control and collaborative training for ML models on private data."""
+
+
+def _load_commands() -> None:
+    from federity.cli import history, members, refs, repository, verify, wallet
+
+    for command in (
+        wallet.wallet, repository.init, repository.clone, repository.pull, repository.push, repository.commit,
+        repository.models, members.members, history.log, history.show, history.diff, refs.checkout,
+        refs.branch, refs.tag, refs.revert, verify.verify,
+    ):
+        cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = sys.argv[1:] if argv is None else argv
+    _load_commands()
+    try:
+        code = cli.main(args, prog_name="federity", standalone_mode=False)
+    except FederityError as exc:
+        if "--json" in args:
+            sys.stdout.write(json.dumps({"error": {"type": type(exc).__name__, "message": exc.message,
+                                                   "hint": exc.hint}}) + "\n")
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
+    if isinstance(code, int):  # a handler's click.exceptions.Exit, returned in non-standalone mode
+        sys.exit(code)

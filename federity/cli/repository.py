@@ -1,0 +1,81 @@
+"""``federity init|clone|pull|push|commit|models``: creating, syncing and committing to repositories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from federity.cli import FederityCommand, emit, load_wallet, open_repo
+from federity.models import ZOO
+from federity.repo import Repository
+
+
+@click.command(cls=FederityCommand)
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Repository name.")
+@click.option("--framework", default="torch", show_default=True, help="Deep-learning framework.")
+@click.option("--model", required=True, help="Zoo id (see `federity models`) or module:function in the repository.")
+@click.option("--model-arg", "model_args", multiple=True, help="Model argument k=v (repeatable).")
+@click.option("--remote", help="Git remote URL; a local path becomes a bare repository with DVC storage beside it.")
+@click.option("--storage", help="DVC storage URL, e.g. s3://bucket/prefix (default: beside a local remote).")
+@click.option("--storage-endpoint", help="Endpoint URL of S3-compatible storage.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the untrained weights.")
+def init(directory: Path, name: str, framework: str, model: str, model_args: tuple[str, ...], remote: str | None,
+         storage: str | None, storage_endpoint: str | None, seed: int) -> None:
+    """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
+    repo, record = Repository.init(
+        directory, load_wallet(), name=name, framework=framework, model=model, model_args=list(model_args),
+        remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed,
+    )
+    emit({"repo": str(repo.root), "commit": record.commit, "weights_sha256": record.meta.weights_sha256},
+         f"created {repo.root} at genesis commit {record.commit[:12]}")
+
+
+@click.command(cls=FederityCommand)
+@click.argument("url")
+@click.argument("directory", type=click.Path(path_type=Path))
+def clone(url: str, directory: Path) -> None:
+    """Clone a repository and fetch its checked-out weights."""
+    repo = Repository.clone(url, directory)
+    head = repo.head()
+    emit({"repo": str(repo.root), "commit": head}, f"cloned into {repo.root} at {head[:12]}")
+
+
+@click.command(cls=FederityCommand)
+def pull() -> None:
+    """Fast-forward the current branch from origin, weights included."""
+    repo = open_repo()
+    head = repo.pull()
+    emit({"repo": str(repo.root), "commit": head}, f"up to date at {head[:12]}")
+
+
+@click.command(cls=FederityCommand)
+def push() -> None:
+    """Publish the current branch: weights to DVC storage, then commits to origin."""
+    repo = open_repo()
+    head = repo.push()
+    emit({"repo": str(repo.root), "commit": head}, f"pushed {head[:12]}")
+
+
+@click.command(cls=FederityCommand)
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="A .safetensors file that fits the model.")
+@click.option("-m", "--message", required=True, help="What these weights are.")
+def commit(weights: Path, message: str) -> None:
+    """Commit new weights on the current branch, signed by your wallet."""
+    record = open_repo().commit(load_wallet(), weights, message)
+    emit({"commit": record.commit, "kind": record.meta.kind, "weights_sha256": record.meta.weights_sha256},
+         f"{record.meta.kind} commit {record.commit[:12]}  weights {record.meta.weights_sha256[:12]}")
+
+
+@click.command(cls=FederityCommand)
+def models() -> None:
+    """List the model zoo."""
+
+    def human() -> None:
+        for entry in ZOO:
+            args = ", ".join(k + ("" if k in entry.required else f"={v}") for k, v in entry.args.items())
+            click.echo(f"{entry.id:<20} {entry.framework:<8} {args:<40} {entry.description}")
+
+    emit({"models": [entry.to_json() for entry in ZOO]}, human)

@@ -1,0 +1,59 @@
+"""The one exception root of Federity.
+
+Every error a user can meet is a :class:`FederityError` that says what happened (``message``) and what to do
+about it (``hint``). Subclasses also subclass the matching builtin, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class FederityError(Exception):
+    """An error with an actionable message: what happened, and what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  what to do: {self.hint}"
+
+
+class NotARepositoryError(FederityError, FileNotFoundError):
+    """The directory is not a Federity repository."""
+
+
+class RevisionNotFoundError(FederityError, LookupError):
+    """A revision (commit, branch, tag) does not exist."""
+
+
+class WalletError(FederityError, ValueError):
+    """A wallet file is missing or is not a Solana keypair."""
+
+
+class PermissionDeniedError(FederityError, PermissionError):
+    """The wallet does not hold the role an action needs."""
+
+
+class WeightsError(FederityError, ValueError):
+    """Weights are missing, corrupted, or do not fit the repository's model."""
+
+
+class PickleRefusedError(WeightsError):
+    """A pickle (or a torch.save checkpoint) was offered as weights; Federity never loads pickles."""
+
+
+class ConfigError(FederityError, ValueError):
+    """federity.yaml or a command argument is invalid."""
+
+
+class WorkingTreeError(FederityError, RuntimeError):
+    """The working tree is not in a state the operation can start from (dirty, detached, not empty)."""
+
+
+class RemoteError(FederityError, ConnectionError):
+    """A git remote or DVC storage could not be reached or refused the operation."""
+
+
+class UnknownPluginError(FederityError, LookupError):
+    """A framework, model or strategy name is not installed."""

@@ -1,0 +1,132 @@
+"""The model zoo: architectures a repository can name by id, so ``federity init`` needs no user code.
+
+A repository names its model in ``federity.yaml`` either by zoo id with arguments, or as ``module:function``,
+a builder that lives in the repository itself (importing it runs the repository's code, as ``dvc repro`` runs
+a pipeline's; only use repositories you trust for that).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from federity.errors import ConfigError, UnknownPluginError
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One zoo entry: its id, framework, builder (``module:function``) and arguments with their defaults."""
+
+    id: str
+    framework: str
+    builder: str
+    args: dict[str, int] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as `federity models --json` lists it."""
+        return {
+            "id": self.id,
+            "framework": self.framework,
+            "args": {name: {"type": "int", "default": default, "required": name in self.required}
+                     for name, default in self.args.items()},
+            "description": self.description,
+        }
+
+
+ZOO: tuple[ZooModel, ...] = (
+    ZooModel(
+        "logistic-regression", "torch", "federity.models.torch_zoo:logistic_regression",
+        {"in_features": 0, "num_classes": 2}, ("in_features",),
+        "one linear layer; class scores for cross-entropy",
+    ),
+    ZooModel(
+        "mlp", "torch", "federity.models.torch_zoo:mlp",
+        {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",),
+        "linear, ReLU, linear",
+    ),
+    ZooModel(
+        "cnn", "torch", "federity.models.torch_zoo:cnn",
+        {"in_channels": 1, "num_classes": 10}, (),
+        "two 3x3 conv blocks, global average pooling, linear; any image size",
+    ),
+)
+
+
+def zoo_model(model_id: str, framework: str) -> ZooModel:
+    """The zoo entry for ``model_id`` in ``framework``; an unknown id lists the available ones."""
+    for entry in ZOO:
+        if entry.id == model_id and entry.framework == framework:
+            return entry
+    available = ", ".join(e.id for e in ZOO if e.framework == framework) or "none"
+    raise UnknownPluginError(
+        f"no model {model_id!r} for framework {framework!r} in the zoo",
+        f"use one of: {available} (see `federity models`), or a builder in the repository as module:function",
+    )
+
+
+def is_repository_builder(model_id: str) -> bool:
+    """Whether ``model_id`` names a ``module:function`` builder rather than a zoo entry."""
+    return ":" in model_id
+
+
+def parse_model_args(model_id: str, framework: str, pairs: list[str]) -> dict[str, Any]:
+    """Turn ``k=v`` strings into builder arguments: typed and checked for zoo models, YAML scalars otherwise."""
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"model argument {pair!r} is not key=value", "write it like --model-arg hidden=32")
+        args[key] = yaml.safe_load(value)
+    if is_repository_builder(model_id):
+        return args
+    entry = zoo_model(model_id, framework)
+    unknown = sorted(set(args) - set(entry.args))
+    if unknown:
+        raise ConfigError(
+            f"model {model_id!r} takes no argument {', '.join(unknown)}",
+            f"its arguments are: {', '.join(entry.args)}",
+        )
+    missing = [name for name in entry.required if name not in args]
+    if missing:
+        raise ConfigError(
+            f"model {model_id!r} needs {', '.join(missing)}",
+            f"pass --model-arg {missing[0]}=N",
+        )
+    for name, value in args.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"model argument {name}={value!r} must be a positive integer", "fix the value")
+    return {name: args.get(name, default) for name, default in entry.args.items()}
+
+
+def build_model(model_id: str, framework: str, args: dict[str, Any], repo_root: Path | None = None) -> Any:
+    """Construct the model: a zoo entry, or the repository's own ``module:function`` builder."""
+    if is_repository_builder(model_id):
+        if repo_root is None:
+            raise ConfigError(f"model {model_id!r} lives in a repository", "build it from inside the repository")
+        builder_path, root = model_id, str(Path(repo_root).resolve())
+        sys.path.insert(0, root)
+    else:
+        builder_path, root = zoo_model(model_id, framework).builder, None
+    module_name, _, function_name = builder_path.partition(":")
+    try:
+        builder = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot load model builder {builder_path!r}: {exc}",
+            "check that the module is in the repository's top directory and defines that function",
+        ) from None
+    finally:
+        if root is not None:
+            sys.path.remove(root)
+    try:
+        return builder(**args)
+    except TypeError as exc:
+        raise ConfigError(f"model builder {builder_path!r} rejected its arguments: {exc}",
+                          "fix the model arguments in federity.yaml") from None

@@ -1,0 +1,103 @@
+"""The :class:`Repository` front object. Each operation lives in its own module, as in ``dvc/repo/``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from federity.config import CONFIG_FILE, RepoConfig
+from federity.errors import NotARepositoryError, WorkingTreeError
+from federity.repo.git import Git, GitError
+from federity.repo.storage import MODEL_DIR, WeightsStore
+from federity.weights import WEIGHTS_FILE
+
+MAIN_BRANCH = "main"
+
+
+class Repository:
+    """A Federity repository: a git working tree with ``federity.yaml`` and DVC-tracked weights."""
+
+    from federity.repo.branches import branch, checkout, tag  # type: ignore[misc]
+    from federity.repo.clone import clone  # type: ignore[misc]
+    from federity.repo.commit import commit  # type: ignore[misc]
+    from federity.repo.diff import diff  # type: ignore[misc]
+    from federity.repo.history import graph, log, show  # type: ignore[misc]
+    from federity.repo.init import init  # type: ignore[misc]
+    from federity.repo.members import add_member, list_members, remove_member  # type: ignore[misc]
+    from federity.repo.revert import revert  # type: ignore[misc]
+    from federity.repo.sync import pull, push  # type: ignore[misc]
+    from federity.repo.verify import verify  # type: ignore[misc]
+
+    clone = staticmethod(clone)
+    init = staticmethod(init)
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.git = Git(self.root)
+        self.store = WeightsStore(self.root, self.git)
+
+    @classmethod
+    def open(cls, path: Path | str = ".") -> Repository:
+        """The repository whose working tree contains ``path``."""
+        path = Path(path).resolve()
+        not_repo = NotARepositoryError(
+            f"{path} is not a Federity repository (no {CONFIG_FILE} in a git working tree)",
+            "run the command inside a repository, pass --repo DIR, or create one with `federity init`",
+        )
+        if not path.is_dir():
+            raise not_repo
+        try:
+            top = Git(path).run("rev-parse", "--show-toplevel")
+        except GitError:
+            raise not_repo from None
+        repo = cls(Path(top))
+        if not (repo.root / CONFIG_FILE).is_file() or repo.git.try_resolve("HEAD") is None:
+            raise not_repo
+        return repo
+
+    @property
+    def weights_path(self) -> Path:
+        """The working tree's weights file."""
+        return self.root / MODEL_DIR / WEIGHTS_FILE
+
+    def config(self, commit: str | None = None) -> RepoConfig:
+        """``federity.yaml`` at ``commit``, or in the working tree when ``commit`` is ``None``."""
+        if commit is None:
+            return RepoConfig.from_yaml((self.root / CONFIG_FILE).read_text())
+        raw = self.git.show_file(commit, CONFIG_FILE)
+        if raw is None:
+            raise NotARepositoryError(
+                f"commit {commit[:12]} has no {CONFIG_FILE}", "this commit is not part of a Federity history"
+            )
+        return RepoConfig.from_yaml(raw.decode(), f"{CONFIG_FILE} at {commit[:12]}")
+
+    def head(self) -> str:
+        """The checked-out commit id."""
+        return self.git.resolve("HEAD")
+
+    def require_branch(self) -> str:
+        """The checked-out branch; a detached HEAD cannot take new commits."""
+        branch = self.git.current_branch()
+        if branch is None:
+            raise WorkingTreeError(
+                "HEAD is detached, so a new commit would belong to no branch",
+                "create a branch here with `federity branch NAME` and `federity checkout NAME`",
+            )
+        return branch
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run a change so that, if it fails, the branch, index, working tree and ``model/`` are as before."""
+        if not self.git.is_clean():
+            raise WorkingTreeError(
+                f"{self.root} has uncommitted changes to tracked files",
+                "commit them with git, or discard them with `git checkout -- .`, then retry",
+            )
+        head = self.head()
+        try:
+            yield
+        except BaseException:
+            self.git.run("reset", "--quiet", "--hard", head)
+            self.store.checkout()
+            raise

@@ -1,0 +1,62 @@
+"""``federity checkout``, ``branch`` and ``tag``: moving around the history, as git does."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from federity.errors import ConfigError, WorkingTreeError
+from federity.repo.git import GitError
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
+
+
+def checkout(repo: Repository, rev: str) -> str:
+    """Switch the working tree, weights included, to ``rev`` (a branch stays attached; anything else detaches).
+
+    If the weights cannot be checked out (e.g. storage unreachable), the previous checkout is restored.
+    """
+    target = repo.git.resolve(rev)
+    if not repo.git.is_clean():
+        raise WorkingTreeError(
+            f"{repo.root} has uncommitted changes to tracked files",
+            "commit them with git, or discard them with `git checkout -- .`, then retry",
+        )
+    previous = repo.git.current_branch() or repo.head()
+    is_branch = repo.git.try_resolve(f"refs/heads/{rev}") is not None
+    remote_branch = not is_branch and repo.git.try_resolve(f"refs/remotes/origin/{rev}") is not None
+    repo.git.run("checkout", "--quiet", *(["--track", f"origin/{rev}"] if remote_branch else
+                                          [rev] if is_branch else ["--detach", target]))
+    try:
+        repo.store.checkout()
+    except BaseException:
+        repo.git.run("checkout", "--quiet", "--force", previous)
+        if remote_branch:
+            repo.git.run("branch", "--quiet", "-D", rev)
+        repo.store.checkout()
+        raise
+    return target
+
+
+def _new_ref(repo: Repository, kind: str, name: str, rev: str | None) -> str:
+    target = repo.git.resolve(rev or "HEAD")
+    check = ["check-ref-format", "--branch", name] if kind == "branch" else ["check-ref-format", f"refs/tags/{name}"]
+    try:
+        repo.git.run(*check)
+    except GitError:
+        raise ConfigError(f"{name!r} is not a valid {kind} name", "use letters, digits, '-', '_', '.' and '/'") from None
+    ref = f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"
+    if repo.git.try_resolve(ref) is not None:
+        raise ConfigError(f"a {kind} named {name!r} already exists", f"choose another name, or delete it with git")
+    repo.git.run("update-ref", ref, target, "")
+    return target
+
+
+def branch(repo: Repository, name: str, rev: str | None = None) -> str:
+    """Create branch ``name`` at ``rev`` (default HEAD) without switching to it."""
+    return _new_ref(repo, "branch", name, rev)
+
+
+def tag(repo: Repository, name: str, rev: str | None = None) -> str:
+    """Create tag ``name`` at ``rev`` (default HEAD)."""
+    return _new_ref(repo, "tag", name, rev)

@@ -1,0 +1,46 @@
+"""``federity commit --weights``: new weights, trained elsewhere, as a signed commit on the current branch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from federity.errors import WeightsError
+from federity.identity import Wallet
+from federity.repo.commits import CommitRecord, create_commit
+from federity.repo.storage import MODEL_DVC_FILE
+from federity.weights import read_tensors, tensors_to_bytes
+from federity.weights.files import read_tensor_file, require_layout, tensor_layout
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
+
+
+def commit(repo: Repository, wallet: Wallet, weights: Path, message: str) -> CommitRecord:
+    """Commit the tensors in ``weights`` (a safetensors file that fits the model) on the current branch.
+
+    On the main branch the commit is of kind ``weights`` and needs a maintainer or owner; on any other branch
+    it is an ``update`` and needs a contributor.
+    """
+    from federity.repo import MAIN_BRANCH
+
+    branch = repo.require_branch()
+    if not message.strip():
+        raise WeightsError("the commit message is empty", "say what these weights are with -m MESSAGE")
+    _, tensors = read_tensor_file(weights)
+    current = read_tensors(repo.weights_path.read_bytes(), "the checked-out weights")
+    require_layout(tensor_layout(current), tensors, str(weights))
+    data = tensors_to_bytes(tensors)
+    if data == tensors_to_bytes(current):
+        raise WeightsError(
+            f"{weights} holds the same weights as the checked-out commit; nothing to commit",
+            "train or edit the weights first",
+        )
+    head = repo.head()
+    with repo.transaction():
+        repo.weights_path.write_bytes(data)
+        repo.store.track()
+        return create_commit(
+            repo, wallet, "weights" if branch == MAIN_BRANCH else "update", message, [head],
+            paths=(MODEL_DVC_FILE,),
+        )

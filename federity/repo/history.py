@@ -1,0 +1,54 @@
+"""``federity log`` and ``federity show``: reading the signed history."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from federity.repo.commits import CommitRecord, read_commit, read_commits
+from federity.weights import read_tensors, sha256_bytes
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
+
+NO_PROOF = "none: this commit carries no proof of training"
+
+_GRAPH_FORMAT = (
+    "%C(auto)%h%d %C(reset)%<(9,trunc)%(trailers:key=Federity-Kind,valueonly,separator=) "
+    "%C(dim)%<(12,trunc)%(trailers:key=Federity-Author,valueonly,separator=)%C(reset) %s"
+)
+
+
+def log(repo: Repository, rev: str | None = None, all: bool = False) -> list[CommitRecord]:
+    """The history reachable from ``rev`` (default HEAD), or from every branch and tag with ``all``."""
+    if all:
+        return read_commits(repo, "--branches", "--tags", "--remotes")
+    return read_commits(repo, repo.git.resolve(rev or "HEAD"))
+
+
+def graph(repo: Repository, rev: str | None = None, all: bool = False, color: bool = False) -> str:
+    """``git log --graph`` of the history with each commit's kind and author."""
+    revs = ["--branches", "--tags", "--remotes"] if all else [repo.git.resolve(rev or "HEAD")]
+    return repo.git.run("log", "--graph", f"--color={'always' if color else 'never'}",
+                        f"--format={_GRAPH_FORMAT}", *revs, "--")
+
+
+def tensor_sha256(value: np.ndarray) -> str:
+    """sha256 of a tensor's raw little-endian bytes (C order)."""
+    return sha256_bytes(np.ascontiguousarray(value).tobytes())
+
+
+def show(repo: Repository, rev: str) -> dict[str, Any]:
+    """One commit as ``log`` lists it, plus its tensors and what its proof covers."""
+    record = read_commit(repo, rev)
+    tensors = read_tensors(repo.store.read(record.commit), f"the weights of {record.commit[:12]}")
+    return {
+        **record.to_json(),
+        "tensors": [
+            {"name": name, "shape": list(value.shape), "dtype": str(value.dtype), "sha256": tensor_sha256(value)}
+            for name, value in tensors.items()
+        ],
+        "proof": None,
+    }
+

@@ -1,0 +1,82 @@
+"""``federity members``: membership changes are signed ``members`` commits that edit federity.yaml.
+
+Owners may grant and revoke any role; maintainers may grant and revoke only the contributor and reader roles.
+A repository always keeps at least one owner.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from federity.config import CONFIG_FILE, RepoConfig, Role
+from federity.errors import ConfigError, PermissionDeniedError
+from federity.identity import Wallet, is_pubkey
+from federity.repo.commits import CommitRecord, create_commit
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
+
+
+def permission_problem(actor: Role | None, before: dict[str, Role], after: dict[str, Role]) -> str | None:
+    """Why a wallet holding ``actor`` may not change the members from ``before`` to ``after``, or ``None``."""
+    if actor is None or actor < Role.MAINTAINER:
+        return "only an owner or maintainer may change members"
+    if actor < Role.OWNER:
+        for pubkey in {k for k in set(before) | set(after) if before.get(k) != after.get(k)}:
+            for role in (before.get(pubkey), after.get(pubkey)):
+                if role is not None and role >= Role.MAINTAINER:
+                    return f"a maintainer cannot grant or revoke the {role.label} role (of {pubkey})"
+    return None
+
+
+def validity_problem(before: dict[str, Role], after: dict[str, Role]) -> str | None:
+    """Why the change from ``before`` to ``after`` is not a valid membership change, or ``None``."""
+    if before == after:
+        return "the membership does not change"
+    if Role.OWNER not in after.values():
+        return "the repository would be left without an owner"
+    return None
+
+
+def list_members(repo: Repository) -> list[dict[str, str]]:
+    """Members at the checked-out commit, owners first."""
+    members = repo.config(repo.head()).members
+    return [{"pubkey": k, "role": r.label} for k, r in sorted(members.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _change(repo: Repository, wallet: Wallet, pubkey: str, role: Role | None, message: str) -> CommitRecord:
+    repo.require_branch()
+    head = repo.head()
+    config = repo.config(head)
+    after = dict(config.members)
+    if role is None:
+        if pubkey not in after:
+            raise ConfigError(f"{pubkey} is not a member", "see the members with `federity members list`")
+        del after[pubkey]
+    else:
+        after[pubkey] = role
+    denied = permission_problem(config.role_of(wallet.pubkey), config.members, after)
+    if denied:
+        raise PermissionDeniedError(f"wallet {wallet.pubkey} cannot change members: {denied}",
+                                    "sign with an owner's wallet (--wallet)")
+    invalid = validity_problem(config.members, after)
+    if invalid:
+        raise ConfigError(f"cannot change members: {invalid}", "check `federity members list` and the request")
+    updated = RepoConfig(**{**vars(config), "members": after})
+    with repo.transaction():
+        (repo.root / CONFIG_FILE).write_text(updated.to_yaml())
+        return create_commit(repo, wallet, "members", message, [head], paths=(CONFIG_FILE,))
+
+
+def add_member(repo: Repository, wallet: Wallet, pubkey: str, role: str) -> CommitRecord:
+    """Grant ``role`` to ``pubkey`` (or change the role it holds)."""
+    if not is_pubkey(pubkey):
+        raise ConfigError(f"{pubkey!r} is not a wallet public key", "pass a base58 public key, e.g. from "
+                          "`federity wallet show`")
+    parsed = Role.parse(role)
+    return _change(repo, wallet, pubkey, parsed, f"Grant {parsed.label} to {pubkey}")
+
+
+def remove_member(repo: Repository, wallet: Wallet, pubkey: str) -> CommitRecord:
+    """Revoke every role of ``pubkey``."""
+    return _change(repo, wallet, pubkey, None, f"Remove member {pubkey}")

@@ -44,10 +44,12 @@ def _new_ref(repo: Repository, kind: str, name: str, rev: str | None) -> str:
     try:
         repo.git.run(*check)
     except GitError:
-        raise ConfigError(f"{name!r} is not a valid {kind} name", "use letters, digits, '-', '_', '.' and '/'") from None
+        raise ConfigError(
+            f"{name!r} is not a valid {kind} name", "use letters, digits, '-', '_', '.' and '/'"
+        ) from None
     ref = f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"
     if repo.git.try_resolve(ref) is not None:
-        raise ConfigError(f"a {kind} named {name!r} already exists", f"choose another name, or delete it with git")
+        raise ConfigError(f"a {kind} named {name!r} already exists", "choose another name, or delete it with git")
     repo.git.run("update-ref", ref, target, "")
     return target
 

@@ -66,7 +66,7 @@ def init(
     with DVC storage beside it, unless ``storage`` names another (e.g. ``s3://bucket/prefix``). On any
     failure, everything this call created is removed.
     """
-    from federity.repo import MAIN_BRANCH, Repository  # noqa: F811 - the front object imports this module
+    from federity.repo import MAIN_BRANCH, Repository
 
     directory = Path(directory).expanduser().resolve()
     _require_empty_dir(directory, "directory")
@@ -114,7 +114,7 @@ def init(
         )
         if remote_url:
             if is_local_url(remote_url):
-                Git(directory).run("init", "--quiet", "--bare", remote_url)
+                Git(directory).run("init", "--quiet", "--bare", "--initial-branch", MAIN_BRANCH, remote_url)
                 created.append(Path(remote_url))
                 if storage is None and storage_url:
                     created.append(Path(storage_url))

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def reverted_tensors(
     head: dict[str, np.ndarray], target: dict[str, np.ndarray], before: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """``head`` with the change ``before → target`` undone: ``head + (before − target)`` per tensor.
+    """``head`` with the change ``before → target`` undone: ``head + (before - target)`` per tensor.
 
     When ``head`` is ``target`` (reverting the latest change) this is exactly ``before``.
     """

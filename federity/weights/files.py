@@ -34,25 +34,41 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _looks_like_pickle(data: bytes) -> str | None:
+    if data[:4] == _ZIP_MAGIC:
+        return "a torch.save checkpoint (zip with a pickle)"
+    if data[:1] == bytes([_PICKLE_PROTOCOL_MARK]) and data[1:2] and 2 <= data[1] <= 5:
+        return "a Python pickle"
+    return None
+
+
 def check_safetensors(data: bytes, source: str) -> None:
-    """Raise unless ``data`` is a well-formed safetensors file. ``source`` names it in the error."""
-    if data[:1] == bytes([_PICKLE_PROTOCOL_MARK]) or data[:4] == _ZIP_MAGIC:
-        kind = "a torch.save checkpoint (zip with a pickle)" if data[:4] == _ZIP_MAGIC else "a Python pickle"
+    """Raise unless ``data`` is a well-formed safetensors file. ``source`` names it in the error.
+
+    Anything that is not safetensors is refused unopened; a pickle or torch checkpoint gets its own error.
+    """
+    problem = None
+    if len(data) < 8:
+        problem = f"only {len(data)} bytes"
+    else:
+        (header_len,) = struct.unpack("<Q", data[:8])
+        if header_len > min(_MAX_HEADER, len(data) - 8):
+            problem = "bad header length"
+        else:
+            try:
+                if not isinstance(json.loads(data[8 : 8 + header_len]), dict):
+                    problem = "header is not a table"
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                problem = "header is not JSON"
+    if problem is None:
+        return
+    kind = _looks_like_pickle(data)
+    if kind:
         raise PickleRefusedError(
             f"{source} is {kind}; Federity never loads pickles, because loading one can run arbitrary code",
             _CONVERT_HINT,
         )
-    if len(data) < 8:
-        raise WeightsError(f"{source} is not a safetensors file (only {len(data)} bytes)", _CONVERT_HINT)
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > min(_MAX_HEADER, len(data) - 8):
-        raise WeightsError(f"{source} is not a safetensors file (bad header length)", _CONVERT_HINT)
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WeightsError(f"{source} is not a safetensors file (header is not JSON)", _CONVERT_HINT) from None
-    if not isinstance(header, dict):
-        raise WeightsError(f"{source} is not a safetensors file (header is not a table)", _CONVERT_HINT)
+    raise WeightsError(f"{source} is not a safetensors file ({problem})", _CONVERT_HINT)
 
 
 def read_tensors(data: bytes, source: str) -> dict[str, np.ndarray]:

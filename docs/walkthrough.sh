@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A repository's life, end to end, with the real `federity` command: two wallets (an owner and a hospital),
+# a genesis commit, a membership change, a contributor's update on its own branch, the owner's new weights on
+# main, log, diff, revert, verify — then one altered weights object and one forged signature, which
+# `federity verify` catches and names. Everything happens under a temporary directory (or $WALKTHROUGH_DIR).
+set -euo pipefail
+
+work="${WALKTHROUGH_DIR:-$(mktemp -d -t federity-walkthrough-XXXXXX)}"
+mkdir -p "$work"
+cd "$work"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Two wallets: the owner (a research group) and a contributor (a hospital)"
+federity wallet new --path owner.json
+federity wallet new --path hospital.json
+OWNER=$(federity --wallet owner.json wallet show --json | python -c 'import json,sys; print(json.load(sys.stdin)["pubkey"])')
+HOSPITAL=$(federity --wallet hospital.json wallet show --json | python -c 'import json,sys; print(json.load(sys.stdin)["pubkey"])')
+
+step "The owner creates a repository: an untrained MLP, pushed to a local remote (bare git + DVC storage)"
+federity models
+federity --wallet owner.json init owner-repo --name breast-cancer --model mlp \
+  --model-arg in_features=30 --model-arg hidden=8 --remote "$work/remote.git"
+cd owner-repo
+federity --wallet ../owner.json members add "$HOSPITAL" --role contributor
+federity push
+
+step "The hospital clones, trains elsewhere, and commits its weights on an update branch"
+cd "$work"
+federity clone "$work/remote.git" hospital-repo
+cd hospital-repo
+federity branch updates/hospital-a
+federity checkout updates/hospital-a
+python - <<'PY'
+# Stand-in for local training: nudge every tensor. Real training arrives with `federity train`.
+import numpy as np
+from safetensors.numpy import load_file, save_file
+tensors = load_file("model/model.safetensors")
+rng = np.random.default_rng(1)
+save_file({k: v + 0.01 * rng.standard_normal(v.shape).astype(v.dtype) for k, v in tensors.items()},
+          "../hospital-a.safetensors")
+PY
+federity --wallet ../hospital.json commit --weights ../hospital-a.safetensors -m "Local training at hospital A"
+federity push
+
+step "The owner pulls, compares, commits new weights on main, and reverts them"
+cd "$work/owner-repo"
+federity pull
+git fetch --quiet origin
+federity diff main origin/updates/hospital-a
+python - <<'PY'
+import numpy as np
+from safetensors.numpy import load_file, save_file
+tensors = load_file("model/model.safetensors")
+save_file({k: v * np.asarray(0.5, v.dtype) for k, v in tensors.items()}, "../halved.safetensors")
+PY
+federity --wallet ../owner.json commit --weights ../halved.safetensors -m "Halve every weight"
+federity show HEAD
+federity --wallet ../owner.json revert HEAD
+federity diff HEAD~2 HEAD
+federity log --graph --all
+federity push
+federity verify
+
+step "Tampering is caught: one altered weights object, one forged signature (in throwaway copies)"
+cp -r "$work/owner-repo" "$work/tampered-weights"
+cd "$work/tampered-weights"
+object=$(find .dvc/cache/files/md5 -type f ! -name '*.dir' | head -n 1)
+chmod u+w "$object"; printf 'x' >> "$object"
+federity verify && { echo "verify should have failed"; exit 1; } || echo "^ verify failed as it must"
+
+cp -r "$work/owner-repo" "$work/forged-signature"
+cd "$work/forged-signature"
+git cat-file commit HEAD | sed 's/^Federity-Signature: ./Federity-Signature: 1/' > ../forged-commit
+forged=$(git hash-object -t commit -w ../forged-commit)
+git update-ref refs/heads/main "$forged"
+federity verify && { echo "verify should have failed"; exit 1; } || echo "^ verify failed as it must"
+
+step "Done: the walk-through lives in $work"

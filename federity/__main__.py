@@ -1,0 +1,5 @@
+"""``python -m federity``: the command line."""
+
+from federity.cli import main
+
+main()

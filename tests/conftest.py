@@ -1,0 +1,78 @@
+"""Shared fixtures: wallets and a repository with a local remote, built with the real library (git + DVC)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from federity.identity import Wallet
+from federity.repo import Repository
+from federity.weights import read_tensors, tensors_to_bytes
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FEDERITY_WALLET", raising=False)
+
+
+@pytest.fixture
+def owner(tmp_path: Path) -> Wallet:
+    return Wallet.create(tmp_path / "wallets" / "owner.json")
+
+
+@pytest.fixture
+def contributor(tmp_path: Path) -> Wallet:
+    return Wallet.create(tmp_path / "wallets" / "contributor.json")
+
+
+@pytest.fixture
+def stranger(tmp_path: Path) -> Wallet:
+    return Wallet.create(tmp_path / "wallets" / "stranger.json")
+
+
+@pytest.fixture
+def repo(tmp_path: Path, owner: Wallet) -> Repository:
+    """A logistic-regression repository owned by ``owner``, pushed to a local remote."""
+    created, _ = Repository.init(
+        tmp_path / "repo", owner, name="test", framework="torch", model="logistic-regression",
+        model_args=["in_features=4"], remote=str(tmp_path / "remote.git"),
+    )
+    return created
+
+
+@pytest.fixture
+def make_weights(tmp_path: Path) -> Callable[[Repository, float], Path]:
+    """Write a safetensors file: the repository's checked-out weights shifted by ``delta``."""
+    counter = iter(range(1_000_000))
+
+    def make(repo: Repository, delta: float = 0.5) -> Path:
+        tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+        path = tmp_path / f"weights-{next(counter)}.safetensors"
+        path.write_bytes(tensors_to_bytes({k: v + np.asarray(delta, v.dtype) for k, v in tensors.items()}))
+        return path
+
+    return make
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def snapshot(repo: Repository, remote: Path | None = None) -> dict[str, str]:
+    """Everything a failed operation must leave as it was: refs, index/worktree state, weights, config, remote."""
+    state = {
+        "refs": git(repo.root, "for-each-ref", "--format=%(refname) %(objectname)"),
+        "head": git(repo.root, "rev-parse", "HEAD"),
+        "status": git(repo.root, "status", "--porcelain"),
+        "weights": repo.weights_path.read_bytes().hex(),
+        "config": (repo.root / "federity.yaml").read_text(),
+    }
+    if remote is not None:
+        state["remote_refs"] = git(remote, "for-each-ref", "--format=%(refname) %(objectname)")
+    return state

@@ -1,0 +1,52 @@
+"""The command line's public contract: JSON keys, exit codes, global options anywhere, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def federity(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "federity", *args], cwd=cwd, capture_output=True, text=True,
+                          check=False)
+
+
+def test_cli_contract_end_to_end(tmp_path: Path) -> None:
+    wallet = str(tmp_path / "owner.json")
+    created = json.loads(federity("wallet", "new", "--path", wallet, "--json", cwd=tmp_path).stdout)
+    assert set(created) == {"pubkey", "path"}
+    init = federity("--wallet", wallet, "--json", "init", "repo", "--name", "n", "--model", "logistic-regression",
+                    "--model-arg", "in_features=3", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    assert set(json.loads(init.stdout)) == {"repo", "commit", "weights_sha256"}
+    repo = tmp_path / "repo"
+    log = json.loads(federity("log", "--json", cwd=repo).stdout)
+    assert set(log["commits"][0]) == {"commit", "parents", "kind", "author", "round", "weights_sha256",
+                                      "message", "nft", "mlflow_run"}
+    show = json.loads(federity("show", "HEAD", "--json", cwd=repo).stdout)
+    assert {"tensors", "proof"} <= set(show) and set(show["tensors"][0]) == {"name", "shape", "dtype", "sha256"}
+    diff = json.loads(federity("--repo", str(repo), "diff", "HEAD", "HEAD", "--json", cwd=tmp_path).stdout)
+    assert {row["status"] for row in diff["tensors"]} == {"unchanged"}
+    members = json.loads(federity("members", "list", "--json", cwd=repo).stdout)
+    assert members["members"] == [{"pubkey": created["pubkey"], "role": "owner"}]
+    verify = federity("verify", "--json", cwd=repo)
+    assert verify.returncode == 0 and json.loads(verify.stdout) == {"ok": True, "commits_checked": 1,
+                                                                    "failures": []}
+    models = json.loads(federity("models", "--json", cwd=tmp_path).stdout)["models"]
+    assert {m["id"] for m in models} >= {"logistic-regression", "mlp", "cnn"}
+
+
+def test_errors_exit_1_with_what_to_do(tmp_path: Path) -> None:
+    result = federity("log", "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not a Federity repository" in result.stderr and "what to do:" in result.stderr
+    assert json.loads(result.stdout)["error"]["type"] == "NotARepositoryError"
+
+
+@pytest.mark.parametrize("args", [["nosuchcommand"], ["diff", "onlyone"], ["init"]])
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
+    assert federity(*args, cwd=tmp_path).returncode == 2

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from federity.config import CONFIG_FILE
-from federity.errors import NotARepositoryError, WorkingTreeError
+from federity.errors import NotARepositoryError
 from federity.repo.git import Git
+from federity.repo.paths import is_local_url, local_path, require_empty_dir, restored_on_failure
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -20,14 +20,12 @@ def clone(url: str, directory: Path) -> Repository:
     On failure the directory is left as it was found.
     """
     from federity.repo import Repository
-    from federity.repo.init import is_local_url, local_path
 
     directory = Path(directory).expanduser().resolve()
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise WorkingTreeError(f"{directory} already exists and is not empty", "clone into a new directory")
-    existed = directory.exists()
+    require_empty_dir(directory, "directory")
     source = str(local_path(url)) if is_local_url(url) else url
-    try:
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with restored_on_failure(directory):
         Git(directory.parent).remote_run("clone", "--quiet", source, str(directory))
         if not (directory / CONFIG_FILE).is_file():
             raise NotARepositoryError(f"{url} is not a Federity repository (no {CONFIG_FILE})",
@@ -35,10 +33,3 @@ def clone(url: str, directory: Path) -> Repository:
         repo = Repository(directory)
         repo.store.pull()
         return repo
-    except BaseException:
-        if existed:
-            for child in directory.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise

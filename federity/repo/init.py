@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,42 +9,23 @@ from typing import TYPE_CHECKING
 import yaml
 
 from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, RepoConfig, Role
-from federity.errors import ConfigError, WorkingTreeError
+from federity.errors import ConfigError
 from federity.identity import Wallet
 from federity.models import build_model, parse_model_args
 from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.git import Git
+from federity.repo.paths import (
+    default_storage_for,
+    is_local_url,
+    local_path,
+    require_empty_dir,
+    restored_on_failure,
+)
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE, WeightsStore
 from federity.weights import WEIGHTS_FILE, get_framework, tensors_to_bytes
 
 if TYPE_CHECKING:
     from federity.repo import Repository
-
-_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
-
-
-def is_local_url(url: str) -> bool:
-    """Whether a git or storage URL names a path on this machine (plain path or ``file://``)."""
-    return url.startswith("file://") or ("://" not in url and not _SCP_LIKE.match(url))
-
-
-def local_path(url: str) -> Path:
-    """The absolute path a local URL names."""
-    return Path(url.removeprefix("file://")).expanduser().resolve()
-
-
-def default_storage_for(remote_path: Path) -> Path:
-    """DVC storage beside a local bare git remote: ``/x/model.git`` → ``/x/model.storage``."""
-    return remote_path.with_name(remote_path.name.removesuffix(".git") + ".storage")
-
-
-def _require_empty_dir(path: Path, what: str) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise WorkingTreeError(
-            f"{what} {path} already exists and is not empty",
-            "choose a new directory, or empty this one first",
-        )
-
 
 def init(
     directory: Path,
@@ -69,7 +49,7 @@ def init(
     from federity.repo import MAIN_BRANCH, Repository
 
     directory = Path(directory).expanduser().resolve()
-    _require_empty_dir(directory, "directory")
+    require_empty_dir(directory, "directory")
     if not name.strip():
         raise ConfigError("the repository name is empty", "pass --name NAME")
     adapter = get_framework(framework)
@@ -79,53 +59,48 @@ def init(
     remote_url, storage_url = remote, storage
     if remote and is_local_url(remote):
         remote_path = local_path(remote)
-        _require_empty_dir(remote_path, "remote")
+        require_empty_dir(remote_path, "remote")
         remote_url = str(remote_path)
         if storage is None:
             storage_path = default_storage_for(remote_path)
-            _require_empty_dir(storage_path, "storage")
+            require_empty_dir(storage_path, "storage")
             storage_url = str(storage_path)
     if storage_url and is_local_url(storage_url):
         storage_url = str(local_path(storage_url))
 
-    dir_existed = directory.exists()
     try:
-        if not dir_existed:
-            created.append(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        git = Git(directory)
-        git.run("init", "--quiet", "--initial-branch", MAIN_BRANCH)
-        config = RepoConfig(
-            name=name.strip(), framework=framework, model={"id": model, "args": args},
-            members={wallet.pubkey: Role.OWNER},
-        )
-        (directory / CONFIG_FILE).write_text(config.to_yaml())
-        (directory / PARAMS_FILE).write_text(yaml.safe_dump(DEFAULT_PARAMS, sort_keys=False))
-        adapter.seed(seed)
-        built = build_model(model, framework, args, directory)
-        (directory / MODEL_DIR).mkdir()
-        (directory / MODEL_DIR / WEIGHTS_FILE).write_bytes(tensors_to_bytes(adapter.get_tensors(built)))
-        WeightsStore.initialise(directory, storage_url, storage_endpoint)
-        repo = Repository(directory)
-        repo.store.track()
-        record: CommitRecord = create_commit(
-            repo, wallet, "genesis", f"Genesis of {config.name}: untrained {model}", [],
-            paths=(CONFIG_FILE, PARAMS_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore"),
-        )
-        if remote_url:
-            if is_local_url(remote_url):
-                Git(directory).run("init", "--quiet", "--bare", "--initial-branch", MAIN_BRANCH, remote_url)
-                created.append(Path(remote_url))
-                if storage is None and storage_url:
-                    created.append(Path(storage_url))
-            git.run("remote", "add", "origin", remote_url)
-            repo.push()
-        return repo, record
+        with restored_on_failure(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            git = Git(directory)
+            git.run("init", "--quiet", "--initial-branch", MAIN_BRANCH)
+            config = RepoConfig(
+                name=name.strip(), framework=framework, model={"id": model, "args": args},
+                members={wallet.pubkey: Role.OWNER},
+            )
+            (directory / CONFIG_FILE).write_text(config.to_yaml())
+            (directory / PARAMS_FILE).write_text(yaml.safe_dump(DEFAULT_PARAMS, sort_keys=False))
+            adapter.seed(seed)
+            built = build_model(model, framework, args, directory)
+            (directory / MODEL_DIR).mkdir()
+            (directory / MODEL_DIR / WEIGHTS_FILE).write_bytes(tensors_to_bytes(adapter.get_tensors(built)))
+            WeightsStore.initialise(directory, storage_url, storage_endpoint)
+            repo = Repository(directory)
+            repo.store.track()
+            record: CommitRecord = create_commit(
+                repo, wallet, "genesis", f"Genesis of {config.name}: untrained {model}", [],
+                paths=(CONFIG_FILE, PARAMS_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore"),
+            )
+            if remote_url:
+                if is_local_url(remote_url):
+                    Git(directory).run("init", "--quiet", "--bare", "--initial-branch", MAIN_BRANCH, remote_url)
+                    created.append(Path(remote_url))
+                    if storage is None and storage_url:
+                        created.append(Path(storage_url))
+                git.run("remote", "add", "origin", remote_url)
+                repo.push()
+            return repo, record
     except BaseException:
-        for path in reversed(created):
+        for path in created:
             shutil.rmtree(path, ignore_errors=True)
-        if dir_existed:
-            for child in directory.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
         raise
 

@@ -72,10 +72,10 @@ def check_safetensors(data: bytes, source: str) -> None:
 
 
 def read_tensors(data: bytes, source: str) -> dict[str, np.ndarray]:
-    """Parse safetensors bytes into named numpy arrays, refusing anything that is not safetensors."""
+    """Parse safetensors bytes into named numpy arrays (sorted by name), refusing anything else."""
     check_safetensors(data, source)
     try:
-        return _load(data)
+        return dict(sorted(_load(data).items()))
     except Exception as exc:  # safetensors raises its own SafetensorError for any malformed content
         raise WeightsError(f"{source} is a damaged safetensors file: {exc}", _CONVERT_HINT) from None
 

@@ -23,7 +23,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     "revert": Role.MAINTAINER,
     "members": Role.MAINTAINER,
 }
-"""The least role the author of each kind of commit must hold in the first parent's federity.yaml."""
+"""The commit kinds, and the least role the author of each must hold in the first parent's federity.yaml.
+``weights`` is a direct commit of new weights on main (``federity commit``); ``update`` one on any other branch."""
 
 _FIELD_SEP, _RECORD_SEP = "\x00", "\x1e"
 _LOG_FORMAT = "%H%x00%P%x00%T%x00%B%x1e"  # git writes the separators above

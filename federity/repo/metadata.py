@@ -26,9 +26,6 @@ from typing import Any
 
 PAYLOAD_SCHEMA = "federity/commit/v1"
 
-KINDS = ("genesis", "weights", "update", "aggregate", "merge", "revert", "members")
-"""Commit kinds. ``weights`` is a direct commit of new weights on the main line (``federity commit``)."""
-
 _TRAILER_PREFIX = "Federity-"
 _FIELDS = {
     "Kind": "kind",

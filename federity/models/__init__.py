@@ -1,7 +1,8 @@
 """The model zoo: architectures a repository can name by id, so ``federity init`` needs no user code.
 
 A repository names its model in ``federity.yaml`` either by zoo id with arguments, or as ``module:function``,
-a builder that lives in the repository itself (importing it runs the repository's code, as ``dvc repro`` runs
+a builder that lives in the repository itself (``init`` copies ``module.py`` from the current directory into
+the repository; importing it runs the repository's code, as ``dvc repro`` runs
 a pipeline's; only use repositories you trust for that).
 """
 

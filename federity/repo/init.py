@@ -11,7 +11,7 @@ import yaml
 from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, RepoConfig, Role
 from federity.errors import ConfigError
 from federity.identity import Wallet
-from federity.models import build_model, parse_model_args
+from federity.models import build_model, is_repository_builder, parse_model_args
 from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.git import Git
 from federity.repo.paths import (
@@ -54,6 +54,13 @@ def init(
         raise ConfigError("the repository name is empty", "pass --name NAME")
     adapter = get_framework(framework)
     args = parse_model_args(model, framework, list(model_args))
+    builder_file = None
+    if is_repository_builder(model):
+        builder_file = Path.cwd() / (model.partition(":")[0].replace(".", "/") + ".py")
+        if not builder_file.is_file():
+            raise ConfigError(f"model builder {model!r} needs {builder_file}, which does not exist",
+                              "run init from the directory holding the builder module; it is copied into the "
+                              "repository so every clone can build the model")
 
     created: list[Path] = []
     remote_url, storage_url = remote, storage
@@ -79,6 +86,11 @@ def init(
             )
             (directory / CONFIG_FILE).write_text(config.to_yaml())
             (directory / PARAMS_FILE).write_text(yaml.safe_dump(DEFAULT_PARAMS, sort_keys=False))
+            builder_paths: tuple[str, ...] = ()
+            if builder_file is not None:
+                builder_paths = (str(builder_file.relative_to(Path.cwd())),)
+                (directory / builder_paths[0]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(builder_file, directory / builder_paths[0])
             adapter.seed(seed)
             built = build_model(model, framework, args, directory)
             (directory / MODEL_DIR).mkdir()
@@ -88,7 +100,8 @@ def init(
             repo.store.track()
             record: CommitRecord = create_commit(
                 repo, wallet, "genesis", f"Genesis of {config.name}: untrained {model}", [],
-                paths=(CONFIG_FILE, PARAMS_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore"),
+                paths=(CONFIG_FILE, PARAMS_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore",
+                       *builder_paths),
             )
             if remote_url:
                 if is_local_url(remote_url):

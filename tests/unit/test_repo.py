@@ -72,12 +72,18 @@ def test_unknown_framework_lists_the_installed_ones(tmp_path: Path, owner: Walle
         Repository.init(tmp_path / "r", owner, name="n", framework="jax", model="mlp")
 
 
-def test_model_builder_from_the_repository(tmp_path: Path, owner: Wallet) -> None:
-    target = tmp_path / "r"
-    target.mkdir()
-    with pytest.raises(ConfigError, match="cannot load model builder"):
-        Repository.init(target, owner, name="n", framework="torch", model="mymodels:tiny")
-    assert list(target.iterdir()) == []
+def test_model_builder_is_copied_into_the_repository(tmp_path: Path, owner: Wallet,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"needs .*mymodels\.py, which does not exist"):
+        Repository.init(tmp_path / "r", owner, name="n", framework="torch", model="mymodels:tiny")
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "mymodels.py").write_text(
+        "from torch import nn\n\ndef tiny(width=3):\n    return nn.Linear(width, 1)\n")
+    repo, _ = Repository.init(tmp_path / "r", owner, name="n", framework="torch", model="mymodels:tiny",
+                              model_args=["width=5"])
+    assert git(repo.root, "ls-files", "mymodels.py") == "mymodels.py"
+    assert [(t["name"], t["shape"]) for t in repo.show("HEAD")["tensors"]] == [("bias", [1]), ("weight", [1, 5])]
 
 
 def test_contributor_update_and_owner_commit(repo: Repository, owner: Wallet, contributor: Wallet,

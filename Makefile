@@ -19,7 +19,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash docs/walkthrough.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check federity tests bench
+	$(BIN)/ruff check federity flows tasks agents tests bench
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q

@@ -57,3 +57,20 @@ class RemoteError(FederityError, ConnectionError):
 
 class UnknownPluginError(FederityError, LookupError):
     """A framework, model or strategy name is not installed."""
+
+
+class DataError(FederityError, ValueError):
+    """A local dataset cannot be read as the repository's model needs it."""
+
+
+class DataContractError(DataError):
+    """A local dataset fails the repository's data contract. ``report`` says which expectations failed and on
+    how many rows; it never holds the data's values."""
+
+    def __init__(self, message: str, hint: str, report: object = None) -> None:
+        super().__init__(message, hint)
+        self.report = report
+
+
+class UpdateError(FederityError, ValueError):
+    """An update cannot be checked, reviewed or aggregated as asked."""

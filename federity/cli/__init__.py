@@ -101,12 +101,13 @@ def cli() -> None:
 
 
 def _load_commands() -> None:
-    from federity.cli import history, members, refs, repository, verify, wallet
+    from federity.cli import demo, history, members, refs, repository, rounds, train, updates, verify, wallet
 
     for command in (
         wallet.wallet, repository.init, repository.clone, repository.pull, repository.push, repository.commit,
         repository.models, members.members, history.log, history.show, history.diff, refs.checkout,
-        refs.branch, refs.tag, refs.revert, verify.verify,
+        refs.branch, refs.tag, refs.revert, verify.verify, train.train, updates.updates, updates.review,
+        updates.aggregate, rounds.round_group, rounds.agent, demo.demo,
     ):
         cli.add_command(command)
 

@@ -21,12 +21,14 @@ from federity.repo import Repository
 @click.option("--storage", help="DVC storage URL, e.g. s3://bucket/prefix (default: beside a local remote).")
 @click.option("--storage-endpoint", help="Endpoint URL of S3-compatible storage.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the untrained weights.")
+@click.option("--contract", type=click.Path(path_type=Path),
+              help="Data contract: a great-expectations suite as JSON (default: derived from the model).")
 def init(directory: Path, name: str, framework: str, model: str, model_args: tuple[str, ...], remote: str | None,
-         storage: str | None, storage_endpoint: str | None, seed: int) -> None:
+         storage: str | None, storage_endpoint: str | None, seed: int, contract: Path | None) -> None:
     """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
     repo, record = Repository.init(
         directory, load_wallet(), name=name, framework=framework, model=model, model_args=list(model_args),
-        remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed,
+        remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed, contract=contract,
     )
     emit({"repo": str(repo.root), "commit": record.commit, "weights_sha256": record.meta.weights_sha256},
          f"created {repo.root} at genesis commit {record.commit[:12]}")

@@ -18,6 +18,7 @@ MAIN_BRANCH = "main"
 class Repository:
     """A Federity repository: a git working tree with ``federity.yaml`` and DVC-tracked weights."""
 
+    from federity.repo.aggregate import aggregate  # type: ignore[misc]
     from federity.repo.branches import branch, checkout, tag  # type: ignore[misc]
     from federity.repo.clone import clone  # type: ignore[misc]
     from federity.repo.commit import commit  # type: ignore[misc]
@@ -27,6 +28,10 @@ class Repository:
     from federity.repo.members import add_member, list_members, remove_member  # type: ignore[misc]
     from federity.repo.revert import revert  # type: ignore[misc]
     from federity.repo.sync import pull, push  # type: ignore[misc]
+    from federity.repo.track import track  # type: ignore[misc]
+    from federity.repo.train import train  # type: ignore[misc]
+    from federity.repo.updates import check_updates, review  # type: ignore[misc]
+    from federity.repo.updates import list_updates as updates  # type: ignore[misc]
     from federity.repo.verify import verify  # type: ignore[misc]
 
     clone = staticmethod(clone)

@@ -85,6 +85,14 @@ class Git:
         except GitError:
             return None
 
+    def is_ancestor(self, commit: str, of: str) -> bool:
+        """Whether ``commit`` is ``of`` or one of its ancestors."""
+        try:
+            self.run("merge-base", "--is-ancestor", commit, of)
+        except GitError:
+            return False
+        return True
+
     def is_clean(self) -> bool:
         """Whether tracked files have no uncommitted changes."""
         return self.run("status", "--porcelain", "--untracked-files=no") == ""

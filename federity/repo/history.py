@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from federity.repo.commits import CommitRecord, read_commit, read_commits
+from federity.repo.notes import MLFLOW, read_note, read_notes
+from federity.repo.updates import read_update_record
 from federity.weights import read_tensors, sha256_bytes
 
 if TYPE_CHECKING:
@@ -21,10 +23,16 @@ _GRAPH_FORMAT = (
 
 
 def log(repo: Repository, rev: str | None = None, all: bool = False) -> list[CommitRecord]:
-    """The history reachable from ``rev`` (default HEAD), or from every branch and tag with ``all``."""
+    """The history reachable from ``rev`` (default HEAD), or from every branch and tag with ``all``, with each
+    commit's MLflow run id from the notes."""
     if all:
-        return read_commits(repo, "--branches", "--tags", "--remotes")
-    return read_commits(repo, repo.git.resolve(rev or "HEAD"))
+        records = read_commits(repo, "--branches", "--tags", "--remotes")
+    else:
+        records = read_commits(repo, repo.git.resolve(rev or "HEAD"))
+    runs = read_notes(repo, MLFLOW)
+    for record in records:
+        record.mlflow_run = runs.get(record.commit, {}).get("run_id")
+    return records
 
 
 def graph(repo: Repository, rev: str | None = None, all: bool = False, color: bool = False) -> str:
@@ -42,9 +50,11 @@ def tensor_sha256(value: np.ndarray) -> str:
 def show(repo: Repository, rev: str) -> dict[str, Any]:
     """One commit as ``log`` lists it, plus its tensors and what its proof covers."""
     record = read_commit(repo, rev)
+    record.mlflow_run = (read_note(repo, MLFLOW, record.commit) or {}).get("run_id")
     tensors = read_tensors(repo.store.read(record.commit), f"the weights of {record.commit[:12]}")
     return {
         **record.to_json(),
+        "update": read_update_record(repo, record.commit) if record.meta and record.meta.kind == "update" else None,
         "tensors": [
             {"name": name, "shape": list(value.shape), "dtype": str(value.dtype), "sha256": tensor_sha256(value)}
             for name, value in tensors.items()

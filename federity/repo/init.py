@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +23,7 @@ from federity.repo.paths import (
     restored_on_failure,
 )
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE, WeightsStore
+from federity.training import TrainingParams
 from federity.weights import WEIGHTS_FILE, get_framework, tensors_to_bytes
 
 if TYPE_CHECKING:
@@ -39,13 +41,18 @@ def init(
     storage: str | None = None,
     storage_endpoint: str | None = None,
     seed: int = 0,
+    contract: Path | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Repository, CommitRecord]:
     """Create a repository in ``directory`` (new or empty) with ``wallet`` as its owner.
 
     With a ``remote``, the genesis commit is pushed; a local-path remote is created as a bare git repository
     with DVC storage beside it, unless ``storage`` names another (e.g. ``s3://bucket/prefix``). On any
-    failure, everything this call created is removed.
+    failure, everything this call created is removed. ``contract`` is a great-expectations suite (JSON) every
+    contributor's dataset must pass; by default one is derived from the model (label values, column count).
+    ``params`` are the local training parameters written to params.yaml (default: :data:`DEFAULT_PARAMS`).
     """
+    from federity.contract import CONTRACT_FILE
     from federity.repo import MAIN_BRANCH, Repository
 
     directory = Path(directory).expanduser().resolve()
@@ -62,6 +69,9 @@ def init(
                               "run init from the directory holding the builder module; it is copied into the "
                               "repository so every clone can build the model")
 
+    suite = _contract_suite(contract, args)
+    if params is not None:
+        TrainingParams.from_mapping(params, "the training parameters")
     created: list[Path] = []
     remote_url, storage_url = remote, storage
     if remote and is_local_url(remote):
@@ -85,7 +95,9 @@ def init(
                 members={wallet.pubkey: Role.OWNER},
             )
             (directory / CONFIG_FILE).write_text(config.to_yaml())
-            (directory / PARAMS_FILE).write_text(yaml.safe_dump(DEFAULT_PARAMS, sort_keys=False))
+            (directory / PARAMS_FILE).write_text(yaml.safe_dump(params or DEFAULT_PARAMS, sort_keys=False))
+            (directory / CONTRACT_FILE).parent.mkdir()
+            (directory / CONTRACT_FILE).write_text(json.dumps(suite, indent=2) + "\n")
             builder_paths: tuple[str, ...] = ()
             if builder_file is not None:
                 builder_paths = (str(builder_file.relative_to(Path.cwd())),)
@@ -100,7 +112,7 @@ def init(
             repo.store.track()
             record: CommitRecord = create_commit(
                 repo, wallet, "genesis", f"Genesis of {config.name}: untrained {model}", [],
-                paths=(CONFIG_FILE, PARAMS_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore",
+                paths=(CONFIG_FILE, PARAMS_FILE, CONTRACT_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore",
                        *builder_paths),
             )
             if remote_url:
@@ -117,3 +129,21 @@ def init(
             shutil.rmtree(path, ignore_errors=True)
         raise
 
+
+
+def _contract_suite(contract: Path | None, model_args: dict[str, Any]) -> dict[str, Any]:
+    """The data contract for a new repository: the given suite file, or one derived from the model."""
+    from federity.contract import default_suite
+
+    if contract is None:
+        return default_suite(label="label", num_classes=int(model_args.get("num_classes", 2)),
+                             in_features=model_args.get("in_features"))
+    try:
+        suite = json.loads(Path(contract).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the data contract {contract}: {exc}",
+                          "pass a great-expectations suite saved as JSON") from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+        raise ConfigError(f"{contract} is not a great-expectations suite (no 'expectations' list)",
+                          "pass a suite saved with ExpectationSuite.to_json_dict()")
+    return suite

@@ -1,4 +1,4 @@
-"""``federity push`` and ``federity pull``: weights through DVC storage, history through git.
+"""``federity push`` and ``federity pull``: weights through DVC storage, history and notes through git.
 
 Push uploads weights before history, so the remote never names weights its storage lacks; pull moves the
 branch only after the weights have arrived.
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from federity.errors import RemoteError, WorkingTreeError
 from federity.repo.git import GitError
+from federity.repo.notes import ALL_NOTES, fetch_notes
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -31,6 +32,8 @@ def push(repo: Repository) -> str:
     unpublished = repo.git.run("rev-list", "HEAD", "--not", "--remotes=origin").split()
     repo.store.push(unpublished)
     repo.git.remote_run("push", "--quiet", "--follow-tags", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+    if repo.git.run("for-each-ref", "--count=1", ALL_NOTES):
+        repo.git.remote_run("push", "--quiet", "origin", f"{ALL_NOTES}:{ALL_NOTES}")
     repo.git.run("branch", "--quiet", "--set-upstream-to", f"origin/{branch}")
     return repo.head()
 
@@ -40,6 +43,7 @@ def pull(repo: Repository) -> str:
     branch = repo.require_branch()
     _require_origin(repo)
     repo.git.remote_run("fetch", "--quiet", "--tags", "origin")
+    fetch_notes(repo)
     upstream = repo.git.try_resolve(f"refs/remotes/origin/{branch}")
     if upstream is None:
         raise RemoteError(f"origin has no branch {branch!r}", "push it first with `federity push`")

@@ -55,7 +55,7 @@ def verify(repo: Repository) -> VerifyReport:
     report = VerifyReport()
     for record in reversed(read_commits(repo, "--branches", "--tags", "--remotes")):
         report.commits_checked += 1
-        for check, reason in _problems(repo, record):
+        for check, reason in commit_problems(repo, record):
             report.fail(record.commit, check, reason)
     return report
 
@@ -67,7 +67,8 @@ def _config(repo: Repository, commit: str) -> RepoConfig | str:
         return exc.message
 
 
-def _problems(repo: Repository, record: CommitRecord) -> list[tuple[str, str]]:
+def commit_problems(repo: Repository, record: CommitRecord) -> list[tuple[str, str]]:
+    """Every failed check of one commit, as (check, reason) pairs."""
     meta = record.meta
     if meta is None:
         return [("metadata", "; ".join(record.problems))]

@@ -1,0 +1,25 @@
+"""``federity train``: train the main model on local data and commit the result as a signed update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from federity.cli import FederityCommand, emit, load_wallet, open_repo
+
+
+@click.command(cls=FederityCommand)
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Local dataset: CSV, Parquet, NPZ, an image folder, or what the repository's loader reads.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override params.yaml's epochs.")
+@click.option("--base", help="Commit to train from (default: main).")
+def train(data: Path, epochs: int | None, base: str | None) -> None:
+    """Check the data against the contract, train, and commit a signed update on a new branch."""
+    result = open_repo().train(load_wallet(), data, base=base, epochs=epochs)
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    emit(result.to_json(),
+         f"update {result.update[:12]} on {result.branch} (round {result.round}, base {result.base[:12]})\n"
+         f"trained on {result.n_samples} samples; local {metrics}\n"
+         f"data contract: {result.contract['expectations']} expectations passed\n"
+         "publish it with `federity push`")

@@ -1,0 +1,63 @@
+"""``federity updates|review|aggregate``: updates reviewed like pull requests, and aggregated into main."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from federity.cli import FederityCommand, FederityGroup, console, emit, load_wallet, open_repo
+from federity.repo.updates import STATUSES
+
+
+@click.command(cls=FederityCommand)
+@click.option("--status", type=click.Choice(STATUSES), help="Only updates with this status.")
+@click.option("--check", is_flag=True, help="Check pending updates first and record the outcome (maintainer).")
+def updates(status: str | None, check: bool) -> None:
+    """List updates with their status and the reason for it."""
+    repo = open_repo()
+    if check:
+        repo.check_updates(load_wallet())
+    listed = repo.updates(status)
+
+    def human() -> None:
+        if not listed:
+            console.print("no updates" + (f" with status {status}" if status else ""))
+            return
+        table = Table("update", "round", "author", "samples", "status", "reason")
+        for u in listed:
+            table.add_row(u.id[:12], str(u.round), u.author[:12], str(u.n_samples), u.status, u.reason or "")
+        console.print(table)
+
+    emit({"updates": [u.to_json() for u in listed]}, human)
+
+
+@click.group(cls=FederityGroup)
+def review() -> None:
+    """Approve or reject an update with a signed review."""
+
+
+@review.command()
+@click.argument("update")
+@click.option("--reason", help="Why (optional for an approval).")
+def approve(update: str, reason: str | None) -> None:
+    """Check UPDATE and approve it."""
+    info = open_repo().review(load_wallet(), update, True, reason)
+    emit({"update": info.id, "status": info.status}, f"approved {info.id[:12]}; publish with `federity push`")
+
+
+@review.command()
+@click.argument("update")
+@click.option("--reason", required=True, help="Why it is rejected.")
+def reject(update: str, reason: str) -> None:
+    """Reject UPDATE, saying why."""
+    info = open_repo().review(load_wallet(), update, False, reason)
+    emit({"update": info.id, "status": info.status}, f"rejected {info.id[:12]}: {info.reason}")
+
+
+@click.command(cls=FederityCommand)
+@click.option("--strategy", help="Aggregation strategy (default: federity.yaml's), e.g. fedavg, fedmedian.")
+def aggregate(strategy: str | None) -> None:
+    """Aggregate the approved updates into the next commit on main."""
+    result = open_repo().aggregate(load_wallet(), strategy=strategy)
+    emit(result.to_json(), f"round {result.round}: aggregate {result.commit[:12]} of {len(result.updates)} "
+                           "update(s); publish with `federity push`")

@@ -1,0 +1,126 @@
+"""``federity aggregate``: combine approved updates into the next main commit.
+
+The aggregate commit's parents are the previous main commit and every update it aggregated (an octopus merge, so
+``git log --graph`` shows who contributed to which version). Its weights are the current model plus the
+strategy's combination of each update's change from its own base (see :mod:`federity.aggregation`).
+
+Finalising a round is idempotent: when main already holds an aggregate commit for the round, that commit is
+returned and nothing new is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from federity.aggregation import Contribution, get_strategy
+from federity.aggregation.aggregate import apply_delta, deltas
+from federity.errors import UpdateError, WorkingTreeError
+from federity.identity import Wallet
+from federity.repo.commits import create_commit, read_commit, read_commits
+from federity.repo.storage import MODEL_DVC_FILE
+from federity.repo.updates import UpdateInfo, list_updates, record_review, update_problems
+from federity.weights import read_tensors, tensors_to_bytes
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
+
+
+@dataclass
+class AggregateResult:
+    """The aggregate commit of a round; ``created`` is false when it already existed."""
+
+    commit: str
+    parents: list[str]
+    updates: list[str]
+    round: int
+    created: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``federity aggregate --json`` prints it."""
+        return {"commit": self.commit, "parents": self.parents, "updates": self.updates, "round": self.round,
+                "created": self.created}
+
+
+def existing_aggregate(repo: Repository, round: int) -> AggregateResult | None:
+    """The aggregate commit for ``round`` on main's first-parent line, if there is one."""
+    from federity.repo import MAIN_BRANCH
+
+    for record in read_commits(repo, "--first-parent", MAIN_BRANCH):
+        meta = record.meta
+        if meta and meta.kind == "aggregate" and meta.round == round:
+            return AggregateResult(record.commit, record.parents, record.parents[1:], round, created=False)
+    return None
+
+
+def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, round: int | None = None,
+              updates: list[str] | None = None, min_updates: int = 1) -> AggregateResult:
+    """Aggregate the approved updates (or the given ones, which must be approved) into a commit on main.
+
+    ``round`` defaults to the round after main's. Approved updates that no longer pass their checks (e.g.
+    they became too stale) are recorded as rejected and left out. Fewer than ``min_updates`` usable updates is
+    an error, and main is left unchanged.
+    """
+    from federity.repo import MAIN_BRANCH
+
+    if repo.git.current_branch() != MAIN_BRANCH:
+        raise WorkingTreeError("aggregation commits on main, which is not checked out",
+                               "run `federity checkout main` first")
+    main = repo.head()
+    main_meta = read_commit(repo, main).meta
+    if main_meta is None:
+        raise UpdateError(f"main's head {main[:12]} carries no Federity metadata", "run `federity verify`")
+    round = main_meta.round + 1 if round is None else round
+    done = existing_aggregate(repo, round)
+    if done is not None:
+        return done
+    if round != main_meta.round + 1:
+        raise UpdateError(f"main is at round {main_meta.round}, so it cannot aggregate round {round}",
+                          "aggregate the next round, or pull first")
+    config = repo.config(main)
+    strategy_name = strategy or str(config.aggregation.get("strategy", "fedavg"))
+    chosen = _approved(repo, wallet, updates)
+    if len(chosen) < max(min_updates, 1):
+        raise UpdateError(f"{len(chosen)} approved update(s) can be aggregated, {max(min_updates, 1)} needed",
+                          "review pending updates with `federity updates` and `federity review approve`")
+
+    model = read_tensors(repo.store.read(main), "the weights of main")
+    update_tensors = [read_tensors(repo.store.read(u.id), f"update {u.id[:12]}") for u in chosen]
+    base_tensors = [read_tensors(repo.store.read(str(u.base)), f"base {str(u.base)[:12]}") for u in chosen]
+    contributions = [Contribution(delta, u.n_samples, round - u.round)
+                     for delta, u in zip(deltas(update_tensors, base_tensors), chosen, strict=True)]
+    new = apply_delta(model, get_strategy(strategy_name).combine(contributions))
+    if not all(np.isfinite(t).all() for t in new.values()):
+        raise UpdateError("the aggregate has non-finite values", "reject the update that causes it, then retry")
+
+    chosen.sort(key=lambda u: u.id)
+    samples = sum(u.n_samples for u in chosen)
+    message = (f"Round {round}: {strategy_name} of {len(chosen)} update(s), {samples} samples\n\n"
+               + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
+    with repo.transaction():
+        repo.weights_path.write_bytes(tensors_to_bytes(new))
+        repo.store.track()
+        record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
+                               round=round, paths=(MODEL_DVC_FILE,))
+    return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
+
+
+def _approved(repo: Repository, wallet: Wallet, refs: list[str] | None) -> list[UpdateInfo]:
+    approved = list_updates(repo, "approved")
+    if refs is not None:
+        by_ref = {u.id: u for u in approved}
+        missing = [r for r in refs if not any(uid.startswith(r) for uid in by_ref)]
+        if missing:
+            raise UpdateError(f"not approved (or unknown): {', '.join(missing)}",
+                              "approve them with `federity review approve UPDATE` first")
+        approved = [u for u in approved if any(u.id.startswith(r) for r in refs)]
+    usable = []
+    for update in approved:
+        problems = update_problems(repo, update)
+        if problems:
+            record_review(repo, wallet, update, "rejected", "; ".join(problems))
+        else:
+            usable.append(update)
+    return usable

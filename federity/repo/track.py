@@ -1,0 +1,61 @@
+"""``federity track``: record a main commit in MLflow — one run per commit, one nested run per update it
+aggregated — and note the run id on the commit (git notes), so ``log --json`` shows it.
+
+The tracking store is ``$MLFLOW_TRACKING_URI`` when set, else SQLite under the repository's ``.federity/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from federity.errors import ConfigError
+from federity.repo.commits import read_commit
+from federity.repo.notes import MLFLOW, read_note, write_note
+from federity.repo.train import training_params
+from federity.repo.updates import read_update_record
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
+
+
+def evaluate_commit(repo: Repository, commit: str, data: Path) -> dict[str, float]:
+    """Loss and accuracy of ``commit``'s model on a local dataset (the owner's validation set)."""
+    from federity.data import load_dataset
+    from federity.training import evaluate
+    from federity.weights import read_tensors
+
+    config = repo.config(commit)
+    dataset = load_dataset(Path(data), label=str(config.task.get("label", "label")),
+                           loader=config.task.get("loader"), repo_root=repo.root)
+    return evaluate(config, repo.root, read_tensors(repo.store.read(commit), commit[:12]), dataset)
+
+
+def track(repo: Repository, rev: str = "HEAD", *, validation: Path | None = None,
+          tracking_uri: str | None = None) -> str:
+    """Log ``rev`` to MLflow (idempotent per commit) and return the run id."""
+    from federity.tracking import Tracker, UpdateMetrics
+
+    record = read_commit(repo, rev)
+    if record.meta is None:
+        raise ConfigError(f"commit {record.commit[:12]} carries no Federity metadata", "track a Federity commit")
+    config = repo.config(record.commit)
+    updates = []
+    for parent in record.parents[1:]:
+        update = read_update_record(repo, parent)
+        parent_meta = read_commit(repo, parent).meta
+        if update is not None and parent_meta is not None:
+            updates.append(UpdateMetrics(parent, parent_meta.author, int(update.get("n_samples", 0)),
+                                         dict(update.get("metrics") or {})))
+    tracker = Tracker(repo.root, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    run_id = tracker.log_commit(
+        repository=config.name, repository_id=config.id, commit=record.commit, round=record.meta.round,
+        kind=record.meta.kind, params=training_params(repo, record.commit).to_json(),
+        strategy=str(config.aggregation.get("strategy", "fedavg")),
+        global_metrics=evaluate_commit(repo, record.commit, validation) if validation else {},
+        updates=updates,
+    )
+    if (read_note(repo, MLFLOW, record.commit) or {}).get("run_id") != run_id:
+        write_note(repo, MLFLOW, record.commit, {"run_id": run_id, "tracking_uri": tracker.tracking_uri})
+    return run_id

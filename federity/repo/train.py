@@ -1,0 +1,129 @@
+"""``federity train``: train the model of a main commit on local data and record the result as a signed update.
+
+The update is one commit on a new branch ``updates/r<round>/<author>``, whose only parent is the base commit.
+It holds the new weights (DVC) and ``update.json``: the base, round and nonce it was trained for, the sample
+count, the local metrics and the training parameters. Nothing else about the data is recorded: no values, no
+file names, no paths.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from federity.config import PARAMS_FILE
+from federity.errors import ConfigError, DataError, WorkingTreeError
+from federity.identity import Wallet
+from federity.repo.commits import create_commit, read_commit
+from federity.repo.storage import MODEL_DVC_FILE
+from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
+from federity.training import TrainingParams, train_locally
+from federity.weights import read_tensors, tensors_to_bytes
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
+
+
+@dataclass
+class UpdateResult:
+    """A new update, as ``federity train --json`` prints it."""
+
+    update: str
+    base: str
+    branch: str
+    round: int
+    n_samples: int
+    metrics: dict[str, float]
+    contract: dict[str, Any] = field(default_factory=dict)
+    proof: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys DESIGN.md fixes for ``train``, plus branch, round and the contract outcome."""
+        return {"update": self.update, "base": self.base, "branch": self.branch, "round": self.round,
+                "n_samples": self.n_samples, "metrics": self.metrics, "contract": self.contract,
+                "proof": self.proof}
+
+
+def training_params(repo: Repository, commit: str, epochs: int | None = None) -> TrainingParams:
+    """``params.yaml`` at ``commit``, with ``epochs`` overridden when given."""
+    raw = repo.git.show_file(commit, PARAMS_FILE)
+    data = yaml.safe_load(raw) if raw else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{PARAMS_FILE} at {commit[:12]} is not a mapping", f"fix {PARAMS_FILE} on main")
+    if epochs is not None:
+        data = {**data, "epochs": epochs}
+    return TrainingParams.from_mapping(data, f"{PARAMS_FILE} at {commit[:12]}")
+
+
+def _update_branch(repo: Repository, round: int, author: str) -> str:
+    stem = f"updates/r{round}/{author[:8]}"
+    name, n = stem, 1
+    while repo.git.try_resolve(f"refs/heads/{name}") is not None:
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = None, nonce: str | None = None,
+          epochs: int | None = None) -> UpdateResult:
+    """Validate ``data`` against the contract, train the model of ``base`` (default: main) on it, and commit the
+    result as an update signed by ``wallet``. The working tree is left on the update's branch, ready to push.
+
+    On any failure the repository is left as it was.
+    """
+    from federity.contract import CONTRACT_FILE, require_valid
+    from federity.data import load_dataset
+    from federity.repo import MAIN_BRANCH
+
+    if not repo.git.is_clean():
+        raise WorkingTreeError(f"{repo.root} has uncommitted changes to tracked files",
+                               "commit or discard them, then retry")
+    base_commit = repo.git.resolve(base or MAIN_BRANCH)
+    base_meta = read_commit(repo, base_commit).meta
+    if base_meta is None:
+        raise ConfigError(f"commit {base_commit[:12]} carries no Federity metadata", "train from a main commit")
+    config = repo.config(base_commit)
+    params = training_params(repo, base_commit, epochs)
+    suite_raw = repo.git.show_file(base_commit, CONTRACT_FILE)
+    if suite_raw is None:
+        raise ConfigError(f"commit {base_commit[:12]} has no data contract ({CONTRACT_FILE})",
+                          "ask the owner to add one: every update must be trained on data that passed it")
+    dataset = load_dataset(Path(data), label=str(config.task.get("label", "label")),
+                           loader=config.task.get("loader"), repo_root=repo.root)
+    report = require_valid(dataset.table, json.loads(suite_raw))
+    base_tensors = read_tensors(repo.store.read(base_commit), f"the weights of {base_commit[:12]}")
+    result = train_locally(config, repo.root, base_tensors, dataset, params)
+    if not all(np.isfinite(t).all() for t in result.tensors.values() if np.issubdtype(t.dtype, np.floating)):
+        raise DataError("training produced non-finite weights (NaN or infinity)",
+                        "lower lr in params.yaml, or check that the features are scaled")
+
+    round = base_meta.round + 1
+    record = {
+        "schema": UPDATE_SCHEMA, "base": base_commit, "round": round, "nonce": nonce,
+        "n_samples": result.n_samples, "metrics": result.metrics, "params": params.to_json(),
+        "contract": {"expectations": report.expectations, "passed": True},
+    }
+    original_branch = repo.git.current_branch()
+    original_head = repo.head()
+    branch = _update_branch(repo, round, wallet.pubkey)
+    try:
+        repo.git.run("checkout", "--quiet", "-b", branch, base_commit)
+        repo.weights_path.write_bytes(tensors_to_bytes(result.tensors))
+        (repo.root / UPDATE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        repo.store.track()
+        commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
+                               [base_commit], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE))
+    except BaseException:
+        repo.git.run("checkout", "--quiet", "--force", original_branch or original_head)
+        repo.git.run("clean", "--quiet", "--force", "--", UPDATE_FILE)
+        if repo.git.try_resolve(f"refs/heads/{branch}") is not None:
+            repo.git.run("branch", "--quiet", "-D", branch)
+        repo.store.checkout()
+        raise
+    return UpdateResult(commit.commit, base_commit, branch, round, result.n_samples, result.metrics,
+                        record["contract"])

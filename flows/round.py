@@ -1,0 +1,57 @@
+"""The round flow an owner runs (or schedules in the Prefect UI): N federated rounds.
+
+Each round: pin (base commit, round, nonce) → local training at every site (``run_deployment`` of the
+``local-train/<pool>`` deployment each agent serves) → collect and check updates → review gate (``auto``
+approves every verified update; ``manual`` pauses the run with a form in the Prefect UI, which
+``federity review`` can also answer) → aggregate, commit and push → track in MLflow → mint hook.
+
+Only URIs, ids, hashes and metrics pass through Prefect. A round below quorum fails and leaves main unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from federity.orchestration import review_form, wait_for_site_runs
+from prefect import flow, get_run_logger, task
+from prefect.deployments import run_deployment
+
+from tasks.rounds import collect_updates, finalise_round, mint, pin_round, record_decisions, track_round
+
+
+@task(name="local training at sites")
+def train_at_sites(pools: list[str], pin: dict[str, Any], timeout: float) -> dict[str, str]:
+    """Start the local-train deployment of every pool and wait up to ``timeout``; returns each pool's state."""
+    runs = {pool: run_deployment(f"local-train/{pool}", parameters={**pin, "epochs": None}, timeout=0)
+            for pool in pools}
+    return wait_for_site_runs(runs, timeout)
+
+
+@flow(name="federated-round", persist_result=False)
+def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Literal["auto", "manual"] = "auto",
+                    quorum: int = 1, strategy: str | None = None, train_timeout: float = 600,
+                    review_timeout: int = 3600, validation: str | None = None) -> list[dict[str, Any]]:
+    """Run ``rounds`` federated rounds of the repository checked out at ``repo`` with the sites in ``pools``."""
+    logger = get_run_logger()
+    summary = []
+    for _ in range(rounds):
+        pin = pin_round(repo)
+        logger.info("round %s: base %s, sites %s", pin["round"], pin["base"][:12], ", ".join(pools))
+        states = train_at_sites(pools, {k: pin[k] for k in ("remote", "base", "round", "nonce")}, train_timeout)
+        logger.info("round %s: site runs %s", pin["round"], states)
+        updates = collect_updates(repo, pin)
+        verified = [u for u in updates if u["status"] == "verified"]
+        for u in updates:
+            if u["status"] == "rejected":
+                logger.warning("update %s rejected: %s", u["id"][:12], u["reason"])
+        decisions = None
+        if review == "manual" and verified:
+            decisions = review_form(verified, pin["round"], review_timeout)
+        approved = record_decisions(repo, pin, decisions)
+        result = finalise_round(repo, pin, approved, strategy, quorum)
+        run_id = track_round(repo, result["commit"], validation)
+        mint(repo, result["commit"])
+        logger.info("round %s: commit %s from %s update(s), MLflow run %s", pin["round"], result["commit"][:12],
+                    len(result["updates"]), run_id)
+        summary.append({**result, "mlflow_run": run_id, "sites": states})
+    return summary

@@ -1,0 +1,217 @@
+"""The contributor-driven round: train at a site, push, check, review, aggregate — with the real library, git,
+DVC and great-expectations. Every bad path leaves main as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from federity.errors import DataContractError, PermissionDeniedError, UpdateError
+from federity.identity import Wallet
+from federity.repo import Repository
+from federity.repo.commits import read_commit
+from federity.weights import read_tensors, tensors_to_bytes
+from tests.conftest import git, snapshot
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+def write_csv(path: Path, n: int, seed: int, label_shift: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    table = pd.DataFrame(x, columns=FEATURES)
+    table["label"] = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + label_shift
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def site_b(tmp_path: Path) -> Wallet:
+    return Wallet.create(tmp_path / "wallets" / "site-b.json")
+
+
+@pytest.fixture
+def federation(tmp_path: Path, repo: Repository, owner: Wallet, contributor: Wallet, site_b: Wallet
+               ) -> dict[str, Repository]:
+    """The owner's repository with two contributors, each with a clone of it."""
+    repo.add_member(owner, contributor.pubkey, "contributor")
+    repo.add_member(owner, site_b.pubkey, "contributor")
+    repo.push()
+    remote = str(tmp_path / "remote.git")
+    return {"owner": repo, "a": Repository.clone(remote, tmp_path / "site-a"),
+            "b": Repository.clone(remote, tmp_path / "site-b")}
+
+
+def _train_and_push(site: Repository, wallet: Wallet, data: Path) -> str:
+    if site.git.current_branch() != "main":
+        site.checkout("main")
+    site.pull()
+    result = site.train(wallet, data)
+    site.push()
+    return result.update
+
+
+def test_training_commits_a_signed_update_on_its_own_branch(federation: dict[str, Repository],
+                                                            contributor: Wallet, tmp_path: Path) -> None:
+    site = federation["a"]
+    main = site.head()
+    result = site.train(contributor, write_csv(tmp_path / "data-a" / "train.csv", 120, seed=1))
+    assert site.git.current_branch() == result.branch == f"updates/r1/{contributor.pubkey[:8]}"
+    record = read_commit(site, result.update)
+    assert record.parents == [main] and record.meta.kind == "update" and record.meta.round == 1
+    update_json = json.loads(site.git.show_file(result.update, "update.json"))
+    assert update_json["base"] == main and update_json["n_samples"] == 120
+    assert set(update_json["metrics"]) == {"loss", "accuracy"} and update_json["metrics"]["accuracy"] > 0.7
+    assert site.verify().ok
+
+
+def test_approved_updates_aggregate_into_an_octopus_commit_with_fedavg_weights(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
+        tmp_path: Path) -> None:
+    owner_repo = federation["owner"]
+    update_a = _train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 90, seed=1))
+    update_b = _train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 30, seed=2))
+    owner_repo.pull()
+    assert {u.id: u.status for u in owner_repo.updates()} == {update_a: "pending", update_b: "pending"}
+    owner_repo.check_updates(owner)
+    assert {u.status for u in owner_repo.updates()} == {"verified"}
+    for update in (update_a, update_b):
+        owner_repo.review(owner, update[:10], approve=True)
+
+    main_before = owner_repo.head()
+    result = owner_repo.aggregate(owner)
+    assert result.created and result.round == 1
+    assert result.parents[0] == main_before and sorted(result.parents[1:]) == sorted([update_a, update_b])
+    base = read_tensors(owner_repo.store.read(main_before), "base")
+    ua, ub = (read_tensors(owner_repo.store.read(u), u) for u in (update_a, update_b))
+    new = read_tensors(owner_repo.store.read(result.commit), "aggregate")
+    for name, value in new.items():
+        np.testing.assert_allclose(value, (90 * ua[name] + 30 * ub[name]) / 120, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(value, base[name])
+    assert {u.status for u in owner_repo.updates()} == {"aggregated"}
+    assert owner_repo.aggregate(owner, round=1).commit == result.commit  # finalising again makes nothing new
+    assert git(owner_repo.root, "rev-list", "--count", "main") == str(int(git(owner_repo.root, "rev-list",
+                                                                               "--count", main_before)) + 3)
+    assert owner_repo.verify().ok
+    owner_repo.push()
+    federation["a"].checkout("main")
+    assert federation["a"].pull() == result.commit
+
+
+def test_a_dataset_failing_the_contract_stops_training_and_names_the_expectation(
+        federation: dict[str, Repository], contributor: Wallet, tmp_path: Path) -> None:
+    site = federation["a"]
+    before = snapshot(site)
+    with pytest.raises(DataContractError, match="label") as info:
+        site.train(contributor, write_csv(tmp_path / "bad" / "t.csv", 50, seed=1, label_shift=3))
+    assert "rows" in str(info.value)
+    assert snapshot(site) == before
+
+
+def test_a_non_member_cannot_make_an_update(federation: dict[str, Repository], stranger: Wallet,
+                                            tmp_path: Path) -> None:
+    site = federation["a"]
+    before = snapshot(site)
+    with pytest.raises(PermissionDeniedError, match="is not a member"):
+        site.train(stranger, write_csv(tmp_path / "d" / "t.csv", 40, seed=1))
+    assert snapshot(site) == before
+
+
+def _forge_update(site: Repository, wallet: Wallet, tensors: dict[str, np.ndarray]) -> str:
+    """An update commit with arbitrary weights, signed properly by ``wallet`` (the checks must catch it)."""
+    from federity.repo.commits import create_commit
+
+    site.checkout("main")
+    base = site.head()
+    site.git.run("checkout", "--quiet", "-b", f"updates/forged-{wallet.pubkey[:6]}")
+    site.weights_path.write_bytes(tensors_to_bytes(tensors))
+    (site.root / "update.json").write_text(json.dumps({
+        "schema": "federity/update/v1", "base": base, "round": 1, "nonce": None, "n_samples": 10,
+        "metrics": {}, "params": {}, "contract": {}}))
+    site.store.track()
+    create_commit(site, wallet, "update", "forged", [base], round=1, paths=("model.dvc", "update.json"))
+    site.push()
+    return site.head()
+
+
+@pytest.mark.parametrize(("mutate", "reason"), [
+    (lambda t: {k: np.full_like(v, np.nan) for k, v in t.items()}, "non-finite values"),
+    (lambda t: {k: np.zeros((3, *v.shape), v.dtype) for k, v in t.items()}, "do not fit the model"),
+    (lambda t: t, "replay: its weights are identical"),
+])
+def test_updates_failing_a_check_are_rejected_with_the_reason_and_main_is_unchanged(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, mutate, reason: str) -> None:
+    site = federation["a"]
+    base = read_tensors(site.weights_path.read_bytes(), "base")
+    update = _forge_update(site, contributor, mutate(base))
+    owner_repo = federation["owner"]
+    owner_repo.pull()
+    main = owner_repo.head()
+    with pytest.raises(UpdateError, match="recorded as rejected"):
+        owner_repo.review(owner, update, approve=True)
+    [info] = owner_repo.updates()
+    assert info.status == "rejected" and reason in info.reason
+    with pytest.raises(UpdateError, match="0 approved update"):
+        owner_repo.aggregate(owner)
+    assert owner_repo.head() == main
+
+
+def test_an_update_with_a_signature_by_someone_else_is_rejected(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, stranger: Wallet,
+        tmp_path: Path) -> None:
+    site = federation["a"]
+    update = site.train(contributor, write_csv(tmp_path / "d" / "t.csv", 40, seed=1)).update
+    message = site.git.run("log", "-1", "--format=%B", update).replace(contributor.pubkey, stranger.pubkey)
+    tree = site.git.run("log", "-1", "--format=%T", update)
+    forged = site.git.run("commit-tree", tree, "-p", f"{update}^", "-F", "-", input=message.encode(),
+                          env={"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
+                               "GIT_COMMITTER_EMAIL": "x@x"})
+    site.git.run("update-ref", "HEAD", forged)
+    site.push()
+    owner_repo = federation["owner"]
+    owner_repo.pull()
+    owner_repo.check_updates(owner)
+    [info] = owner_repo.updates()
+    assert info.status == "rejected"
+    assert "signature" in info.reason and "role" in info.reason
+
+
+def test_replaying_an_aggregated_update_or_one_from_an_earlier_round_is_rejected(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
+        tmp_path: Path) -> None:
+    owner_repo = federation["owner"]
+    data = write_csv(tmp_path / "d" / "t.csv", 60, seed=1)
+    first = _train_and_push(federation["a"], contributor, data)
+    late = _train_and_push(federation["b"], site_b, write_csv(tmp_path / "e" / "t.csv", 60, seed=2))
+    owner_repo.pull()
+    owner_repo.review(owner, first, approve=True)
+    owner_repo.aggregate(owner)
+    owner_repo.push()
+    # site b's update was trained for round 1, which is closed: stale under the default policy
+    with pytest.raises(UpdateError, match="stale: trained for round 1"):
+        owner_repo.review(owner, late, approve=True)
+    # re-publishing the aggregated update under a new branch is a replay
+    owner_repo.git.run("branch", "updates/replayed", first)
+    replayed = [u for u in owner_repo.updates() if u.branch == "updates/replayed"]
+    assert replayed[0].status == "aggregated"
+    with pytest.raises(UpdateError, match="already been aggregated"):
+        owner_repo.review(owner, "updates/replayed", approve=True)
+
+
+def test_only_maintainers_review_and_a_rejection_needs_a_reason(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, tmp_path: Path) -> None:
+    update = _train_and_push(federation["a"], contributor, write_csv(tmp_path / "d" / "t.csv", 40, seed=1))
+    owner_repo = federation["owner"]
+    owner_repo.pull()
+    with pytest.raises(PermissionDeniedError, match="reviewing updates needs maintainer"):
+        owner_repo.review(contributor, update, approve=True)
+    with pytest.raises(UpdateError, match="needs a reason"):
+        owner_repo.review(owner, update, approve=False)
+    owner_repo.review(owner, update, approve=False, reason="metrics look implausible")
+    [info] = owner_repo.updates(status="rejected")
+    assert info.reason == "metrics look implausible" and info.reviewer == owner.pubkey

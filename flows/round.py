@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from federity.orchestration import review_form, wait_for_site_runs
 from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
 
+from tasks.review_gate import review_form
 from tasks.rounds import collect_updates, finalise_round, mint, pin_round, record_decisions, track_round
+from tasks.sites import wait_for_site_runs
 
 
 @task(name="local training at sites")
@@ -44,10 +45,10 @@ def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Litera
         for u in updates:
             if u["status"] == "rejected":
                 logger.warning("update %s rejected: %s", u["id"][:12], u["reason"])
-        decisions = None
+        decisions, reason = None, None
         if review == "manual" and verified:
-            decisions = review_form(verified, pin["round"], review_timeout)
-        approved = record_decisions(repo, pin, decisions)
+            decisions, reason = review_form(verified, pin["round"], review_timeout)
+        approved = record_decisions(repo, pin, decisions, reason or None)
         result = finalise_round(repo, pin, approved, strategy, quorum)
         run_id = track_round(repo, result["commit"], validation)
         mint(repo, result["commit"])

@@ -30,15 +30,16 @@ def build_review_form(updates: list[dict[str, Any]]) -> type[RunInput]:
     return create_model("ReviewUpdates", __base__=RunInput, **fields)
 
 
-def review_form(updates: list[dict[str, Any]], round: int, timeout: int) -> dict[str, bool]:
-    """Pause the running flow until a reviewer answers; returns update id → approved."""
+def review_form(updates: list[dict[str, Any]], round: int, timeout: int) -> tuple[dict[str, bool], str]:
+    """Pause the running flow until a reviewer answers; returns (update id → approved, the reviewer's reason)."""
     answer = pause_flow_run(wait_for_input=build_review_form(updates), timeout=timeout, key=f"review-round-{round}")
-    return {u["id"]: bool(getattr(answer, _field(u["id"]))) for u in updates}
+    return {u["id"]: bool(getattr(answer, _field(u["id"]))) for u in updates}, str(answer.reason)
 
 
-def resume_waiting_round(repo_root: Path, decisions: dict[str, str]) -> str | None:
-    """Resume a paused round flow of the repository at ``repo_root`` whose form covers only updates that all
-    have a decision (``approved`` or ``rejected``); returns the flow run id resumed, or ``None``."""
+def resume_waiting_round(repo_root: Path, statuses: dict[str, str]) -> str | None:
+    """Answer a paused round flow of the repository at ``repo_root`` from the review notes: when every update in
+    its form has a decision in ``statuses`` (update id → ``approved``/``rejected``), resume it with those
+    decisions. Returns the flow run id resumed, or ``None`` (no paused round, or decisions still missing)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -47,6 +48,7 @@ def resume_waiting_round(repo_root: Path, decisions: dict[str, str]) -> str | No
         FlowRunFilterState,
         FlowRunFilterStateName,
     )
+    from prefect.input.actions import read_flow_run_input
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
@@ -54,18 +56,20 @@ def resume_waiting_round(repo_root: Path, decisions: dict[str, str]) -> str | No
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused"]))),
         )
     for run in runs:
-        if Path(str(run.parameters.get("repo", ""))).resolve() != repo_root.resolve():
+        if Path(str(run.parameters.get("repo", ""))).resolve() != Path(repo_root).resolve():
             continue
-        schema = (run.state.state_details.run_input_keyset or {}) if run.state and run.state.state_details else {}
-        if not schema:
+        keyset = run.state.state_details.run_input_keyset if run.state else None
+        if not keyset:
             continue
-        return _resume(run.id, decisions)
+        schema = read_flow_run_input(keyset["schema"], flow_run_id=run.id) or {}
+        fields = [name for name in schema.get("properties", {}) if name.startswith("approve_")]
+        answer: dict[str, Any] = {}
+        for name in fields:
+            matches = [s for update, s in statuses.items() if _field(update) == name]
+            if not matches or matches[0] not in ("approved", "rejected"):
+                break
+            answer[name] = matches[0] == "approved"
+        else:
+            resume_flow_run(run.id, run_input={**answer, "reason": "decided with `federity review`"})
+            return str(run.id)
     return None
-
-
-def _resume(flow_run_id: Any, decisions: dict[str, str]) -> str | None:
-    from prefect.input.run_input import load_flow_run_input  # noqa: F401  (documents where the schema lives)
-
-    run_input = {_field(update): status == "approved" for update, status in decisions.items()}
-    resume_flow_run(flow_run_id, run_input=run_input)
-    return str(flow_run_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from rich.table import Table
 
@@ -41,8 +43,7 @@ def review() -> None:
 @click.option("--reason", help="Why (optional for an approval).")
 def approve(update: str, reason: str | None) -> None:
     """Check UPDATE and approve it."""
-    info = open_repo().review(load_wallet(), update, True, reason)
-    emit({"update": info.id, "status": info.status}, f"approved {info.id[:12]}; publish with `federity push`")
+    _review(update, True, reason)
 
 
 @review.command()
@@ -50,8 +51,21 @@ def approve(update: str, reason: str | None) -> None:
 @click.option("--reason", required=True, help="Why it is rejected.")
 def reject(update: str, reason: str) -> None:
     """Reject UPDATE, saying why."""
-    info = open_repo().review(load_wallet(), update, False, reason)
-    emit({"update": info.id, "status": info.status}, f"rejected {info.id[:12]}: {info.reason}")
+    _review(update, False, reason)
+
+
+def _review(update: str, approve: bool, reason: str | None) -> None:
+    """Record the review; then, when a Prefect server is configured, answer a paused round flow that waits on it."""
+    repo = open_repo()
+    info = repo.review(load_wallet(), update, approve, reason)
+    resumed = None
+    if os.environ.get("PREFECT_API_URL"):
+        from tasks.review_gate import resume_waiting_round
+
+        resumed = resume_waiting_round(repo.root, {u.id: u.status for u in repo.updates()})
+    text = f"{info.status} {info.id[:12]}" + (f": {info.reason}" if info.reason else "")
+    text += f"; resumed the paused round flow run {resumed}" if resumed else "; publish with `federity push`"
+    emit({"update": info.id, "status": info.status, "resumed_flow_run": resumed}, text)
 
 
 @click.command(cls=FederityCommand)

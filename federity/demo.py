@@ -97,7 +97,7 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5,
     """Build the federation in ``workdir`` (which must be new or empty) and run it; see the module docstring."""
     from federity.contract import default_suite
     from federity.demo_data import LABEL, split_breast_cancer, write_split
-    from federity.orchestration import LocalPrefectServer
+    from federity.prefect_server import LocalPrefectServer
     from federity.repo import Repository
     from federity.repo.paths import require_empty_dir
     from federity.repo.track import evaluate_commit

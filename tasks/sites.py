@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from uuid import UUID
 
-from prefect.client.objects import FlowRun
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.states import Cancelled
 
 POLL_SECONDS = 1.0

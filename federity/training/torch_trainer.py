@@ -13,7 +13,7 @@ from federity.training import TrainingParams
 
 
 def _tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(data.features).float(), torch.from_numpy(data.labels).long()
+    return torch.tensor(data.features, dtype=torch.float32), torch.tensor(data.labels, dtype=torch.long)
 
 
 class TorchTrainer:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 
 from tasks.review_gate import review_form
 from tasks.rounds import collect_updates, finalise_round, mint, pin_round, record_decisions, track_round
@@ -22,10 +23,15 @@ from tasks.sites import wait_for_site_runs
 
 @task(name="local training at sites")
 def train_at_sites(pools: list[str], pin: dict[str, Any], timeout: float) -> dict[str, str]:
-    """Start the local-train deployment of every pool and wait up to ``timeout``; returns each pool's state."""
-    runs = {pool: run_deployment(f"local-train/{pool}", parameters={**pin, "epochs": None}, timeout=0)
-            for pool in pools}
-    return wait_for_site_runs(runs, timeout)
+    """Start the local-train deployment of every pool and wait up to ``timeout``; returns each pool's state
+    (``NOT SERVED`` for a pool whose agent never registered)."""
+    runs, states = {}, {}
+    for pool in pools:
+        try:
+            runs[pool] = run_deployment(f"local-train/{pool}", parameters={**pin, "epochs": None}, timeout=0)
+        except ObjectNotFound:
+            states[pool] = "NOT SERVED"
+    return {**states, **wait_for_site_runs(runs, timeout)}
 
 
 @flow(name="federated-round", persist_result=False)

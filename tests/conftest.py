@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from federity.identity import Wallet
@@ -76,3 +77,17 @@ def snapshot(repo: Repository, remote: Path | None = None) -> dict[str, str]:
     if remote is not None:
         state["remote_refs"] = git(remote, "for-each-ref", "--format=%(refname) %(objectname)")
     return state
+
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+def write_csv(path: Path, n: int, seed: int, label_shift: int = 0) -> Path:
+    """A separable 4-feature binary dataset for the ``repo`` fixture's model (``label_shift`` breaks the contract)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    table = pd.DataFrame(x, columns=FEATURES)
+    table["label"] = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + label_shift
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return path

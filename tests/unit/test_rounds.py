@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from federity.errors import DataContractError, PermissionDeniedError, UpdateError
@@ -15,19 +14,7 @@ from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.commits import read_commit
 from federity.weights import read_tensors, tensors_to_bytes
-from tests.conftest import git, snapshot
-
-FEATURES = ["f0", "f1", "f2", "f3"]
-
-
-def write_csv(path: Path, n: int, seed: int, label_shift: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4))
-    table = pd.DataFrame(x, columns=FEATURES)
-    table["label"] = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + label_shift
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return path
+from tests.conftest import git, snapshot, write_csv
 
 
 @pytest.fixture

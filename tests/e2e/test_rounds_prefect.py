@@ -1,0 +1,190 @@
+"""Federated rounds through a real Prefect server on localhost with two agent processes (the sites), driven by
+`federity round run` in a subprocess — and the privacy canary: a string and a value unique to one site's data
+appear nowhere outside that site's directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from federity.identity import Wallet
+from federity.prefect_server import LocalPrefectServer
+from federity.repo import Repository
+from tests.conftest import write_csv
+
+pytestmark = pytest.mark.e2e
+
+CANARY_TEXT = "CANARY-5d1e0a9c"  # in site A's directory name, which must never travel
+CANARY_VALUE = "987654.3125"     # a feature value only site A's data holds
+
+
+@dataclass
+class Federation:
+    root: Path
+    owner: Repository
+    env: dict[str, str]
+    pools: list[str]
+    site_dirs: list[Path]
+
+
+def _run(env: dict[str, str], *args: str, cwd: Path | None = None, check: bool = True
+         ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "federity", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"federity {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    root = tmp_path_factory.mktemp("federation")
+    env = {**os.environ, "HOME": str(root / "home"), "DVC_NO_ANALYTICS": "1"}
+    env.pop("FEDERITY_WALLET", None)
+    owner = Wallet.create(root / "wallets" / "owner.json")
+    sites = [Wallet.create(root / "wallets" / f"site-{n}.json") for n in "ab"]
+    repo, _ = Repository.init(root / "owner" / "repo", owner, name="e2e", framework="torch",
+                              model="logistic-regression", model_args=["in_features=4"],
+                              remote=str(root / "remote.git"), params={"lr": 0.1, "epochs": 2, "batch_size": 16,
+                                                                       "seed": 0})
+    for site in sites:
+        repo.add_member(owner, site.pubkey, "contributor")
+    repo.push()
+    site_dirs = [root / "sites" / f"a-{CANARY_TEXT}", root / "sites" / "b"]
+    data_a = write_csv(site_dirs[0] / "data" / "train.csv", 80, seed=1)
+    table = pd.read_csv(data_a)
+    table.loc[3, "f2"] = float(CANARY_VALUE)
+    table.to_csv(data_a, index=False)
+    write_csv(site_dirs[1] / "data" / "train.csv", 60, seed=2)
+
+    with LocalPrefectServer(root / "prefect") as server:
+        env.update(server.env())
+        env["FEDERITY_WALLET"] = str(owner.path)
+        agents = []
+        for pool, directory, wallet in zip(["site-a", "site-b"], site_dirs, sites, strict=True):
+            log = (directory / "agent.log").open("wb")
+            agents.append(subprocess.Popen(
+                [sys.executable, "-m", "federity", "--wallet", str(wallet.path), "agent", "start", "--pool", pool,
+                 "--data", str(directory / "data" / "train.csv"), "--workspace", str(directory / "workspace")],
+                cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        dead = subprocess.Popen(  # an agent that registers, then dies before any round
+            [sys.executable, "-m", "federity", "--wallet", str(sites[1].path), "agent", "start", "--pool",
+             "site-dead", "--data", str(site_dirs[1] / "data" / "train.csv"), "--workspace",
+             str(root / "dead-workspace")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            _wait_for_deployments(env, ["site-a", "site-b", "site-dead"])
+            os.killpg(dead.pid, signal.SIGKILL)
+            dead.wait()
+            yield Federation(root, repo, env, ["site-a", "site-b"], site_dirs)
+        finally:
+            for agent in agents:
+                agent.terminate()
+                agent.wait(timeout=30)
+
+
+def _wait_for_deployments(env: dict[str, str], pools: list[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"], env=env, capture_output=True,
+                             text=True).stdout
+        if all(f"local-train/{p}" in out for p in pools):
+            return
+        time.sleep(1)
+    raise AssertionError("the agents did not register their deployments")
+
+
+def test_an_auto_round_aggregates_both_sites_and_a_dead_site_is_left_out(federation: Federation) -> None:
+    main = federation.owner.head()
+    out = _run(federation.env, "--json", "round", "run", "--pool", "site-a", "--pool", "site-b", "--pool",
+               "site-dead", "--pool", "site-unknown", "--train-timeout", "60", "--quorum", "2",
+               cwd=federation.owner.root)
+    import json
+
+    [summary] = json.loads(out.stdout)["rounds"]
+    assert summary["sites"] == {"site-a": "Completed", "site-b": "Completed", "site-dead": "TIMED OUT",
+                                "site-unknown": "NOT SERVED"}
+    assert len(summary["updates"]) == 2 and summary["parents"][0] == main and summary["mlflow_run"]
+    owner = Repository.open(federation.owner.root)
+    assert owner.head() == summary["commit"]
+    assert {u.status for u in owner.updates()} == {"aggregated"}
+    assert owner.verify().ok
+    log = json.loads(_run(federation.env, "--json", "log", cwd=owner.root).stdout)["commits"]
+    assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == summary["mlflow_run"]
+
+
+def test_below_quorum_the_round_fails_and_main_is_unchanged(federation: Federation) -> None:
+    main = federation.owner.head()
+    proc = _run(federation.env, "round", "run", "--pool", "site-a", "--pool", "site-b", "--quorum", "3",
+                cwd=federation.owner.root, check=False)
+    assert proc.returncode != 0
+    assert "2 approved update(s) can be aggregated, 3 needed" in proc.stdout + proc.stderr
+    assert Repository.open(federation.owner.root).head() == main
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=federation.root / "remote.git", capture_output=True,
+                          text=True).stdout.strip() == main
+
+
+def test_a_manual_review_pauses_the_round_until_federity_review_answers(federation: Federation) -> None:
+    owner_root = federation.owner.root
+    main = federation.owner.head()
+    round_proc = subprocess.Popen(
+        [sys.executable, "-m", "federity", "round", "run", "--pool", "site-a", "--pool", "site-b", "--review",
+         "manual", "--review-timeout", "300"], cwd=owner_root, env=federation.env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        updates = _wait_for_verified(federation, count=2)
+        first, second = sorted(updates)
+        rejected = _run(federation.env, "--json", "review", "reject", second, "--reason", "looks off",
+                        cwd=owner_root)
+        assert '"resumed_flow_run": null' in rejected.stdout  # one update still undecided: keep waiting
+        approved = _run(federation.env, "--json", "review", "approve", first, cwd=owner_root)
+        assert '"resumed_flow_run": "' in approved.stdout
+        output, _ = round_proc.communicate(timeout=300)
+    finally:
+        round_proc.kill()
+    assert round_proc.returncode == 0, output
+    owner = Repository.open(owner_root)
+    parents = owner.git.run("log", "-1", "--format=%P", "main").split()
+    assert parents == [main, first]
+    statuses = {u.id: (u.status, u.reason) for u in owner.updates()}
+    assert statuses[first][0] == "aggregated" and statuses[second] == ("rejected", "looks off")
+
+
+def _wait_for_verified(federation: Federation, count: int, timeout: float = 240) -> list[str]:
+    import json
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = _run(federation.env, "--json", "updates", "--status", "verified", cwd=federation.owner.root).stdout
+        ids = [u["id"] for u in json.loads(out)["updates"]]
+        if len(ids) >= count:
+            return ids
+        time.sleep(2)
+    raise AssertionError("the round's updates were not verified in time")
+
+
+def test_the_canary_in_one_sites_data_appears_nowhere_outside_that_site(federation: Federation) -> None:
+    site_a = federation.site_dirs[0]
+    needles = [CANARY_TEXT.encode(), CANARY_VALUE.encode(), CANARY_VALUE.rstrip("0").encode()]
+    leaks = []
+    for path in federation.root.rglob("*"):
+        if path.is_file() and site_a not in path.parents:
+            data = path.read_bytes()
+            leaks += [f"{path}: {n.decode()}" for n in needles if n in data]
+    for git_dir in (federation.root / "remote.git", federation.owner.root, federation.site_dirs[1] / "workspace"):
+        objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=git_dir,
+                                 capture_output=True).stdout
+        leaks += [f"git objects of {git_dir}: {n.decode()}" for n in needles if n in objects]
+    assert leaks == [], "site A's data leaked:\n" + "\n".join(leaks)
+    # the test is only meaningful if the canary really is in site A's data and the rounds really ran
+    assert CANARY_VALUE.encode() in (site_a / "data" / "train.csv").read_bytes()
+    assert (federation.root / "prefect").is_dir() and list((federation.owner.root / ".federity").glob("*.db"))

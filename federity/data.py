@@ -72,9 +72,12 @@ def _read(reader: Any, path: Path, kind: str) -> pd.DataFrame:
 
 
 def _tabular(table: pd.DataFrame, label: str, kind: str) -> Dataset:
+    if table.empty:
+        raise DataError("the dataset has no examples", "point --data at the site's training data")
     if label not in table.columns:
-        raise DataError(f"the dataset has no label column {label!r}; its columns are "
-                        f"{', '.join(map(str, table.columns))}", "name the label column as federity.yaml says")
+        # column names are not listed: in a file without a header row they would be data
+        raise DataError(f"the dataset has no label column {label!r} (it has {len(table.columns)} columns)",
+                        "give the file a header row that names the label column as federity.yaml says")
     features = table.drop(columns=[label])
     non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if non_numeric:

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo walkthrough test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
 	touch $(STAMP)
 
+DEMO_DIR := .demo
+
+# The federated demo: wallets, data, repositories, Prefect and MLflow state all go under $(DEMO_DIR)/.
 demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(BIN)/federity demo --dir $(DEMO_DIR)
+
+# A walk-through of one repository's life: commits by two wallets, log, diff, revert, verify, tampering caught.
+walkthrough: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash docs/walkthrough.sh
 
 lint: $(STAMP)
@@ -26,6 +34,7 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_repository.py
+	$(BIN)/python bench/bench_demo.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -107,7 +107,7 @@ def _load_commands() -> None:
         wallet.wallet, repository.init, repository.clone, repository.pull, repository.push, repository.commit,
         repository.models, members.members, history.log, history.show, history.diff, refs.checkout,
         refs.branch, refs.tag, refs.revert, verify.verify, train.train, updates.updates, updates.review,
-        updates.aggregate, rounds.round_group, rounds.agent, demo.demo,
+        updates.aggregate, updates.track, rounds.round_group, rounds.agent, demo.demo,
     ):
         cli.add_command(command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -75,3 +76,15 @@ def aggregate(strategy: str | None) -> None:
     result = open_repo().aggregate(load_wallet(), strategy=strategy)
     emit(result.to_json(), f"round {result.round}: aggregate {result.commit[:12]} of {len(result.updates)} "
                            "update(s); publish with `federity push`")
+
+
+@click.command(cls=FederityCommand)
+@click.argument("rev", default="HEAD")
+@click.option("--validation", type=click.Path(path_type=Path),
+              help="Your validation set: the global model's loss and accuracy on it are logged too.")
+def track(rev: str, validation: Path | None) -> None:
+    """Log a commit to MLflow (once per commit) and note the run id on it."""
+    repo = open_repo()
+    commit = repo.git.resolve(rev)
+    run_id = repo.track(commit, validation=validation)
+    emit({"commit": commit, "mlflow_run": run_id}, f"{commit[:12]}: MLflow run {run_id}")

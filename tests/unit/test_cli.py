@@ -50,3 +50,32 @@ def test_errors_exit_1_with_what_to_do(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["nosuchcommand"], ["diff", "onlyone"], ["init"]])
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     assert federity(*args, cwd=tmp_path).returncode == 2
+
+
+def test_cli_contributor_loop_train_review_aggregate_track(tmp_path: Path) -> None:
+    from tests.conftest import write_csv
+
+    owner, site = str(tmp_path / "owner.json"), str(tmp_path / "site.json")
+    federity("wallet", "new", "--path", owner, cwd=tmp_path)
+    site_key = json.loads(federity("wallet", "new", "--path", site, "--json", cwd=tmp_path).stdout)["pubkey"]
+    federity("--wallet", owner, "init", "repo", "--name", "n", "--model", "logistic-regression", "--model-arg",
+             "in_features=4", cwd=tmp_path)
+    repo = tmp_path / "repo"
+    federity("--wallet", owner, "members", "add", site_key, "--role", "contributor", cwd=repo)
+    data = write_csv(tmp_path / "site" / "train.csv", 50, seed=3)
+    trained = federity("--wallet", site, "--json", "train", "--data", str(data), "--epochs", "2", cwd=repo)
+    assert trained.returncode == 0, trained.stderr
+    update = json.loads(trained.stdout)
+    assert {"update", "base", "n_samples", "metrics", "proof"} <= set(update) and update["n_samples"] == 50
+    federity("checkout", "main", cwd=repo)
+    listed = json.loads(federity("updates", "--json", cwd=repo).stdout)["updates"]
+    assert [(u["id"], u["status"]) for u in listed] == [(update["update"], "pending")]
+    assert {"id", "author", "base", "status", "reason"} <= set(listed[0])
+    review = json.loads(federity("--wallet", owner, "--json", "review", "approve", update["update"][:10],
+                                 cwd=repo).stdout)
+    assert review["status"] == "approved"
+    aggregated = json.loads(federity("--wallet", owner, "--json", "aggregate", cwd=repo).stdout)
+    assert aggregated["updates"] == [update["update"]] and len(aggregated["parents"]) == 2
+    tracked = json.loads(federity("--json", "track", cwd=repo).stdout)
+    log = json.loads(federity("log", "--json", cwd=repo).stdout)["commits"]
+    assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == tracked["mlflow_run"]

@@ -127,7 +127,8 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5,
 
     progress("starting a local Prefect server")
     with LocalPrefectServer(workdir / "prefect") as server:
-        env = {**os.environ, **server.env()}
+        # agents look for work every second (Prefect's default is 10 s), so rounds do not wait on polling
+        env = {**os.environ, **server.env(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
         os.environ.update(server.env())
         progress(f"starting {hospitals} agent processes")
         agents = [_start_agent(p, d, w.path, env) for p, d, w in zip(pools, hospital_dirs, sites, strict=True)]

@@ -67,7 +67,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     write_csv(site_dirs[1] / "data" / "train.csv", 60, seed=2)
 
     with LocalPrefectServer(root / "prefect") as server:
-        env.update(server.env())
+        env.update(server.env(), PREFECT_RUNNER_POLL_FREQUENCY="1")
         env["FEDERITY_WALLET"] = str(owner.path)
         agents = []
         for pool, directory, wallet in zip(["site-a", "site-b"], site_dirs, sites, strict=True):

@@ -44,7 +44,7 @@ def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
     """Read the dataset at ``path``; ``loader`` (``module:function`` in ``repo_root``) overrides the format."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"no dataset at {path}", f"pass --data with one of: {FORMATS}")
+        raise DataError("the dataset path does not exist", f"pass --data with one of: {FORMATS}")
     if loader:
         features, labels = _call_loader(loader, path, repo_root)
         dataset = _from_arrays(features, labels, label, "loader")
@@ -63,12 +63,12 @@ def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
     return dataset
 
 
-def _read(reader: Any, path: Path, kind: str) -> pd.DataFrame:
+def _read(reader: Any, path: Path, kind: str) -> pd.DataFrame:  # errors never name the path: it may travel
     try:
         return reader(path)
     except Exception as exc:
         raise DataError(f"the file is not readable as {kind} ({type(exc).__name__})",
-                        f"check that {path.name} is a valid {kind} file") from None
+                        f"check that the --data file is valid {kind}") from None
 
 
 def _tabular(table: pd.DataFrame, label: str, kind: str) -> Dataset:
@@ -126,7 +126,7 @@ def _npz(path: Path, label: str) -> Dataset:
         raise DataError("the NPZ file holds object arrays (pickles), which Federity never loads",
                         "save numeric arrays only") from None
     except OSError:
-        raise DataError("the file is not readable as NPZ", f"check that {path.name} is a valid .npz file") from None
+        raise DataError("the file is not readable as NPZ", "check that the --data file is a valid .npz") from None
 
 
 def _images(root: Path, label: str) -> Dataset:

@@ -1,13 +1,13 @@
 """A federated round, step by step, as the round flow composes it (flows hold no domain logic).
 
-pin → (sites train) → collect and check → review gate → finalise (aggregate + push, idempotent) → track.
+pin → (sites train) → collect and check → review gate → finalise (aggregate + push, idempotent); tracking is
+:meth:`federity.repo.Repository.track`.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from federity.errors import UpdateError
@@ -77,7 +77,3 @@ def finalise_round(repo: Repository, wallet: Wallet, pin: RoundPin, updates: lis
     repo.push()
     return result.to_json()
 
-
-def track_round(repo: Repository, commit: str, validation: Path | None) -> str:
-    """The MLflow run of the round's commit (created once)."""
-    return repo.track(commit, validation=validation)

@@ -71,9 +71,7 @@ def finalise_round(repo_dir: str, pin: dict[str, Any], approved: list[str], stra
 @task(name="track in MLflow", retries=2, retry_delay_seconds=2)
 def track_round(repo_dir: str, commit: str, validation: str | None) -> str:
     """Log the round's commit to MLflow; returns the run id."""
-    from federity.rounds import track_round as track
-
-    return track(Repository.open(repo_dir), commit, Path(validation) if validation else None)
+    return Repository.open(repo_dir).track(commit, validation=Path(validation) if validation else None)
 
 
 @task(name="mint")

@@ -8,6 +8,7 @@ file names, no paths.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from federity.repo.commits import create_commit, read_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
 from federity.training import TrainingParams, train_locally
-from federity.weights import read_tensors, tensors_to_bytes
+from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -89,6 +90,8 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         raise ConfigError(f"commit {base_commit[:12]} carries no Federity metadata", "train from a main commit")
     config = repo.config(base_commit)
     params = training_params(repo, base_commit, epochs)
+    if nonce is not None:  # fresh randomness each round: retraining after a failed round is not a replay
+        params = dataclasses.replace(params, seed=(params.seed + int(sha256_bytes(nonce.encode())[:8], 16)) % 2**31)
     suite_raw = repo.git.show_file(base_commit, CONTRACT_FILE)
     if suite_raw is None:
         raise ConfigError(f"commit {base_commit[:12]} has no data contract ({CONTRACT_FILE})",

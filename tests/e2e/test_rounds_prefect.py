@@ -122,6 +122,51 @@ def test_an_auto_round_aggregates_both_sites_and_a_dead_site_is_left_out(federat
     assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == summary["mlflow_run"]
 
 
+def test_an_agent_killed_mid_training_is_left_out_after_the_timeout(federation: Federation) -> None:
+    import json
+
+    import psutil  # a dependency of DVC
+
+    directory = federation.root / "sites" / "c"
+    write_csv(directory / "data" / "train.csv", 60, seed=4)
+    site_c = Wallet.load(federation.root / "wallets" / "site-b.json")
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "federity", "--wallet", str(site_c.path), "agent", "start", "--pool", "site-c",
+         "--data", str(directory / "data" / "train.csv"), "--workspace", str(directory / "workspace")],
+        env=federation.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for_deployments(federation.env, ["site-c"])
+        round_proc = subprocess.Popen(
+            [sys.executable, "-m", "federity", "--json", "round", "run", "--pool", "site-a", "--pool", "site-c",
+             "--train-timeout", "45"], cwd=federation.owner.root, env=federation.env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _running(federation.env, "site-c"):
+            time.sleep(0.2)
+        for process in [*psutil.Process(agent.pid).children(recursive=True), psutil.Process(agent.pid)]:
+            process.kill()
+        out, err = round_proc.communicate(timeout=300)
+    finally:
+        agent.kill()
+        agent.wait()
+    assert round_proc.returncode == 0, err
+    [summary] = json.loads(out)["rounds"]
+    assert summary["sites"] == {"site-a": "Completed", "site-c": "TIMED OUT"}
+    assert Repository.open(federation.owner.root).head() == summary["commit"]
+
+
+def _running(env: dict[str, str], deployment: str) -> bool:
+    """Whether a flow run of ``deployment`` is in the Running state (its engine started: training under way)."""
+    import json
+    import urllib.request
+
+    body = {"deployments": {"name": {"any_": [deployment]}}, "flow_runs": {"state": {"name": {"any_": ["Running"]}}}}
+    request = urllib.request.Request(f"{env['PREFECT_API_URL']}/flow_runs/filter", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return bool(json.loads(response.read()))
+
+
 def test_below_quorum_the_round_fails_and_main_is_unchanged(federation: Federation) -> None:
     main = federation.owner.head()
     proc = _run(federation.env, "round", "run", "--pool", "site-a", "--pool", "site-b", "--quorum", "3",

@@ -224,6 +224,7 @@ class Tracker:
         """
         _check_id("repository id", repository_id)
         _check_id("commit", commit)
+        round = int(round)  # the metrics' step
         for u in updates:
             _check_id("update", u.update)
             _check_id("author", u.author)

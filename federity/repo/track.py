@@ -57,5 +57,7 @@ def track(repo: Repository, rev: str = "HEAD", *, validation: Path | None = None
         updates=updates,
     )
     if (read_note(repo, MLFLOW, record.commit) or {}).get("run_id") != run_id:
-        write_note(repo, MLFLOW, record.commit, {"run_id": run_id, "tracking_uri": tracker.tracking_uri})
+        # the note is pushed: a server's URI without its password, never a local path
+        note = {"run_id": run_id, "tracking_uri": tracker.display_uri if tracker.is_server else None}
+        write_note(repo, MLFLOW, record.commit, note)
     return run_id

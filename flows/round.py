@@ -12,26 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
-from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
+from prefect import flow, get_run_logger
 
 from tasks.review_gate import review_form
 from tasks.rounds import collect_updates, finalise_round, mint, pin_round, record_decisions, track_round
-from tasks.sites import wait_for_site_runs
-
-
-@task(name="local training at sites")
-def train_at_sites(pools: list[str], pin: dict[str, Any], timeout: float) -> dict[str, str]:
-    """Start the local-train deployment of every pool and wait up to ``timeout``; returns each pool's state
-    (``NOT SERVED`` for a pool whose agent never registered)."""
-    runs, states = {}, {}
-    for pool in pools:
-        try:
-            runs[pool] = run_deployment(f"local-train/{pool}", parameters={**pin, "epochs": None}, timeout=0)
-        except ObjectNotFound:
-            states[pool] = "NOT SERVED"
-    return {**states, **wait_for_site_runs(runs, timeout)}
+from tasks.sites import train_at_sites
 
 
 @flow(name="federated-round", persist_result=False)
@@ -44,7 +29,7 @@ def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Litera
     for _ in range(rounds):
         pin = pin_round(repo)
         logger.info("round %s: base %s, sites %s", pin["round"], pin["base"][:12], ", ".join(pools))
-        states = train_at_sites(pools, {k: pin[k] for k in ("remote", "base", "round", "nonce")}, train_timeout)
+        states = train_at_sites(pools, pin, train_timeout)
         logger.info("round %s: site runs %s", pin["round"], states)
         updates = collect_updates(repo, pin)
         verified = [u for u in updates if u["status"] == "verified"]

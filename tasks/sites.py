@@ -1,13 +1,18 @@
-"""Waiting for the sites' local-train runs: a site that fails or does not finish in time is left out of the round
-(its run is cancelled, so a late update cannot join), and the round goes on with the others."""
+"""Local training at the sites: start each site's local-train run and wait for them. A site that fails or does
+not finish in time is left out of the round (its run is cancelled), and the round goes on with the others; an
+update that arrives late carries the round's nonce but finds the round closed."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 from uuid import UUID
 
+from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
 
 POLL_SECONDS = 1.0
@@ -32,3 +37,16 @@ def wait_for_site_runs(runs: dict[str, FlowRun], timeout: float) -> dict[str, st
             client.set_flow_run_state(run_id, Cancelled(message=f"no result within {timeout:.0f} s"), force=True)
             states[pool] = "TIMED OUT"
     return states
+
+
+@task(name="local training at sites")
+def train_at_sites(pools: list[str], pin: dict[str, Any], timeout: float) -> dict[str, str]:
+    """Start the ``local-train/<pool>`` deployment of every pool with the round's pin (remote, base, round, nonce)
+    and wait up to ``timeout``; returns each pool's state (``NOT SERVED`` for a pool no agent registered)."""
+    runs, states = {}, {}
+    for pool in pools:
+        try:
+            runs[pool] = run_deployment(f"local-train/{pool}", parameters=pin, timeout=0)
+        except ObjectNotFound:
+            states[pool] = "NOT SERVED"
+    return {**states, **wait_for_site_runs(runs, timeout)}

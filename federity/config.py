@@ -60,6 +60,9 @@ class RepoConfig:
     review: dict[str, Any] = field(default_factory=lambda: {"policy": "manual"})
     aggregation: dict[str, Any] = field(default_factory=lambda: {"strategy": "fedavg"})
     ledger: str = "embedded"
+    proofs: dict[str, Any] | None = None
+    """Proof-of-training policy (:mod:`federity.proofs`): ``audits``, ``scale`` and the ``srs`` record; ``None``:
+    updates carry no proof."""
 
     def role_of(self, pubkey: str) -> Role | None:
         """The role ``pubkey`` holds, or ``None`` for a non-member."""
@@ -79,6 +82,8 @@ class RepoConfig:
             "aggregation": self.aggregation,
             "ledger": self.ledger,
         }
+        if self.proofs is not None:
+            data["proofs"] = self.proofs
         return yaml.safe_dump(data, sort_keys=False)
 
     @classmethod
@@ -120,6 +125,7 @@ class RepoConfig:
             review=data.get("review", defaults.review),
             aggregation=data.get("aggregation", defaults.aggregation),
             ledger=str(data.get("ledger", defaults.ledger)),
+            proofs=data.get("proofs"),
         )
 
 

@@ -74,3 +74,7 @@ class DataContractError(DataError):
 
 class UpdateError(FederityError, ValueError):
     """An update cannot be checked, reviewed or aggregated as asked."""
+
+
+class ProofError(FederityError, ValueError):
+    """A proof of training cannot be made, or does not verify."""

@@ -43,10 +43,13 @@ def show(rev: str) -> None:
     data = open_repo().show(rev)
 
     def human() -> None:
+        proof = data["proof"]
+        proof_text = (f"sha256:{proof['sha256']}\n  covers: {proof['covers']}\n"
+                      f"  does not cover: {proof['does_not_cover']}\n  srs: {proof['srs']}") if proof else NO_PROOF
         console.print(f"commit  {data['commit']}\nkind    {data['kind']}\nauthor  {data['author']}\n"
                       f"round   {data['round']}\nparents {' '.join(data['parents']) or '-'}\n"
-                      f"weights sha256:{data['weights_sha256']}\nproof   {data['proof'] or NO_PROOF}\n\n"
-                      f"    {data['message']}\n")
+                      f"weights sha256:{data['weights_sha256']}\nproof   {proof_text}\n\n"
+                      f"    {data['message']}\n", markup=False)
         table = Table("tensor", "shape", "dtype", "sha256")
         for t in data["tensors"]:
             table.add_row(t["name"], str(tuple(t["shape"])), t["dtype"], t["sha256"][:16])

@@ -8,6 +8,7 @@ import click
 
 from federity.cli import FederityCommand, emit, load_wallet, open_repo
 from federity.models import ZOO
+from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
 
 
@@ -23,12 +24,21 @@ from federity.repo import Repository
 @click.option("--seed", default=0, show_default=True, help="Seed of the untrained weights.")
 @click.option("--contract", type=click.Path(path_type=Path),
               help="Data contract: a great-expectations suite as JSON (default: derived from the model).")
+@click.option("--proofs", is_flag=True, help="Require a zero-knowledge proof of training on every update.")
+@click.option("--proof-audits", default=2, show_default=True, help="Proved (audited) training steps per update.")
+@click.option("--proof-scale", default=10, show_default=True, help="Fixed-point resolution 2^-SCALE of proofs.")
+@click.option("--srs", type=click.Path(path_type=Path),
+              help="Import a public powers-of-tau SRS file (implies --proofs; default: generate an insecure one).")
+@click.option("--srs-sha256", help="The published sha256 of the --srs file; checked before it is used.")
 def init(directory: Path, name: str, framework: str, model: str, model_args: tuple[str, ...], remote: str | None,
-         storage: str | None, storage_endpoint: str | None, seed: int, contract: Path | None) -> None:
+         storage: str | None, storage_endpoint: str | None, seed: int, contract: Path | None, proofs: bool,
+         proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None) -> None:
     """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
+    policy = ProofPolicy(proof_audits, proof_scale, srs, srs_sha256) if proofs or srs else None
     repo, record = Repository.init(
         directory, load_wallet(), name=name, framework=framework, model=model, model_args=list(model_args),
         remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed, contract=contract,
+        proofs=policy,
     )
     emit({"repo": str(repo.root), "commit": record.commit, "weights_sha256": record.meta.weights_sha256},
          f"created {repo.root} at genesis commit {record.commit[:12]}")

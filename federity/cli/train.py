@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from federity.cli import FederityCommand, emit, load_wallet, open_repo
 
@@ -15,11 +16,18 @@ from federity.cli import FederityCommand, emit, load_wallet, open_repo
 @click.option("--epochs", type=click.IntRange(min=1), help="Override params.yaml's epochs.")
 @click.option("--base", help="Commit to train from (default: main).")
 def train(data: Path, epochs: int | None, base: str | None) -> None:
-    """Check the data against the contract, train, and commit a signed update on a new branch."""
-    result = open_repo().train(load_wallet(), data, base=base, epochs=epochs)
+    """Check the data against the contract, train, and commit a signed update on a new branch.
+
+    In a repository that requires proofs of training, the audited steps are proved here; progress goes to stderr.
+    """
+    with Console(stderr=True).status("training") as status:
+        result = open_repo().train(load_wallet(), data, base=base, epochs=epochs, progress=status.update)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    proof = result.proof
+    proof_line = (f"proof: {len(proof['audited'])} of {proof['steps']} steps proved in {proof['prove_seconds']:.1f} s "
+                  f"({proof['proof_bytes']} bytes); {proof['srs']}\n") if proof else ""
     emit(result.to_json(),
          f"update {result.update[:12]} on {result.branch} (round {result.round}, base {result.base[:12]})\n"
          f"trained on {result.n_samples} samples; local {metrics}\n"
-         f"data contract: {result.contract['expectations']} expectations passed\n"
+         f"data contract: {result.contract['expectations']} expectations passed\n{proof_line}"
          "publish it with `federity push`")

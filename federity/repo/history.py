@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from federity.proofs.prove import describe as describe_proof
 from federity.repo.commits import CommitRecord, read_commit, read_commits
 from federity.repo.notes import MLFLOW, read_note, read_notes
 from federity.repo.updates import read_update_record
@@ -51,14 +52,15 @@ def show(repo: Repository, rev: str) -> dict[str, Any]:
     """One commit as ``log`` lists it, plus its tensors and what its proof covers."""
     record = read_commit(repo, rev)
     record.mlflow_run = (read_note(repo, MLFLOW, record.commit) or {}).get("run_id")
+    update = read_update_record(repo, record.commit) if record.meta and record.meta.kind == "update" else None
     tensors = read_tensors(repo.store.read(record.commit), f"the weights of {record.commit[:12]}")
     return {
         **record.to_json(),
-        "update": read_update_record(repo, record.commit) if record.meta and record.meta.kind == "update" else None,
+        "update": update,
         "tensors": [
             {"name": name, "shape": list(value.shape), "dtype": str(value.dtype), "sha256": tensor_sha256(value)}
             for name, value in tensors.items()
         ],
-        "proof": None,
+        "proof": describe_proof(update["proof"]) if update and update.get("proof") else None,
     }
 

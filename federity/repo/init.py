@@ -27,6 +27,7 @@ from federity.training import TrainingParams
 from federity.weights import WEIGHTS_FILE, get_framework, tensors_to_bytes
 
 if TYPE_CHECKING:
+    from federity.proofs.policy import ProofPolicy
     from federity.repo import Repository
 
 def init(
@@ -43,6 +44,7 @@ def init(
     seed: int = 0,
     contract: Path | None = None,
     params: dict[str, Any] | None = None,
+    proofs: ProofPolicy | None = None,
 ) -> tuple[Repository, CommitRecord]:
     """Create a repository in ``directory`` (new or empty) with ``wallet`` as its owner.
 
@@ -51,6 +53,8 @@ def init(
     failure, everything this call created is removed. ``contract`` is a great-expectations suite (JSON) every
     contributor's dataset must pass; by default one is derived from the model (label values, column count).
     ``params`` are the local training parameters written to params.yaml (default: :data:`DEFAULT_PARAMS`).
+    With ``proofs``, every update must carry a proof of training; the genesis commit stores the SRS
+    (``model/proof-srs.bin``), generated offline (insecure) or imported from a file whose sha256 is checked.
     """
     from federity.contract import CONTRACT_FILE
     from federity.repo import MAIN_BRANCH, Repository
@@ -106,6 +110,10 @@ def init(
             adapter.seed(seed)
             built = build_model(model, framework, args, directory)
             (directory / MODEL_DIR).mkdir()
+            if proofs is not None:
+                config.proofs = proofs.setup(adapter.get_tensors(built), TrainingParams.from_mapping(
+                    params or DEFAULT_PARAMS), directory / MODEL_DIR)
+                (directory / CONFIG_FILE).write_text(config.to_yaml())
             (directory / MODEL_DIR / WEIGHTS_FILE).write_bytes(tensors_to_bytes(adapter.get_tensors(built)))
             WeightsStore.initialise(directory, storage_url, storage_endpoint)
             repo = Repository(directory)

@@ -143,44 +143,45 @@ class WeightsStore:
         path = self._object_path(md5)
         return path.read_bytes() if path.is_file() else None
 
-    def read(self, commit: str) -> bytes:
-        """The bytes of ``model/model.safetensors`` as committed at ``commit``, integrity-checked.
+    def read(self, commit: str, relpath: str = WEIGHTS_FILE) -> bytes:
+        """The bytes of ``model/<relpath>`` (default: the weights) as committed at ``commit``, integrity-checked.
 
         Objects absent from the local cache are fetched from the remote; an object whose content does not
         match its DVC md5 is reported as corrupted.
         """
+        what = "weights" if relpath == WEIGHTS_FILE else f"model/{relpath}"
         dir_md5 = self._dir_md5(commit)
-        manifest_bytes = self._cached_object(dir_md5)
-        if manifest_bytes is None:
-            self._fetch_quietly(commit)
-            manifest_bytes = self._cached_object(dir_md5)
-        if manifest_bytes is None:
-            raise WeightsObjectMissing(
-                f"the weights of commit {commit[:12]} (DVC object {dir_md5}) are in neither the local cache "
-                "nor the DVC storage",
-                "run `federity pull` on a clone that has them, or ask the author to `federity push`",
-            )
+        manifest_bytes = self._fetched_object(commit, dir_md5, what)
         entries = {e["relpath"]: e["md5"] for e in json.loads(manifest_bytes)}
-        if WEIGHTS_FILE not in entries:
+        if relpath not in entries:
+            raise WeightsError(f"commit {commit[:12]}: model/ holds no {relpath}",
+                               "commit weights with `federity commit`" if relpath == WEIGHTS_FILE
+                               else "this commit does not carry that file")
+        md5 = entries[relpath]
+        data = self._fetched_object(commit, md5, what)
+        if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
             raise WeightsError(
-                f"commit {commit[:12]}: model/ holds no {WEIGHTS_FILE}", "commit weights with `federity commit`"
+                f"the {what} object of commit {commit[:12]} is corrupted: its content no longer matches DVC "
+                f"hash {md5}",
+                f"delete {self._object_path(md5)} and run `federity pull` to fetch an intact copy",
             )
-        md5 = entries[WEIGHTS_FILE]
+        return data
+
+    def files(self, commit: str) -> list[str]:
+        """The paths (relative to ``model/``) that ``commit`` tracks."""
+        manifest = self._fetched_object(commit, self._dir_md5(commit), "weights")
+        return sorted(e["relpath"] for e in json.loads(manifest))
+
+    def _fetched_object(self, commit: str, md5: str, what: str) -> bytes:
         data = self._cached_object(md5)
         if data is None:
             self._fetch_quietly(commit)
             data = self._cached_object(md5)
         if data is None:
             raise WeightsObjectMissing(
-                f"the weights of commit {commit[:12]} (DVC object {md5}) are in neither the local cache nor "
+                f"the {what} of commit {commit[:12]} (DVC object {md5}) cannot be found in the local cache or "
                 "the DVC storage",
                 "run `federity pull` on a clone that has them, or ask the author to `federity push`",
-            )
-        if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
-            raise WeightsError(
-                f"the weights object of commit {commit[:12]} is corrupted: its content no longer matches DVC "
-                f"hash {md5}",
-                f"delete {self._object_path(md5)} and run `federity pull` to fetch an intact copy",
             )
         return data
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,11 @@ import yaml
 from federity.config import PARAMS_FILE
 from federity.errors import ConfigError, DataError, WorkingTreeError
 from federity.identity import Wallet
+from federity.proofs.prove import prove_training
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
-from federity.training import TrainingParams, train_locally
+from federity.training import TrainingParams, TrainResult, evaluate, train_locally
 from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ class UpdateResult:
     n_samples: int
     metrics: dict[str, float]
     contract: dict[str, Any] = field(default_factory=dict)
-    proof: str | None = None
+    proof: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The keys DESIGN.md fixes for ``train``, plus branch, round and the contract outcome."""
@@ -71,9 +73,11 @@ def _update_branch(repo: Repository, round: int, author: str) -> str:
 
 
 def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = None, nonce: str | None = None,
-          epochs: int | None = None) -> UpdateResult:
+          epochs: int | None = None, progress: Callable[[str], None] | None = None) -> UpdateResult:
     """Validate ``data`` against the contract, train the model of ``base`` (default: main) on it, and commit the
     result as an update signed by ``wallet``. The working tree is left on the update's branch, ready to push.
+    When the repository requires proofs of training, the head is trained in the circuit and the audited steps
+    are proved (:mod:`federity.proofs`); ``progress`` receives one line per stage.
 
     On any failure the repository is left as it was.
     """
@@ -100,7 +104,15 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
                            loader=config.task.get("loader"), repo_root=repo.root)
     report = require_valid(dataset.table, json.loads(suite_raw))
     base_tensors = read_tensors(repo.store.read(base_commit), f"the weights of {base_commit[:12]}")
-    result = train_locally(config, repo.root, base_tensors, dataset, params)
+    proof_files: dict[str, bytes] = {}
+    proof_summary: dict[str, Any] | None = None
+    if config.proofs is not None:
+        proved = prove_training(repo, wallet, base_commit, base_tensors, dataset, params, nonce, progress)
+        metrics = evaluate(config, repo.root, proved.tensors, dataset)
+        result = TrainResult(proved.tensors, dataset.n_samples, metrics)
+        proof_files, proof_summary = proved.files, proved.summary
+    else:
+        result = train_locally(config, repo.root, base_tensors, dataset, params)
     if not all(np.isfinite(t).all() for t in result.tensors.values() if np.issubdtype(t.dtype, np.floating)):
         raise DataError("training produced non-finite weights (NaN or infinity)",
                         "lower lr in params.yaml, or check that the features are scaled")
@@ -109,7 +121,7 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     record = {
         "schema": UPDATE_SCHEMA, "base": base_commit, "round": round, "nonce": nonce,
         "n_samples": result.n_samples, "metrics": result.metrics, "params": params.to_json(),
-        "contract": {"expectations": report.expectations, "passed": True},
+        "contract": {"expectations": report.expectations, "passed": True}, "proof": proof_summary,
     }
     original_branch = repo.git.current_branch()
     original_head = repo.head()
@@ -117,10 +129,14 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     try:
         repo.git.run("checkout", "--quiet", "-b", branch, base_commit)
         repo.weights_path.write_bytes(tensors_to_bytes(result.tensors))
+        for relpath, content in proof_files.items():
+            (repo.weights_path.parent / relpath).parent.mkdir(parents=True, exist_ok=True)
+            (repo.weights_path.parent / relpath).write_bytes(content)
         (repo.root / UPDATE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         repo.store.track()
         commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
-                               [base_commit], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE))
+                               [base_commit], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE),
+                               proof_sha256=proof_summary["sha256"] if proof_summary else None)
     except BaseException:
         repo.git.run("checkout", "--quiet", "--force", original_branch or original_head)
         repo.git.run("clean", "--quiet", "--force", "--", UPDATE_FILE)
@@ -129,4 +145,4 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         repo.store.checkout()
         raise
     return UpdateResult(commit.commit, base_commit, branch, round, result.n_samples, result.metrics,
-                        record["contract"])
+                        record["contract"], proof_summary)

@@ -35,6 +35,7 @@ import numpy as np
 from federity.config import Role
 from federity.errors import PermissionDeniedError, UpdateError
 from federity.identity import Wallet, verify_signature
+from federity.proofs.verify import check_update_proof
 from federity.repo.commits import CommitRecord, read_commit, read_commits
 from federity.repo.notes import REVIEWS, read_note, write_note
 from federity.weights import read_tensors
@@ -246,7 +247,7 @@ def update_problems(repo: Repository, update: UpdateInfo, *, nonce: str | None =
     non_finite = sorted(name for name, t in tensors.items() if not np.isfinite(t).all())
     if non_finite:
         return [f"non-finite values (NaN or infinity) in {', '.join(non_finite)}"]
-    return []
+    return check_update_proof(repo, commit, record).problems
 
 
 def check_updates(repo: Repository, wallet: Wallet, updates: list[UpdateInfo] | None = None, *,

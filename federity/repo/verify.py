@@ -9,7 +9,9 @@ For each commit on every branch, tag and remote-tracking branch:
 - ``config``: federity.yaml is unchanged from the first parent, except the members of a ``members`` commit,
   whose change the author was allowed to make;
 - ``weights``: the DVC object exists (local cache or storage), matches its DVC hash, and its sha256 is the
-  signed one; a ``members`` commit keeps its parent's weights.
+  signed one; a ``members`` commit keeps its parent's weights;
+- ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
+  (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import FederityError
 from federity.identity import verify_signature
+from federity.proofs.verify import check_update_proof
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord, parent_refs, read_commits
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
+from federity.repo.updates import read_update_record
 from federity.weights import sha256_bytes
 
 if TYPE_CHECKING:
@@ -55,8 +59,12 @@ def verify(repo: Repository) -> VerifyReport:
     report = VerifyReport()
     for record in reversed(read_commits(repo, "--branches", "--tags", "--remotes")):
         report.commits_checked += 1
-        for check, reason in commit_problems(repo, record):
+        problems = commit_problems(repo, record)
+        for check, reason in problems:
             report.fail(record.commit, check, reason)
+        if not problems and record.meta and record.meta.kind == "update":
+            for reason in check_update_proof(repo, record, read_update_record(repo, record.commit) or {}).problems:
+                report.fail(record.commit, "proof", reason.removeprefix("proof: "))
     return report
 
 

@@ -73,6 +73,10 @@ class Trainer(Protocol):
         """``loss`` and ``accuracy`` of ``model`` on ``data``."""
         ...
 
+    def head_features(self, model: Any, data: Dataset) -> tuple[str, str, np.ndarray]:
+        """The head's weight and bias tensor names, and ``data`` as the head sees it (through the frozen body)."""
+        ...
+
 
 def get_trainer(framework: str) -> Trainer:
     """The trainer registered for ``framework``."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from federity.data import Dataset
-from federity.errors import DataError
+from federity.errors import DataError, ProofError
 from federity.training import TrainingParams
 
 
@@ -45,6 +46,19 @@ class TorchTrainer:
                 loss.backward()
                 optimizer.step()
         return self.evaluate(model, data)
+
+    def head_features(self, model: nn.Module, data: Dataset) -> tuple[str, str, np.ndarray]:
+        """The names of the last ``Linear`` layer's weight and bias, and ``data`` as that layer sees it: passed
+        through every layer before it, frozen (evaluation mode, no gradients)."""
+        if not (isinstance(model, nn.Sequential) and isinstance(model[-1], nn.Linear) and model[-1].bias is not None):
+            raise ProofError("proofs of training need a model that is an nn.Sequential ending in a Linear layer "
+                             "with a bias (every zoo model is)", "use a zoo model, or build yours that way")
+        features, _ = _tensors(data)
+        body = model[:-1].eval()
+        with torch.no_grad():
+            seen = body(features).reshape(len(features), -1).numpy().astype(np.float64)
+        index = len(model) - 1
+        return f"{index}.weight", f"{index}.bias", seen
 
     def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:
         """Mean cross-entropy and accuracy of ``model`` on ``data``."""

@@ -1,0 +1,141 @@
+"""Proving at the edge: proved training of the head, the commitment, the audited steps' ezkl proofs.
+
+The artifacts go into the update's ``model/`` directory (stored by DVC): ``proof/chain.json`` (the statement's
+public part: circuit, head, base, author, nonce, the hash chain, the commitment, the audited steps and their
+proofs' sha256) and ``proof/step-<i>.json`` (ezkl's proof of step ``i``). The update commit signs the sha256 of
+``chain.json`` (``Federity-Proof-Sha256``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from federity.errors import ConfigError
+from federity.proofs import chain as proof_chain
+from federity.proofs import srs as proof_srs
+from federity.proofs.circuit import StepCircuit, call_ezkl, prepare
+
+if TYPE_CHECKING:
+    from federity.data import Dataset
+    from federity.identity import Wallet
+    from federity.repo import Repository
+    from federity.training import TrainingParams
+
+CHAIN_SCHEMA = 1
+PROOF_DIR = "proof"
+CHAIN_FILE = f"{PROOF_DIR}/chain.json"
+
+
+def step_file(index: int) -> str:
+    """Where the proof of step ``index`` is stored, relative to ``model/``."""
+    return f"{PROOF_DIR}/step-{index}.json"
+
+
+@dataclass
+class ProvedUpdate:
+    """What proving produced: the new weights, the files to store under ``model/`` and the update.json summary."""
+
+    tensors: dict[str, np.ndarray]
+    files: dict[str, bytes]
+    chain_sha256: str
+    summary: dict[str, Any]
+
+
+def step_circuit(policy: dict[str, Any], params: TrainingParams, weight: np.ndarray) -> StepCircuit:
+    """The circuit a repository's proof ``policy`` and training parameters fix for a head of torch layout
+    ``weight``."""
+    if params.optimizer != "sgd" or params.momentum or params.weight_decay:
+        raise ConfigError("proved training is plain SGD, but params.yaml asks for "
+                          f"optimizer={params.optimizer}, momentum={params.momentum}, "
+                          f"weight_decay={params.weight_decay}",
+                          "set optimizer: sgd, momentum: 0 and weight_decay: 0 in params.yaml")
+    classes, features = weight.shape
+    return StepCircuit(features, classes, int(params.batch_size), float(params.lr), int(policy["scale"]))
+
+
+def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: dict[str, np.ndarray],
+                   data: Dataset, params: TrainingParams, nonce: str | None,
+                   progress: Callable[[str], None] | None = None) -> ProvedUpdate:
+    """Train the head of ``base``'s model on ``data`` in the circuit, commit to the chain and prove the audited
+    steps. The body's tensors are left exactly as in ``base``."""
+    from federity.training import build_with_tensors, get_trainer
+
+    say = progress or (lambda _message: None)
+    config = repo.config(base)
+    policy = config.proofs or {}
+    trainer = get_trainer(config.framework)
+    model = build_with_tensors(config, repo.root, base_tensors)
+    weight_name, bias_name, features = trainer.head_features(model, data)
+    circuit = step_circuit(policy, params, base_tensors[weight_name])
+    say(f"preparing the circuit ({circuit.parameters} parameters, batch {circuit.batch}); cached after the first "
+        "time")
+    files = prepare(circuit, proof_srs.local_copy(repo, base, policy["srs"]), policy["srs"]["sha256"])
+    started = time.perf_counter()
+    trained = proof_chain.train(circuit, files, base_tensors[weight_name].T, base_tensors[bias_name], features,
+                                data.labels, epochs=params.epochs, seed=params.seed,
+                                salt=proof_chain.batch_salt(bytes(wallet.keypair.secret()), circuit),
+                                progress=say)
+    training_seconds = time.perf_counter() - started
+    commitment = proof_chain.commitment(config.id, base, wallet.pubkey, circuit, trained.weight_hashes,
+                                        trained.batch_hashes)
+    audited = proof_chain.challenge(commitment, nonce, trained.steps, int(policy["audits"]))
+    proofs: dict[str, bytes] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="federity-prove-") as tmp:
+        for n, index in enumerate(audited, 1):
+            say(f"proving audited step {index} ({n}/{len(audited)})")
+            source, witness, proof = (Path(tmp) / name for name in ("input.json", "witness.json", "proof.json"))
+            source.write_text(json.dumps({"input_data": trained.step_inputs[index]}))
+            call_ezkl("gen_witness", str(source), str(files.compiled), str(witness))
+            call_ezkl("prove", str(witness), str(files.compiled), str(files.pk), str(proof), str(files.srs))
+            proofs[step_file(index)] = proof.read_bytes()
+    prove_seconds = time.perf_counter() - started
+    record = {
+        "schema": CHAIN_SCHEMA, "circuit": circuit.to_json(), "circuit_digest": circuit.digest,
+        "head": {"weight": weight_name, "bias": bias_name}, "repository": config.id, "base": base,
+        "author": wallet.pubkey, "nonce": nonce, "weights": trained.weight_hashes, "batches": trained.batch_hashes,
+        "commitment": commitment, "audited": audited,
+        "proofs": {str(i): hashlib.sha256(proofs[step_file(i)]).hexdigest() for i in audited},
+        "srs_sha256": policy["srs"]["sha256"],
+    }
+    chain_bytes = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+    tensors = dict(base_tensors)
+    tensors[weight_name] = trained.weight.T.astype(base_tensors[weight_name].dtype)
+    tensors[bias_name] = trained.bias.astype(base_tensors[bias_name].dtype)
+    summary = {
+        "sha256": hashlib.sha256(chain_bytes).hexdigest(), "steps": trained.steps, "audited": audited,
+        "parameters_proved": circuit.parameters, "head": [weight_name, bias_name],
+        "training_seconds": round(training_seconds, 3), "prove_seconds": round(prove_seconds, 3),
+        "prove_seconds_per_step": round(prove_seconds / max(len(audited), 1), 3),
+        "proof_bytes": sum(len(p) for p in proofs.values()),
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "srs": proof_srs.describe(policy["srs"]),
+    }
+    return ProvedUpdate(tensors, {CHAIN_FILE: chain_bytes, **proofs}, summary["sha256"], summary)
+
+
+def describe(summary: dict[str, Any]) -> dict[str, Any]:
+    """What an update's proof covers and does not, for ``federity show`` (from its update.json summary)."""
+    weight, bias = summary["head"]
+    return {
+        **summary,
+        "covers": (f"{len(summary['audited'])} of {summary['steps']} SGD steps, drawn after the contributor "
+                   f"committed to all of them, each proved to map the committed weights of {weight} and {bias} "
+                   f"({summary['parameters_proved']} parameters) and a committed, salted batch to the next "
+                   "committed weights; the chain starts at the base commit's weights and ends at the submitted "
+                   "ones"),
+        "does_not_cover": ("the steps that were not audited; that the batches are real or representative data "
+                           "(only that the same batch was not used twice by this contributor); the layers before "
+                           "the head, which must be unchanged; the data contract, which the contributor's machine "
+                           "checks"),
+    }

@@ -41,6 +41,19 @@ def step_file(index: int) -> str:
     return f"{PROOF_DIR}/step-{index}.json"
 
 
+def compact_proof(ezkl_proof: dict[str, Any]) -> bytes:
+    """The stored form of an ezkl proof: its public instances and proof bytes (hex), nothing else."""
+    return (json.dumps({"ezkl": ezkl_proof["version"], "instances": ezkl_proof["instances"],
+                        "proof": bytes(ezkl_proof["proof"]).hex()}, sort_keys=True) + "\n").encode()
+
+
+def ezkl_proof(stored: bytes) -> dict[str, Any]:
+    """The proof file ezkl's verifier reads, rebuilt from the stored form (:func:`compact_proof`)."""
+    data = json.loads(stored)
+    return {"protocol": None, "split": None, "version": data["ezkl"], "instances": data["instances"],
+            "proof": list(bytes.fromhex(data["proof"]))}
+
+
 @dataclass
 class ProvedUpdate:
     """What proving produced: the new weights, the files to store under ``model/`` and the update.json summary."""
@@ -98,7 +111,7 @@ def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: di
             source.write_text(json.dumps({"input_data": trained.step_inputs[index]}))
             call_ezkl("gen_witness", str(source), str(files.compiled), str(witness))
             call_ezkl("prove", str(witness), str(files.compiled), str(files.pk), str(proof), str(files.srs))
-            proofs[step_file(index)] = proof.read_bytes()
+            proofs[step_file(index)] = compact_proof(json.loads(proof.read_text()))
     prove_seconds = time.perf_counter() - started
     record = {
         "schema": CHAIN_SCHEMA, "circuit": circuit.to_json(), "circuit_digest": circuit.digest,
@@ -117,7 +130,7 @@ def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: di
         "parameters_proved": circuit.parameters, "head": [weight_name, bias_name],
         "training_seconds": round(training_seconds, 3), "prove_seconds": round(prove_seconds, 3),
         "prove_seconds_per_step": round(prove_seconds / max(len(audited), 1), 3),
-        "proof_bytes": sum(len(p) for p in proofs.values()),
+        "proof_bytes": sum(len(json.loads(p)["proof"]) // 2 for p in proofs.values()),
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "srs": proof_srs.describe(policy["srs"]),
     }

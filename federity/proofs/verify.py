@@ -20,7 +20,7 @@ from federity.errors import FederityError
 from federity.proofs import chain as proof_chain
 from federity.proofs import srs as proof_srs
 from federity.proofs.circuit import StepCircuit, call_ezkl, prepare, quantize
-from federity.proofs.prove import CHAIN_FILE, step_circuit, step_file
+from federity.proofs.prove import CHAIN_FILE, ezkl_proof, step_circuit, step_file
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -113,13 +113,17 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
     audited = proof_chain.challenge(commitment, record.get("nonce"), len(batches), int(policy["audits"]))
     if chain.get("audited") != audited:
         return ProofCheck([f"proof: it audits steps {chain.get('audited')}, but the challenge draws {audited}"])
+    check = _verify_steps(repo, base, commit.commit, chain, circuit, policy["srs"], audited)
+    if not check.ok:
+        return check
     if len(set(batches)) != len(batches):
-        return ProofCheck(["proof: a batch is used twice in the chain (reused batch)"])
+        check.problems.append("proof: a batch is used twice in the chain (reused batch)")
     earlier = _earlier_batches(repo, commit, list_updates(repo))
     reused = earlier.keys() & set(batches)
-    if reused:
-        return ProofCheck([f"proof: a batch was already used by update {earlier[min(reused)][:12]} (reused batch)"])
-    return _verify_steps(repo, base, commit.commit, chain, circuit, policy["srs"], audited)
+    if reused and not check.problems:
+        check.problems.append(f"proof: a batch was already used by update {earlier[min(reused)][:12]} "
+                              "(reused batch)")
+    return check
 
 
 def _earlier_batches(repo: Repository, commit: CommitRecord, updates: list[Any]) -> dict[str, str]:
@@ -147,14 +151,15 @@ def _verify_steps(repo: Repository, base: str, update: str, chain: dict[str, Any
             if hashlib.sha256(data).hexdigest() != (chain.get("proofs") or {}).get(str(index)):
                 return ProofCheck([f"proof: the proof of step {index} does not match its sha256 in the chain"])
             try:
-                instances = json.loads(data)["instances"][0]
+                proof = ezkl_proof(data)
+                instances = proof["instances"][0]
             except (ValueError, KeyError, IndexError, TypeError):
                 return ProofCheck([f"proof: the proof of step {index} is not an ezkl proof"])
             if instances != [*weights[index], batches[index], *weights[index + 1]]:
                 return ProofCheck([f"proof: the proof of step {index} proves a step that is not in the committed "
                                    "chain"])
             path = Path(tmp) / f"step-{index}.json"
-            path.write_bytes(data)
+            path.write_text(json.dumps(proof))
             started = time.perf_counter()
             try:
                 valid = call_ezkl("verify", str(path), str(files.settings), str(files.vk), str(files.srs))

@@ -94,8 +94,10 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         raise ConfigError(f"commit {base_commit[:12]} carries no Federity metadata", "train from a main commit")
     config = repo.config(base_commit)
     params = training_params(repo, base_commit, epochs)
-    if nonce is not None:  # fresh randomness each round: retraining after a failed round is not a replay
-        params = dataclasses.replace(params, seed=(params.seed + int(sha256_bytes(nonce.encode())[:8], 16)) % 2**31)
+    # Fresh randomness for each round (its nonce) or base: retraining after a failed round is not a replay, and
+    # the batches of one round are not those of the last.
+    salt = (nonce or base_commit).encode()
+    params = dataclasses.replace(params, seed=(params.seed + int(sha256_bytes(salt)[:8], 16)) % 2**31)
     suite_raw = repo.git.show_file(base_commit, CONTRACT_FILE)
     if suite_raw is None:
         raise ConfigError(f"commit {base_commit[:12]} has no data contract ({CONTRACT_FILE})",

@@ -1,0 +1,277 @@
+"""Proofs of training with real ezkl proofs: the honest path passes; every forgery fails with its reason and
+leaves main as it was. A forgery is re-signed by its author: a dishonest contributor can always sign."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from federity.errors import ProofError, UpdateError
+from federity.identity import Wallet
+from federity.proofs import chain as proof_chain
+from federity.proofs import srs as proof_srs
+from federity.proofs.circuit import StepCircuit, prepare
+from federity.proofs.policy import ProofPolicy
+from federity.proofs.prove import CHAIN_FILE
+from federity.proofs.verify import check_update_proof
+from federity.repo import Repository
+from federity.repo.commits import create_commit, read_commit
+from federity.repo.storage import MODEL_DVC_FILE
+from federity.repo.updates import UPDATE_FILE, find_update, read_update_record, update_problems
+from federity.weights import read_tensors, tensors_to_bytes
+from tests.conftest import snapshot, write_csv
+
+PARAMS = {"lr": 0.5, "epochs": 1, "batch_size": 4, "seed": 0}
+NONCE = "nonce-of-round-1"
+
+
+@pytest.fixture(scope="module")
+def circuit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of compiled circuits and keys for the module: setup runs once per SRS."""
+    cache = tmp_path_factory.mktemp("federity-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEDERITY_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def proved(tmp_path_factory: pytest.TempPathFactory, circuit_cache: Path) -> dict[str, Any]:
+    """A repository requiring proofs, a contributor's clone, and one honest update trained for ``NONCE``."""
+    tmp = tmp_path_factory.mktemp("proved")
+    owner, contributor = Wallet.create(tmp / "owner.json"), Wallet.create(tmp / "contributor.json")
+    repo, _ = Repository.init(tmp / "repo", owner, name="proved", framework="torch", model="logistic-regression",
+                              model_args=["in_features=4"], remote=str(tmp / "remote.git"), params=PARAMS,
+                              proofs=ProofPolicy(audits=2, scale=8))
+    repo.add_member(owner, contributor.pubkey, "contributor")
+    repo.push()
+    site = Repository.clone(str(tmp / "remote.git"), tmp / "site")
+    data = write_csv(tmp / "site-data" / "train.csv", 40, seed=1)
+    update = site.train(contributor, data, nonce=NONCE)
+    return {"tmp": tmp, "owner": owner, "contributor": contributor, "repo": repo, "site": site, "data": data,
+            "update": update}
+
+
+@pytest.fixture(autouse=True)
+def _shared_cache(circuit_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDERITY_CACHE", str(circuit_cache))
+
+
+def _problems(site: Repository, update: str) -> list[str]:
+    """The proof check alone: forgeries that keep the honest weights would also fail the replay check."""
+    return check_update_proof(site, read_commit(site, update), read_update_record(site, update) or {}).problems
+
+
+_forgeries = iter(range(1000))
+
+
+def _forge(site: Repository, wallet: Wallet, update: str, *, base: str | None = None,
+           change: Callable[[Path, dict[str, Any], dict[str, Any]], None]) -> str:
+    """A new update commit with ``update``'s files after ``change(model_dir, chain, record)``, re-signed."""
+    original_base = site.git.run("rev-parse", f"{update}^")
+    branch = f"updates/r1/forged-{next(_forgeries)}"
+    site.git.run("checkout", "--quiet", "-b", branch, base or original_base)
+    site.git.run("checkout", update, "--", MODEL_DVC_FILE, UPDATE_FILE)
+    site.store.checkout()
+    model_dir = site.weights_path.parent
+    chain = json.loads((model_dir / CHAIN_FILE).read_text())
+    record = json.loads((site.root / UPDATE_FILE).read_text())
+    change(model_dir, chain, record)
+    chain_bytes = (json.dumps(chain, indent=1, sort_keys=True) + "\n").encode()
+    (model_dir / CHAIN_FILE).write_bytes(chain_bytes)
+    (site.root / UPDATE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    site.store.track()
+    commit = create_commit(site, wallet, "update", "forged", [base or original_base], round=1,
+                           paths=(MODEL_DVC_FILE, UPDATE_FILE), proof_sha256=hashlib.sha256(chain_bytes).hexdigest())
+    site.checkout("main")
+    return commit.commit
+
+
+def _set_proof_sha(chain: dict[str, Any], model_dir: Path, index: int) -> None:
+    chain["proofs"][str(index)] = hashlib.sha256((model_dir / f"proof/step-{index}.json").read_bytes()).hexdigest()
+
+
+def test_an_honest_update_carries_a_proof_that_verifies_and_show_says_what_it_covers(proved: dict[str, Any]
+                                                                                    ) -> None:
+    site, update = proved["site"], proved["update"]
+    assert update.proof["steps"] == 10 and len(update.proof["audited"]) == 2
+    assert 0 < update.proof["proof_bytes"] < 30_000 and update.proof["srs"] == proof_srs.INSECURE_NOTE
+    assert update_problems(site, find_update(site, update.update), nonce=NONCE) == []
+    shown = site.show(update.update)["proof"]
+    assert "2 of 10 SGD steps" in shown["covers"] and "0.weight and 0.bias (10 parameters)" in shown["covers"]
+    assert "not audited" in shown["does_not_cover"] and shown["srs"].startswith("INSECURE")
+    files = site.store.files(update.update)
+    assert {f"proof/step-{i}.json" for i in update.proof["audited"]} <= set(files)
+
+
+def test_the_submitted_weights_are_the_exact_end_of_the_circuit_s_chain(proved: dict[str, Any]) -> None:
+    site, update = proved["site"], proved["update"]
+    tensors = read_tensors(site.store.read(update.update), "update")
+    chain = json.loads(site.store.read(update.update, CHAIN_FILE))
+    circuit = StepCircuit.from_json(chain["circuit"])
+    assert proof_chain.weights_hash(circuit, tensors["0.weight"].T, tensors["0.bias"]) == chain["weights"][-1]
+    assert chain["audited"] == proof_chain.challenge(chain["commitment"], NONCE, 10, 2)
+
+
+def test_weights_changed_after_proving_fail(proved: dict[str, Any]) -> None:
+    def nudge(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        path = model_dir / "model.safetensors"
+        tensors = read_tensors(path.read_bytes(), "weights")
+        tensors["0.bias"] = tensors["0.bias"] + np.float32(1 / 256)  # still on the fixed-point grid
+        path.write_bytes(tensors_to_bytes(tensors))
+
+    forged = _forge(proved["site"], proved["contributor"], proved["update"].update, change=nudge)
+    assert _problems(proved["site"], forged) == [
+        "proof: the submitted weights are not the end of the proved chain (changed after proving)"]
+
+
+def test_a_proof_replayed_from_an_earlier_round_fails(proved: dict[str, Any]) -> None:
+    def claim_new_round(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        record["nonce"] = chain["nonce"] = "nonce-of-a-later-round"
+
+    forged = _forge(proved["site"], proved["contributor"], proved["update"].update, change=claim_new_round)
+    [problem] = _problems(proved["site"], forged)
+    assert problem.startswith(f"proof: it audits steps {proved['update'].proof['audited']}, but the challenge draws")
+
+
+def test_tampered_proof_bytes_fail(proved: dict[str, Any]) -> None:
+    index = proved["update"].proof["audited"][0]
+
+    def flip_a_byte(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        path = model_dir / f"proof/step-{index}.json"
+        stored = json.loads(path.read_text())
+        raw = bytearray(bytes.fromhex(stored["proof"]))
+        raw[200] ^= 0x01
+        stored["proof"] = raw.hex()
+        path.write_text(json.dumps(stored))
+        _set_proof_sha(chain, model_dir, index)
+
+    forged = _forge(proved["site"], proved["contributor"], proved["update"].update, change=flip_a_byte)
+    assert _problems(proved["site"], forged) == [f"proof: the proof of step {index} does not verify"]
+
+
+def test_an_audited_step_not_in_the_committed_chain_fails(proved: dict[str, Any]) -> None:
+    first, second = proved["update"].proof["audited"]
+
+    def swap_proofs(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        a, b = model_dir / f"proof/step-{first}.json", model_dir / f"proof/step-{second}.json"
+        a_bytes = a.read_bytes()
+        a.write_bytes(b.read_bytes())
+        b.write_bytes(a_bytes)
+        _set_proof_sha(chain, model_dir, first)
+        _set_proof_sha(chain, model_dir, second)
+
+    forged = _forge(proved["site"], proved["contributor"], proved["update"].update, change=swap_proofs)
+    assert _problems(proved["site"], forged) == [
+        f"proof: the proof of step {first} proves a step that is not in the committed chain"]
+
+
+def test_a_proof_under_another_srs_fails_against_the_repository_s_verification_key(
+        proved: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    site, contributor = proved["site"], proved["contributor"]
+    other = proved["tmp"] / "other.srs"
+    other_record = proof_srs.generate(12, other)
+    monkeypatch.setattr(proof_srs, "local_copy", lambda *_args: other)
+    monkeypatch.setattr("federity.proofs.prove.prepare",
+                        lambda circuit, srs, _sha: prepare(circuit, srs, other_record["sha256"]))
+    result = site.train(contributor, proved["data"], nonce="another-nonce")
+    monkeypatch.undo()
+    site.checkout("main")
+    problems = _problems(site, result.update)
+    assert len(problems) == 1 and problems[0].endswith("does not verify")
+
+
+def test_a_batch_used_twice_fails(proved: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    site, contributor = proved["site"], proved["contributor"]
+
+    class SameOrder:
+        def permutation(self, n: int) -> np.ndarray:
+            return np.arange(n)
+
+    monkeypatch.setattr(proof_chain.np.random, "default_rng", lambda _seed: SameOrder())
+    result = site.train(contributor, proved["data"], epochs=2, nonce="nonce-2")
+    monkeypatch.undo()
+    site.checkout("main")
+    assert _problems(site, result.update) == [
+        "proof: a batch is used twice in the chain (reused batch)"]
+
+
+def test_a_rejected_proof_is_recorded_and_main_and_the_remote_stay_unchanged(proved: dict[str, Any]) -> None:
+    repo, site, owner = proved["repo"], proved["site"], proved["owner"]
+
+    def drop_proof(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        chain["audited"] = chain["audited"][:1]
+
+    forged = _forge(site, proved["contributor"], proved["update"].update, change=drop_proof)
+    site.checkout(find_update(site, forged).branch)
+    site.push()
+    site.checkout("main")
+    repo.pull()
+    before = snapshot(repo, proved["tmp"] / "remote.git")
+    with pytest.raises(UpdateError, match=r"fails its checks.*it audits steps"):
+        repo.review(owner, forged[:12], approve=True)
+    assert next(u for u in repo.updates() if u.id == forged).status == "rejected"
+    after = snapshot(repo, proved["tmp"] / "remote.git")
+    assert after.pop("refs").startswith(f"refs/heads/main {repo.head()}")  # plus the new review note
+    before.pop("refs")
+    assert after == before and repo.head() == repo.git.resolve("origin/main")
+
+
+def test_an_srs_whose_hash_does_not_match_is_refused_before_use(tmp_path: Path, owner: Wallet) -> None:
+    srs_file = tmp_path / "kzg12.srs"
+    proof_srs.generate(12, srs_file)
+    with pytest.raises(ProofError, match=r"has sha256 .*not the expected"):
+        Repository.init(tmp_path / "repo", owner, name="x", framework="torch", model="logistic-regression",
+                        model_args=["in_features=4"], params=PARAMS,
+                        proofs=ProofPolicy(scale=8, srs_file=srs_file, srs_sha256="0" * 64))
+    assert not (tmp_path / "repo").exists()
+
+
+def test_an_imported_srs_is_recorded_as_imported(tmp_path: Path, owner: Wallet) -> None:
+    srs_file = tmp_path / "kzg13.srs"
+    proof_srs.generate(13, srs_file)
+    digest = hashlib.sha256(srs_file.read_bytes()).hexdigest()
+    repo, _ = Repository.init(tmp_path / "repo", owner, name="x", framework="torch", model="logistic-regression",
+                              model_args=["in_features=4"], params=PARAMS,
+                              proofs=ProofPolicy(scale=8, srs_file=srs_file, srs_sha256=digest))
+    srs = repo.config().proofs["srs"]
+    assert srs == {"file": "proof-srs.bin", "sha256": digest, "logrows": 13, "source": "imported"}
+    assert repo.store.read(repo.head(), "proof-srs.bin") == srs_file.read_bytes()
+    assert proof_srs.describe(srs).startswith("imported public SRS")
+
+
+def test_proved_training_refuses_an_optimizer_the_circuit_does_not_prove(tmp_path: Path, owner: Wallet) -> None:
+    with pytest.raises(Exception, match="proved training is plain SGD"):
+        Repository.init(tmp_path / "repo", owner, name="x", framework="torch", model="logistic-regression",
+                        model_args=["in_features=4"], params={**PARAMS, "optimizer": "adam"},
+                        proofs=ProofPolicy(scale=8))
+    assert not (tmp_path / "repo").exists()
+
+
+def test_the_commitment_binds_every_hash_and_the_challenge_follows_it() -> None:
+    circuit = StepCircuit(4, 2, 4, 0.5, 8)
+    weights, batches = [["a", "b"], ["c", "d"], ["e", "f"]], ["x", "y"]
+    base = proof_chain.commitment("repo", "base", "author", circuit, weights, batches)
+    assert base != proof_chain.commitment("repo", "base", "author", circuit, weights, ["x", "z"])
+    assert base != proof_chain.commitment("repo", "other", "author", circuit, weights, batches)
+    draws = {tuple(proof_chain.challenge(base, f"nonce-{i}", 100, 3)) for i in range(20)}
+    assert len(draws) > 15 and all(len(set(d)) == 3 and max(d) < 100 for d in draws)
+    assert proof_chain.challenge(base, "n", 2, 5) == [0, 1]
+
+
+def test_a_proof_made_for_another_base_commit_fails(proved: dict[str, Any]) -> None:
+    """Last in the module: it moves main on."""
+    repo, site, owner = proved["repo"], proved["site"], proved["owner"]
+    weights = proved["tmp"] / "new-main.safetensors"
+    tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+    weights.write_bytes(tensors_to_bytes({k: v + np.float32(0.25) for k, v in tensors.items()}))
+    new_main = repo.commit(owner, weights, "new main").commit
+    repo.push()
+    site.pull()
+    forged = _forge(site, proved["contributor"], proved["update"].update, base=new_main, change=lambda *_: None)
+    assert _problems(site, forged) == ["proof: it was made for another base commit, repository or author"]

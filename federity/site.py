@@ -6,6 +6,7 @@ local data, push the update — and what it reports back (ids and metrics only; 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,15 @@ def workspace(remote: str, directory: Path) -> Repository:
 
 
 def train_at_site(remote: str, directory: Path, wallet: Wallet, data: Path, *, base: str, nonce: str | None,
-                  epochs: int | None = None) -> dict[str, Any]:
-    """Train the round's ``base`` model on ``data`` and push the update; return what may leave the site."""
+                  epochs: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the round's ``base`` model on ``data`` and push the update; return what may leave the site (the
+    proof summary holds a sha256, step counts, timings and sizes: no data)."""
     repo = workspace(remote, directory)
     if repo.head() != base:
         raise RemoteError(f"the round's base {base[:12]} is not origin's main ({repo.head()[:12]})",
                           "the round is out of date: the owner should start a new round")
-    result = repo.train(wallet, data, base=base, nonce=nonce, epochs=epochs)
+    result = repo.train(wallet, data, base=base, nonce=nonce, epochs=epochs, progress=progress)
     repo.push()
     repo.checkout(MAIN_BRANCH)
     return {"update": result.update, "round": result.round, "n_samples": result.n_samples,
-            "metrics": result.metrics}
+            "metrics": result.metrics, "proof": result.proof}

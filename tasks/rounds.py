@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from federity.identity import Wallet
 from federity.repo import Repository
@@ -27,10 +27,12 @@ def pin_round(repo_dir: str) -> dict[str, Any]:
 @task(name="train at site")
 def train_at_site(remote: str, workspace: str, data: str, base: str, nonce: str,
                   epochs: int | None = None) -> dict[str, Any]:
-    """Train on the site's data and push the update (runs inside the agent's local-train flow)."""
+    """Train on the site's data and push the update (runs inside the agent's local-train flow); proving progress
+    goes to the run's log."""
     from federity.site import train_at_site as train
 
-    return train(remote, Path(workspace), Wallet.load(), Path(data), base=base, nonce=nonce, epochs=epochs)
+    return train(remote, Path(workspace), Wallet.load(), Path(data), base=base, nonce=nonce, epochs=epochs,
+                 progress=get_run_logger().info)
 
 
 @task(name="collect and check updates", retries=2, retry_delay_seconds=2)

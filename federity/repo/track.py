@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from federity.errors import ConfigError
 from federity.repo.commits import read_commit
@@ -32,6 +32,20 @@ def evaluate_commit(repo: Repository, commit: str, data: Path) -> dict[str, floa
     return evaluate(config, repo.root, read_tensors(repo.store.read(commit), commit[:12]), dataset)
 
 
+def _proof_metrics(repo: Repository, update: str, record: dict[str, Any]) -> dict[str, float]:
+    """An update's proving cost as its author reported it, and the verify time measured here by re-verifying."""
+    from federity.proofs.verify import check_update_proof
+
+    proof = record.get("proof")
+    if not proof:
+        return {}
+    check = check_update_proof(repo, read_commit(repo, update), record)
+    return {"proof.prove_seconds_per_step": proof.get("prove_seconds_per_step"),
+            "proof.proof_bytes": proof.get("proof_bytes"), "proof.peak_memory_mb": proof.get("peak_memory_mb"),
+            "proof.audited_steps": len(proof.get("audited") or []), "proof.verified": float(check.ok),
+            "proof.verify_seconds": round(check.verify_seconds, 4)}
+
+
 def track(repo: Repository, rev: str = "HEAD", *, validation: Path | None = None,
           tracking_uri: str | None = None) -> str:
     """Log ``rev`` to MLflow (idempotent per commit) and return the run id."""
@@ -46,8 +60,8 @@ def track(repo: Repository, rev: str = "HEAD", *, validation: Path | None = None
         update = read_update_record(repo, parent)
         parent_meta = read_commit(repo, parent).meta
         if update is not None and parent_meta is not None:
-            updates.append(UpdateMetrics(parent, parent_meta.author, int(update.get("n_samples", 0)),
-                                         dict(update.get("metrics") or {})))
+            metrics = {**(update.get("metrics") or {}), **_proof_metrics(repo, parent, update)}
+            updates.append(UpdateMetrics(parent, parent_meta.author, int(update.get("n_samples", 0)), metrics))
     tracker = Tracker(repo.root, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     run_id = tracker.log_commit(
         repository=config.name, repository_id=config.id, commit=record.commit, round=record.meta.round,

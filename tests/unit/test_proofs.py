@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from federity.errors import ProofError, UpdateError
 from federity.identity import Wallet
@@ -24,6 +25,9 @@ from federity.repo import Repository
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, find_update, read_update_record, update_problems
+from federity.rounds import approve_verified, collect_updates, finalise_round, pin_round
+from federity.site import train_at_site
+from federity.tracking import DEFAULT_DB
 from federity.weights import read_tensors, tensors_to_bytes
 from tests.conftest import snapshot, write_csv
 
@@ -90,6 +94,10 @@ def _forge(site: Repository, wallet: Wallet, update: str, *, base: str | None = 
                            paths=(MODEL_DVC_FILE, UPDATE_FILE), proof_sha256=hashlib.sha256(chain_bytes).hexdigest())
     site.checkout("main")
     return commit.commit
+
+
+def chain_audited(repo: Repository, update: str) -> list[int]:
+    return json.loads(repo.store.read(update, CHAIN_FILE))["audited"]
 
 
 def _set_proof_sha(chain: dict[str, Any], model_dir: Path, index: int) -> None:
@@ -220,6 +228,9 @@ def test_a_rejected_proof_is_recorded_and_main_and_the_remote_stay_unchanged(pro
     assert after.pop("refs").startswith(f"refs/heads/main {repo.head()}")  # plus the new review note
     before.pop("refs")
     assert after == before and repo.head() == repo.git.resolve("origin/main")
+    failures = repo.verify().failures
+    assert {"commit": forged, "check": "proof", "reason": f"it audits steps {chain_audited(repo, forged)}, but the "
+            f"challenge draws {proved['update'].proof['audited']}"} in failures
 
 
 def test_an_srs_whose_hash_does_not_match_is_refused_before_use(tmp_path: Path, owner: Wallet) -> None:
@@ -262,6 +273,38 @@ def test_the_commitment_binds_every_hash_and_the_challenge_follows_it() -> None:
     draws = {tuple(proof_chain.challenge(base, f"nonce-{i}", 100, 3)) for i in range(20)}
     assert len(draws) > 15 and all(len(set(d)) == 3 and max(d) < 100 for d in draws)
     assert proof_chain.challenge(base, "n", 2, 5) == [0, 1]
+
+
+def test_a_round_with_two_contributors_verifies_aggregates_and_tracks_their_proofs(
+        proved: dict[str, Any], seed_mlflow_db: Callable[[Path], Path]) -> None:
+    repo, owner, tmp = proved["repo"], proved["owner"], proved["tmp"]
+    second = Wallet.create(tmp / "second.json")
+    repo.add_member(owner, second.pubkey, "contributor")
+    repo.push()
+    pin = pin_round(repo)
+    for name, wallet, seed in (("a", proved["contributor"], 3), ("b", second, 4)):
+        result = train_at_site(pin.remote, tmp / f"round-{name}", wallet,
+                               write_csv(tmp / f"round-data-{name}" / "t.csv", 24 + 8 * seed, seed=seed),
+                               base=pin.base, nonce=pin.nonce)
+        assert result["proof"]["audited"] and result["proof"]["steps"] == (24 + 8 * seed) // 4
+    updates = collect_updates(repo, owner, pin)
+    assert sorted(u.status for u in updates) == ["verified", "verified"]
+    aggregate = finalise_round(repo, owner, pin, approve_verified(repo, owner, updates), quorum=2)
+    assert sorted(aggregate["updates"]) == sorted(u.id for u in updates)
+    report = repo.verify()  # re-verifies every proof in the history, offline
+    round_commits = {aggregate["commit"], *aggregate["updates"]}
+    assert report.commits_checked > len(round_commits)
+    assert not [f for f in report.failures if f["commit"] in round_commits]  # (the earlier forgery fails)
+    seed_mlflow_db(repo.root)
+    run_id = repo.track(aggregate["commit"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo.root / DEFAULT_DB}")
+    children = client.search_runs([client.get_run(run_id).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    assert len(children) == 2
+    for child in children:
+        metrics = child.data.metrics
+        assert metrics["proof.verified"] == 1.0 and 0 < metrics["proof.verify_seconds"] < 5
+        assert metrics["proof.proof_bytes"] > 0 and metrics["proof.prove_seconds_per_step"] > 0
 
 
 def test_a_proof_made_for_another_base_commit_fails(proved: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python bench/bench_repository.py
 	$(BIN)/python bench/bench_demo.py
+	$(BIN)/python bench/bench_proofs.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

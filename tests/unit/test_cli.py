@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import write_csv
+
 
 def federity(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "federity", *args], cwd=cwd, capture_output=True, text=True,
@@ -79,3 +81,29 @@ def test_cli_contributor_loop_train_review_aggregate_track(tmp_path: Path) -> No
     tracked = json.loads(federity("--json", "track", cwd=repo).stdout)
     log = json.loads(federity("log", "--json", cwd=repo).stdout)["commits"]
     assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == tracked["mlflow_run"]
+
+
+def test_cli_proofs_init_train_show_verify_and_a_refused_srs(tmp_path: Path) -> None:
+    wallet = str(tmp_path / "owner.json")
+    federity("wallet", "new", "--path", wallet, cwd=tmp_path)
+    bad_srs = tmp_path / "kzg.srs"
+    bad_srs.write_bytes(b"\x0d\x00\x00\x00 not really an SRS")
+    refused = federity("--wallet", wallet, "init", "bad", "--name", "n", "--model", "logistic-regression",
+                       "--model-arg", "in_features=4", "--srs", str(bad_srs), "--srs-sha256", "0" * 64, cwd=tmp_path)
+    assert refused.returncode == 1 and "not the expected" in refused.stderr and "what to do:" in refused.stderr
+    assert not (tmp_path / "bad").exists()
+    init = federity("--wallet", wallet, "init", "repo", "--name", "n", "--model", "logistic-regression",
+                    "--model-arg", "in_features=4", "--proofs", "--proof-audits", "1", "--proof-scale", "8",
+                    cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    repo = tmp_path / "repo"
+    data = write_csv(tmp_path / "data" / "train.csv", 64, seed=1)
+    trained = federity("--wallet", wallet, "--json", "train", "--data", str(data), "--epochs", "1", cwd=repo)
+    assert trained.returncode == 0, trained.stderr
+    proof = json.loads(trained.stdout)["proof"]
+    assert proof["steps"] == 2 and len(proof["audited"]) == 1 and proof["srs"].startswith("INSECURE")
+    assert "proving audited step" not in trained.stdout  # progress goes to stderr, stdout is the JSON
+    shown = federity("show", json.loads(trained.stdout)["update"], cwd=repo)
+    assert "1 of 2 SGD steps" in shown.stdout and "does not cover" in shown.stdout and "INSECURE" in shown.stdout
+    verify = json.loads(federity("verify", "--json", cwd=repo).stdout)
+    assert verify["ok"] and verify["commits_checked"] == 2

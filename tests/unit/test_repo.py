@@ -256,7 +256,7 @@ def test_verify_names_the_commit_whose_weights_are_missing(repo: Repository, own
     shutil.rmtree(repo.root / ".dvc" / "cache")
     report = repo.verify()
     assert [(f["commit"], f["check"]) for f in report.failures] == [(bad.commit, "weights")]
-    assert "neither the local cache nor the DVC storage" in report.failures[0]["reason"]
+    assert "cannot be found in the local cache or the DVC storage" in report.failures[0]["reason"]
 
 
 def test_verify_catches_forged_and_stripped_signatures(repo: Repository, owner: Wallet, make_weights) -> None:

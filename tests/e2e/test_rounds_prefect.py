@@ -18,13 +18,14 @@ import pytest
 
 from federity.identity import Wallet
 from federity.prefect_server import LocalPrefectServer
+from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.e2e
 
 CANARY_TEXT = "CANARY-5d1e0a9c"  # in site A's directory name, which must never travel
-CANARY_VALUE = "987654.3125"     # a feature value only site A's data holds
+CANARY_VALUE = "2.718281828459"  # a feature value only site A's data holds (in range: the round is proved)
 
 
 @dataclass
@@ -55,7 +56,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     repo, _ = Repository.init(root / "owner" / "repo", owner, name="e2e", framework="torch",
                               model="logistic-regression", model_args=["in_features=4"],
                               remote=str(root / "remote.git"), params={"lr": 0.1, "epochs": 2, "batch_size": 16,
-                                                                       "seed": 0})
+                                                                       "seed": 0},
+                              proofs=ProofPolicy(audits=1, scale=8))  # every update is proved at its site
     for site in sites:
         repo.add_member(owner, site.pubkey, "contributor")
     repo.push()
@@ -117,7 +119,9 @@ def test_an_auto_round_aggregates_both_sites_and_a_dead_site_is_left_out(federat
     owner = Repository.open(federation.owner.root)
     assert owner.head() == summary["commit"]
     assert {u.status for u in owner.updates()} == {"aggregated"}
-    assert owner.verify().ok
+    assert owner.verify().ok  # re-verifies each update's proof of training, made by the agent at its site
+    for update in owner.updates():
+        assert len(owner.show(update.id)["proof"]["audited"]) == 1
     log = json.loads(_run(federation.env, "--json", "log", cwd=owner.root).stdout)["commits"]
     assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == summary["mlflow_run"]
 

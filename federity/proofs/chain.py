@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from federity.errors import DataError, ProofError
-from federity.proofs.circuit import CircuitFiles, StepCircuit, call_ezkl
+from federity.proofs.circuit import CircuitFiles, StepCircuit, call_ezkl, quantize
 
 SALT_BOUND = 2**12
 
@@ -133,8 +133,6 @@ def weights_hash(circuit: StepCircuit, weight: np.ndarray, bias: np.ndarray) -> 
 
     def felts(values: np.ndarray) -> list[str]:
         return [ezkl.float_to_felt(float(v), circuit.scale, ezkl.PyInputType.F64) for v in np.ravel(values)]
-
-    from federity.proofs.circuit import quantize
 
     return [call_ezkl("poseidon_hash", felts(quantize(weight, circuit.scale)))[0],
             call_ezkl("poseidon_hash", felts(quantize(bias, circuit.scale)))[0]]

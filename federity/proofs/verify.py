@@ -40,11 +40,9 @@ class ProofCheck:
         return not self.problems
 
 
-def read_chain(repo: Repository, commit: str) -> dict[str, Any] | None:
+def _chain_bytes(repo: Repository, commit: str) -> bytes | None:
     """An update's ``proof/chain.json``, or ``None`` when it carries none."""
-    if CHAIN_FILE not in repo.store.files(commit):
-        return None
-    return json.loads(repo.store.read(commit, CHAIN_FILE))
+    return repo.store.read(commit, CHAIN_FILE) if CHAIN_FILE in repo.store.files(commit) else None
 
 
 def check_update_proof(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> ProofCheck:
@@ -53,6 +51,8 @@ def check_update_proof(repo: Repository, commit: CommitRecord, record: dict[str,
         return _check(repo, commit, record)
     except FederityError as exc:
         return ProofCheck([f"proof: {exc.message}"])
+    except (KeyError, TypeError, ValueError):
+        return ProofCheck(["proof: proof/chain.json is malformed"])
 
 
 def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> ProofCheck:
@@ -67,15 +67,14 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
         return ProofCheck()
     meta = commit.meta
     assert meta is not None
-    chain_bytes = repo.store.read(commit.commit, CHAIN_FILE) if CHAIN_FILE in repo.store.files(commit.commit) \
-        else None
+    chain_bytes = _chain_bytes(repo, commit.commit)
     if chain_bytes is None or meta.proof_sha256 is None:
         return ProofCheck(["proof: the update carries no proof of training, and this repository requires one"])
     if hashlib.sha256(chain_bytes).hexdigest() != meta.proof_sha256:
         return ProofCheck(["proof: proof/chain.json does not match the sha256 the update's signature covers"])
     chain = json.loads(chain_bytes)
 
-    params = training_params(repo, base, (record.get("params") or {}).get("epochs"))
+    params = training_params(repo, base)
     base_tensors = read_tensors(repo.store.read(base), f"the weights of {base[:12]}")
     head = chain.get("head") or {}
     weight_name, bias_name = head.get("weight"), head.get("bias")
@@ -114,15 +113,14 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
     if chain.get("audited") != audited:
         return ProofCheck([f"proof: it audits steps {chain.get('audited')}, but the challenge draws {audited}"])
     check = _verify_steps(repo, base, commit.commit, chain, circuit, policy["srs"], audited)
-    if not check.ok:
-        return check
-    if len(set(batches)) != len(batches):
+    if check.ok and len(set(batches)) != len(batches):
         check.problems.append("proof: a batch is used twice in the chain (reused batch)")
-    earlier = _earlier_batches(repo, commit, list_updates(repo))
-    reused = earlier.keys() & set(batches)
-    if reused and not check.problems:
-        check.problems.append(f"proof: a batch was already used by update {earlier[min(reused)][:12]} "
-                              "(reused batch)")
+    if check.ok:
+        earlier = _earlier_batches(repo, commit, list_updates(repo))
+        reused = earlier.keys() & set(batches)
+        if reused:
+            check.problems.append(f"proof: a batch was already used by update {earlier[min(reused)][:12]} "
+                                  "(reused batch)")
     return check
 
 
@@ -134,8 +132,8 @@ def _earlier_batches(repo: Repository, commit: CommitRecord, updates: list[Any])
             continue
         if other.round == commit.meta.round and other.id > commit.commit:
             continue
-        other_chain = read_chain(repo, other.id)
-        for batch in (other_chain or {}).get("batches", []):
+        other_chain = _chain_bytes(repo, other.id)
+        for batch in json.loads(other_chain)["batches"] if other_chain else []:
             seen.setdefault(batch, other.id)
     return seen
 

@@ -245,7 +245,8 @@ def read_nft(ledger: Ledger, mint: str) -> NftInfo:
         if state is None:
             raise NftError(
                 f"no NFT at {mint} on the {ledger.name} ledger",
-                "check the mint address and the repository's ledger setting; a queued mint lands with `federity nft sync`",
+                "check the mint address and the repository's ledger setting; "
+                "a queued mint lands with `federity nft sync`",
             )
         holders = ledger.token_accounts(address)
     owner = holder_account = None

@@ -56,7 +56,9 @@ def pack(groups: Sequence[Sequence[Instruction]], payer: Pubkey) -> list[list[In
     return batches
 
 
-def sign(instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair], blockhash: Hash) -> Transaction:
+def sign(
+    instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair], blockhash: Hash
+) -> Transaction:
     """A legacy transaction paid by ``payer``, signed by whichever of ``payer`` and ``signers`` it needs."""
     message = Message.new_with_blockhash(list(instructions), payer.pubkey(), blockhash)
     needed = set(message.account_keys[: message.header.num_required_signatures])

@@ -217,9 +217,9 @@ class EmbeddedLedger(Ledger):
         with self.session():
             result = self.svm.send_transaction(transaction)
             if isinstance(result, FailedTransactionMetadata):
-                logs = "\n    ".join(result.meta.logs[-6:])
+                logs = "\n    ".join(result.meta().logs()[-6:])
                 raise TransactionError(
-                    f"the embedded ledger rejected the transaction: {result.err}\n    {logs}",
+                    f"the embedded ledger rejected the transaction: {result.err()}\n    {logs}",
                     "read the program log above; nothing after the failed transaction was sent",
                 )
             self._touched.update(_writable_keys(transaction))
@@ -232,5 +232,5 @@ class EmbeddedLedger(Ledger):
             if missing > 0:
                 result = self.svm.airdrop(address, missing)
                 if isinstance(result, FailedTransactionMetadata):
-                    raise LedgerError(f"the embedded airdrop failed: {result.err}", "report this as a bug")
+                    raise LedgerError(f"the embedded airdrop failed: {result.err()}", "report this as a bug")
                 self._touched.add(address)

@@ -138,6 +138,11 @@ def mint_keypair(minter: Keypair, repository: str, commit: str) -> Keypair:
     return Keypair.from_seed(seed.digest())
 
 
+def _fund(ledger: Ledger, payer: Pubkey, lamports: int) -> None:
+    """Make sure ``payer`` can spend ``lamports`` and stay rent-exempt itself (a payer may not end below that)."""
+    ledger.fund(payer, lamports + ledger.rent_exempt_minimum(0))
+
+
 def _read_mint(ledger: Ledger, mint: Pubkey) -> MintState | None:
     account = ledger.get_account(mint)
     if account is None:
@@ -225,7 +230,7 @@ def mint_nft(ledger: Ledger, minter: Wallet, record: NftRecord, recipient: str |
         needed = FEE_RESERVE * len(batches) + ledger.rent_exempt_minimum(TOKEN_ACCOUNT_LEN)
         if state is None:
             needed += ledger.rent_exempt_minimum(mint_len_with_metadata(wanted))
-        ledger.fund(payer.pubkey(), needed)
+        _fund(ledger, payer.pubkey(), needed)
         before = ledger.get_balance(payer.pubkey())
         signatures, sizes = [], []
         for batch in batches:
@@ -287,5 +292,5 @@ def transfer_nft(ledger: Ledger, holder: Wallet, mint: str, to: str) -> str:
                 dest=dest, owner=payer.pubkey(), amount=1, decimals=0,
             )),
         ]
-        ledger.fund(payer.pubkey(), FEE_RESERVE + ledger.rent_exempt_minimum(TOKEN_ACCOUNT_LEN))
+        _fund(ledger, payer.pubkey(), FEE_RESERVE + ledger.rent_exempt_minimum(TOKEN_ACCOUNT_LEN))
         return str(ledger.send(sign(instructions, payer, [], ledger.latest_blockhash())))

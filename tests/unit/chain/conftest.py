@@ -23,14 +23,9 @@ def ledger(tmp_path: Path) -> EmbeddedLedger:
     return EmbeddedLedger(tmp_path / "ledger")
 
 
-@pytest.fixture
-def make_wallet(tmp_path: Path) -> Callable[[str], Wallet]:
-    """A wallet per name, derived from the name so subprocesses can rebuild it."""
-
-    def make(name: str) -> Wallet:
-        return Wallet(Keypair.from_seed(hashlib.sha256(name.encode()).digest()), tmp_path / f"{name}.json")
-
-    return make
+def wallet(name: str) -> Wallet:
+    """A wallet derived from ``name``, so a subprocess can rebuild it (it is never written to disk)."""
+    return Wallet(Keypair.from_seed(hashlib.sha256(name.encode()).digest()), Path(f"{name}.json"))
 
 
 def commit_id(n: int) -> str:
@@ -38,27 +33,34 @@ def commit_id(n: int) -> str:
     return hashlib.sha1(str(n).encode()).hexdigest()
 
 
+def record(author: Wallet, n: int = 0, **overrides: object) -> NftRecord:
+    """Commit ``n``'s record with every field set; keyword arguments override."""
+    fields: dict[str, object] = {
+        "repository": REPOSITORY_ID,
+        "name": "breast-cancer",
+        "commit": commit_id(n),
+        "kind": "aggregate",
+        "author": author.pubkey,
+        "weights_sha256": hashlib.sha256(f"weights {n}".encode()).hexdigest(),
+        "proof_sha256": hashlib.sha256(f"proof {n}".encode()).hexdigest(),
+        "round": n,
+        "parents": (commit_id(n + 1000),),
+        "uri": "file:///srv/git/breast-cancer.git",
+    }
+    fields.update(overrides)
+    return NftRecord(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_wallet() -> Callable[[str], Wallet]:
+    """:func:`wallet`, as a fixture."""
+    return wallet
+
+
 @pytest.fixture
 def make_record() -> Callable[..., NftRecord]:
-    """A commit record with every field set; keyword arguments override."""
-
-    def make(author: Wallet, n: int = 0, **overrides: object) -> NftRecord:
-        fields: dict[str, object] = {
-            "repository": REPOSITORY_ID,
-            "name": "breast-cancer",
-            "commit": commit_id(n),
-            "kind": "aggregate",
-            "author": author.pubkey,
-            "weights_sha256": hashlib.sha256(f"weights {n}".encode()).hexdigest(),
-            "proof_sha256": hashlib.sha256(f"proof {n}".encode()).hexdigest(),
-            "round": n,
-            "parents": (commit_id(n + 1000),),
-            "uri": "file:///srv/git/breast-cancer.git",
-        }
-        fields.update(overrides)
-        return NftRecord(**fields)  # type: ignore[arg-type]
-
-    return make
+    """:func:`record`, as a fixture."""
+    return record
 
 
 @pytest.fixture

@@ -32,6 +32,14 @@ T = TypeVar("T")
 TIMEOUT_SECONDS = 30.0
 
 
+def _describe(error: RPCException) -> str:
+    """An RPC error's message and, for a failed preflight simulation, the end of the program log."""
+    detail = error.args[0] if error.args else error
+    message = getattr(detail, "message", str(detail))
+    logs = getattr(getattr(detail, "data", None), "logs", None) or []
+    return message + "".join(f"\n    {line}" for line in logs[-6:])
+
+
 class RpcLedger(Ledger):
     """A Solana cluster reached through its JSON-RPC endpoint."""
 
@@ -110,7 +118,7 @@ class RpcLedger(Ledger):
                     bytes(transaction), TxOpts(skip_confirmation=True, preflight_commitment=Confirmed)
                 )
             except RPCException as e:
-                raise TransactionError(f"{self.url} rejected the transaction: {e}",
+                raise TransactionError(f"{self.url} rejected the transaction: {_describe(e)}",
                                        "read the program log above; nothing after it was sent") from e
             statuses = await client.confirm_transaction(sent.value, Confirmed, sleep_seconds=0.2)
             status = statuses.value[0]

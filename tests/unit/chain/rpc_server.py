@@ -16,6 +16,7 @@ from typing import Any
 
 from solders.account_decoder import UiTokenAmount
 from solders.pubkey import Pubkey
+from solders.rpc.errors import SendTransactionPreflightFailureMessage
 from solders.rpc.responses import (
     GetAccountInfoResp,
     GetBalanceResp,
@@ -26,16 +27,17 @@ from solders.rpc.responses import (
     GetTokenLargestAccountsResp,
     RpcBlockhash,
     RpcResponseContext,
+    RpcSimulateTransactionResult,
     RpcTokenAccountBalance,
     SendTransactionResp,
 )
 from solders.signature import Signature
 from solders.transaction import Transaction
+from solders.transaction_metadata import FailedTransactionMetadata
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus
 
 from federity.chain.embedded import EmbeddedLedger
 from federity.chain.token2022 import parse_token_account
-from federity.errors import TransactionError
 
 
 class LiteSvmRpc:
@@ -88,11 +90,12 @@ class LiteSvmRpc:
         raw = base64.b64decode(encoded)
         self.received.append(raw)
         transaction = Transaction.from_bytes(raw)
-        try:
-            signature = self.ledger.send(transaction)
-        except TransactionError as e:
-            error = {"code": -32002, "message": f"Transaction simulation failed: {e.message}"}
-            return json.dumps({"jsonrpc": "2.0", "error": error, "id": 0})
+        preflight = self.ledger.svm.simulate_transaction(transaction)
+        if isinstance(preflight, FailedTransactionMetadata):  # answered as a validator's preflight failure
+            result = RpcSimulateTransactionResult(err=preflight.err(), logs=preflight.meta().logs())
+            error = SendTransactionPreflightFailureMessage(f"Transaction simulation failed: {preflight.err()}", result)
+            return json.dumps({"jsonrpc": "2.0", "error": {"code": -32002, **json.loads(error.to_json())}, "id": 0})
+        signature = self.ledger.send(transaction)
         self.statuses[str(signature)] = TransactionStatus(
             self.ledger.svm.get_clock().slot, None, None, None, TransactionConfirmationStatus.Confirmed
         )

@@ -294,3 +294,29 @@ def transfer_nft(ledger: Ledger, holder: Wallet, mint: str, to: str) -> str:
         ]
         _fund(ledger, payer.pubkey(), FEE_RESERVE + ledger.rent_exempt_minimum(TOKEN_ACCOUNT_LEN))
         return str(ledger.send(sign(instructions, payer, [], ledger.latest_blockhash())))
+
+
+def nft_mismatches(info: NftInfo, record: NftRecord) -> list[str]:
+    """What in the NFT ``info`` disagrees with the commit ``record`` (empty if it records exactly that commit and
+    is a finished NFT: Token-2022, supply 1, decimals 0, no mint authority, immutable metadata)."""
+    problems = []
+    if info.program != str(TOKEN_2022_PROGRAM_ID):
+        problems.append(f"owned by {info.program}, not Token-2022")
+    if (info.supply, info.decimals) != (1, 0):
+        problems.append(f"supply {info.supply} with {info.decimals} decimals, not one indivisible token")
+    if info.mint_authority is not None:
+        problems.append(f"its mint authority {info.mint_authority} can still mint")
+    meta = info.metadata
+    if meta is None:
+        return [*problems, "it has no token metadata"]
+    if meta.update_authority is not None:
+        problems.append(f"its metadata can still be changed by {meta.update_authority}")
+    wanted = {"name": record.token_name, "symbol": SYMBOL, "uri": record.uri}
+    for key, value in wanted.items():
+        if getattr(meta, key) != value:
+            problems.append(f"{key} is {getattr(meta, key)!r}, the commit says {value!r}")
+    fields = record.fields()
+    for key in sorted(set(fields) | set(meta.additional)):
+        if meta.additional.get(key) != fields.get(key):
+            problems.append(f"field {key} is {meta.additional.get(key)!r}, the commit says {fields.get(key)!r}")
+    return problems

@@ -13,7 +13,7 @@ from spl.token.instructions import (
 )
 from spl.token.models import TransferCheckedParams
 
-from federity.chain.nft import SYMBOL, mint_keypair, mint_nft, read_nft, transfer_nft
+from federity.chain.nft import SYMBOL, mint_keypair, mint_nft, nft_mismatches, read_nft, transfer_nft
 from federity.chain.token2022 import parse_mint
 from federity.chain.transactions import sign
 from federity.errors import NftError, PermissionDeniedError, TransactionError
@@ -103,6 +103,7 @@ def test_an_interrupted_mint_is_finished_by_the_retry(ledger, make_wallet, make_
     monkeypatch.undo()
     partial = read_nft(ledger, str(mint_keypair(owner.keypair, record.repository, record.commit).pubkey()))
     assert partial.supply == 0 and partial.metadata.additional != record.fields()
+    assert any("can still mint" in problem for problem in nft_mismatches(partial, record))
 
     result = mint_nft(ledger, owner, record)
     info = read_nft(ledger, result.mint)
@@ -173,3 +174,16 @@ def test_reading_a_mint_that_does_not_exist_says_so(ledger):
     missing = str(Keypair().pubkey())
     with pytest.raises(NftError, match=f"no NFT at {missing} on the embedded ledger"):
         read_nft(ledger, missing)
+
+
+def test_a_matching_nft_has_no_mismatches_and_a_different_commit_lists_each_one(ledger, make_wallet, make_record):
+    owner = make_wallet("owner")
+    record = make_record(owner)
+    info = read_nft(ledger, mint_nft(ledger, owner, record).mint)
+
+    assert nft_mismatches(info, record) == []
+    tampered = make_record(owner, weights_sha256="0" * 64, round=9)
+    assert nft_mismatches(info, tampered) == [
+        "field round is '0', the commit says '9'",
+        f"field weights_sha256 is {record.weights_sha256!r}, the commit says {'0' * 64!r}",
+    ]

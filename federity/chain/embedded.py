@@ -84,7 +84,11 @@ def _decode(entry: dict) -> Account:
 
 
 class EmbeddedLedger(Ledger):
-    """LiteSVM in-process, persisted in a ledger directory (see the module docstring)."""
+    """LiteSVM in-process, persisted in a ledger directory (see the module docstring).
+
+    Processes (and separate instances) are serialised by the directory's lock; one instance is not meant to be
+    shared between threads: give each thread its own.
+    """
 
     name = "embedded"
 

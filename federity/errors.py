@@ -78,3 +78,15 @@ class UpdateError(FederityError, ValueError):
 
 class ProofError(FederityError, ValueError):
     """A proof of training cannot be made, or does not verify."""
+
+
+class LedgerError(FederityError, ConnectionError):
+    """A ledger (the embedded LiteSVM directory or a Solana cluster) could not be reached, read or written."""
+
+
+class TransactionError(FederityError, RuntimeError):
+    """The ledger refused a transaction (a failed instruction, too few lamports, a transaction too large)."""
+
+
+class NftError(FederityError, LookupError):
+    """An NFT does not exist, or exists with other metadata than the commit it should record."""

@@ -3,7 +3,7 @@
 Each round: pin (base commit, round, nonce) → local training at every site (``run_deployment`` of the
 ``local-train/<pool>`` deployment each agent serves) → collect and check updates → review gate (``auto``
 approves every verified update; ``manual`` pauses the run with a form in the Prefect UI, which
-``federity review`` can also answer) → aggregate, commit and push → track in MLflow → mint hook.
+``federity review`` can also answer) → aggregate, commit and push → track in MLflow → mint the NFTs.
 
 Only URIs, ids, hashes and metrics pass through Prefect. A round below quorum fails and leaves main unchanged.
 """
@@ -42,8 +42,8 @@ def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Litera
         approved = record_decisions(repo, pin, decisions, reason or None)
         result = finalise_round(repo, pin, approved, strategy, quorum)
         run_id = track_round(repo, result["commit"], validation)
-        mint(repo, result["commit"])
-        logger.info("round %s: commit %s from %s update(s), MLflow run %s", pin["round"], result["commit"][:12],
-                    len(result["updates"]), run_id)
-        summary.append({**result, "mlflow_run": run_id, "sites": states})
+        nft = mint(repo, result["commit"])
+        logger.info("round %s: commit %s from %s update(s), MLflow run %s, NFT %s", pin["round"],
+                    result["commit"][:12], len(result["updates"]), run_id, nft or "queued")
+        summary.append({**result, "mlflow_run": run_id, "sites": states, "nft": nft})
     return summary

@@ -76,6 +76,18 @@ def track_round(repo_dir: str, commit: str, validation: str | None) -> str:
     return Repository.open(repo_dir).track(commit, validation=Path(validation) if validation else None)
 
 
-@task(name="mint")
-def mint(repo_dir: str, commit: str) -> None:
-    """Mint hook: records the commit on chain once the NFT issue lands; does nothing yet."""
+@task(name="mint NFTs")
+def mint(repo_dir: str, commit: str) -> str | None:
+    """Mint every queued NFT (this round's, and any an earlier round left queued), publish the mint records, and
+    return ``commit``'s mint. An unreachable ledger leaves them queued for the next round or `federity nft sync`:
+    the round's commit stands."""
+    from federity.repo.nft import mint_address
+    from federity.repo.sync import push_notes
+
+    repo, wallet = _owner(repo_dir)
+    report = repo.nft_sync(wallet)
+    if report.minted:
+        push_notes(repo)
+    if report.error:
+        get_run_logger().warning("%d NFT(s) queued, not minted: %s", len(report.queued), report.error)
+    return mint_address(repo, commit)

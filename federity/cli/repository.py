@@ -30,15 +30,17 @@ from federity.repo import Repository
 @click.option("--srs", type=click.Path(path_type=Path),
               help="Import a public powers-of-tau SRS file (implies --proofs; default: generate an insecure one).")
 @click.option("--srs-sha256", help="The published sha256 of the --srs file; checked before it is used.")
+@click.option("--ledger", default="embedded", show_default=True,
+              help="Where commit NFTs are minted: embedded (LiteSVM here), devnet, mainnet, localnet or an RPC URL.")
 def init(directory: Path, name: str, framework: str, model: str, model_args: tuple[str, ...], remote: str | None,
          storage: str | None, storage_endpoint: str | None, seed: int, contract: Path | None, proofs: bool,
-         proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None) -> None:
+         proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None, ledger: str) -> None:
     """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
     policy = ProofPolicy(proof_audits, proof_scale, srs, srs_sha256) if proofs or srs else None
     repo, record = Repository.init(
         directory, load_wallet(), name=name, framework=framework, model=model, model_args=list(model_args),
         remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed, contract=contract,
-        proofs=policy,
+        proofs=policy, ledger=ledger,
     )
     emit({"repo": str(repo.root), "commit": record.commit, "weights_sha256": record.meta.weights_sha256},
          f"created {repo.root} at genesis commit {record.commit[:12]}")

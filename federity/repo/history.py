@@ -8,7 +8,7 @@ import numpy as np
 
 from federity.proofs.prove import describe as describe_proof
 from federity.repo.commits import CommitRecord, read_commit, read_commits
-from federity.repo.notes import MLFLOW, read_note, read_notes
+from federity.repo.notes import MLFLOW, NFT, read_note, read_notes
 from federity.repo.updates import read_update_record
 from federity.weights import read_tensors, sha256_bytes
 
@@ -30,9 +30,10 @@ def log(repo: Repository, rev: str | None = None, all: bool = False) -> list[Com
         records = read_commits(repo, "--branches", "--tags", "--remotes")
     else:
         records = read_commits(repo, repo.git.resolve(rev or "HEAD"))
-    runs = read_notes(repo, MLFLOW)
+    runs, mints = read_notes(repo, MLFLOW), read_notes(repo, NFT)
     for record in records:
         record.mlflow_run = runs.get(record.commit, {}).get("run_id")
+        record.nft = mints.get(record.commit, {}).get("mint")
     return records
 
 
@@ -52,6 +53,7 @@ def show(repo: Repository, rev: str) -> dict[str, Any]:
     """One commit as ``log`` lists it, plus its tensors and what its proof covers."""
     record = read_commit(repo, rev)
     record.mlflow_run = (read_note(repo, MLFLOW, record.commit) or {}).get("run_id")
+    record.nft = (read_note(repo, NFT, record.commit) or {}).get("mint")
     update = read_update_record(repo, record.commit) if record.meta and record.meta.kind == "update" else None
     tensors = read_tensors(repo.store.read(record.commit), f"the weights of {record.commit[:12]}")
     return {

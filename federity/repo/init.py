@@ -15,6 +15,7 @@ from federity.identity import Wallet
 from federity.models import build_model, is_repository_builder, parse_model_args
 from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.git import Git
+from federity.repo.nft import mint_new_commits
 from federity.repo.paths import (
     default_storage_for,
     is_local_url,
@@ -23,6 +24,7 @@ from federity.repo.paths import (
     restored_on_failure,
 )
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE, WeightsStore
+from federity.repo.sync import push_notes
 from federity.training import TrainingParams
 from federity.weights import WEIGHTS_FILE, get_framework, tensors_to_bytes
 
@@ -45,6 +47,7 @@ def init(
     contract: Path | None = None,
     params: dict[str, Any] | None = None,
     proofs: ProofPolicy | None = None,
+    ledger: str = "embedded",
 ) -> tuple[Repository, CommitRecord]:
     """Create a repository in ``directory`` (new or empty) with ``wallet`` as its owner.
 
@@ -55,7 +58,10 @@ def init(
     ``params`` are the local training parameters written to params.yaml (default: :data:`DEFAULT_PARAMS`).
     With ``proofs``, every update must carry a proof of training; the genesis commit stores the SRS
     (``model/proof-srs.bin``), generated offline (insecure) or imported from a file whose sha256 is checked.
+    ``ledger`` is where the commits' NFTs are minted: ``embedded`` (LiteSVM on this machine), a cluster alias or
+    an RPC URL; the genesis NFT is minted last, and queued if the ledger cannot be reached.
     """
+    from federity.chain.ledger import open_ledger
     from federity.contract import CONTRACT_FILE
     from federity.repo import MAIN_BRANCH, Repository
 
@@ -73,6 +79,7 @@ def init(
                               "run init from the directory holding the builder module; it is copied into the "
                               "repository so every clone can build the model")
 
+    open_ledger(ledger)  # an unknown ledger name is refused before anything is created
     suite = _contract_suite(contract, args)
     if params is not None:
         TrainingParams.from_mapping(params, "the training parameters")
@@ -96,7 +103,7 @@ def init(
             git.run("init", "--quiet", "--initial-branch", MAIN_BRANCH)
             config = RepoConfig(
                 name=name.strip(), framework=framework, model={"id": model, "args": args},
-                members={wallet.pubkey: Role.OWNER},
+                members={wallet.pubkey: Role.OWNER}, ledger=ledger,
             )
             (directory / CONFIG_FILE).write_text(config.to_yaml())
             (directory / PARAMS_FILE).write_text(yaml.safe_dump(params or DEFAULT_PARAMS, sort_keys=False))
@@ -131,11 +138,13 @@ def init(
                         created.append(Path(storage_url))
                 git.run("remote", "add", "origin", remote_url)
                 repo.push()
-            return repo, record
     except BaseException:
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
         raise
+    if mint_new_commits(repo, wallet).minted and remote_url:  # last: a failed init leaves nothing on the ledger
+        push_notes(repo)
+    return repo, record
 
 
 

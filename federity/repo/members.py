@@ -44,17 +44,23 @@ def list_members(repo: Repository) -> list[dict[str, str]]:
     return [{"pubkey": k, "role": r.label} for k, r in sorted(members.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def _change(repo: Repository, wallet: Wallet, pubkey: str, role: Role | None, message: str) -> CommitRecord:
+def change_members(repo: Repository, wallet: Wallet, changes: dict[str, Role | None], message: str, *,
+                   check_holder: bool = True) -> CommitRecord:
+    """Commit the membership with ``changes`` applied (a role, or ``None`` to remove), signed by ``wallet``.
+
+    A change only an owner may make also needs ``wallet`` to hold the repository's genesis NFT on the ledger
+    (once it is minted); ``nft transfer`` passes ``check_holder=False`` as it has just checked it."""
+    from federity.repo.nft import require_repository_holder
+
     repo.require_branch()
     head = repo.head()
     config = repo.config(head)
     after = dict(config.members)
-    if role is None:
-        if pubkey not in after:
+    for pubkey, role in changes.items():
+        if role is not None:
+            after[pubkey] = role
+        elif after.pop(pubkey, None) is None:
             raise ConfigError(f"{pubkey} is not a member", "see the members with `federity members list`")
-        del after[pubkey]
-    else:
-        after[pubkey] = role
     denied = permission_problem(config.role_of(wallet.pubkey), config.members, after)
     if denied:
         raise PermissionDeniedError(f"wallet {wallet.pubkey} cannot change members: {denied}",
@@ -62,21 +68,28 @@ def _change(repo: Repository, wallet: Wallet, pubkey: str, role: Role | None, me
     invalid = validity_problem(config.members, after)
     if invalid:
         raise ConfigError(f"cannot change members: {invalid}", "check `federity members list` and the request")
+    if check_holder and permission_problem(Role.MAINTAINER, config.members, after):
+        require_repository_holder(repo, wallet)
     updated = RepoConfig(**{**vars(config), "members": after})
     with repo.transaction():
         (repo.root / CONFIG_FILE).write_text(updated.to_yaml())
         return create_commit(repo, wallet, "members", message, [head], paths=(CONFIG_FILE,))
 
 
-def add_member(repo: Repository, wallet: Wallet, pubkey: str, role: str) -> CommitRecord:
-    """Grant ``role`` to ``pubkey`` (or change the role it holds)."""
+def require_member_pubkey(pubkey: str) -> None:
+    """Raise unless ``pubkey`` is a base58 wallet public key."""
     if not is_pubkey(pubkey):
         raise ConfigError(f"{pubkey!r} is not a wallet public key", "pass a base58 public key, e.g. from "
                           "`federity wallet show`")
+
+
+def add_member(repo: Repository, wallet: Wallet, pubkey: str, role: str) -> CommitRecord:
+    """Grant ``role`` to ``pubkey`` (or change the role it holds)."""
+    require_member_pubkey(pubkey)
     parsed = Role.parse(role)
-    return _change(repo, wallet, pubkey, parsed, f"Grant {parsed.label} to {pubkey}")
+    return change_members(repo, wallet, {pubkey: parsed}, f"Grant {parsed.label} to {pubkey}")
 
 
 def remove_member(repo: Repository, wallet: Wallet, pubkey: str) -> CommitRecord:
     """Revoke every role of ``pubkey``."""
-    return _change(repo, wallet, pubkey, None, f"Remove member {pubkey}")
+    return change_members(repo, wallet, {pubkey: None}, f"Remove member {pubkey}")

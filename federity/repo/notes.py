@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 REVIEWS = "refs/notes/federity-reviews"
 MLFLOW = "refs/notes/federity-mlflow"
+NFT = "refs/notes/federity-nft"
 ALL_NOTES = "refs/notes/federity-*"
 _FETCHED = "refs/federity-fetched-notes/"
 _IDENTITY = {"GIT_AUTHOR_NAME": "federity", "GIT_AUTHOR_EMAIL": "notes@federity",

@@ -25,6 +25,12 @@ def _require_origin(repo: Repository) -> None:
         raise RemoteError("this repository has no remote named origin", _NO_REMOTE_HINT) from None
 
 
+def push_notes(repo: Repository) -> None:
+    """Publish the notes (reviews, MLflow runs, NFT mints) to origin."""
+    if repo.git.run("for-each-ref", "--count=1", ALL_NOTES):
+        repo.git.remote_run("push", "--quiet", "origin", f"{ALL_NOTES}:{ALL_NOTES}")
+
+
 def push(repo: Repository) -> str:
     """Publish the current branch (and tags): its weights to DVC storage, then its commits to origin."""
     branch = repo.require_branch()
@@ -32,8 +38,7 @@ def push(repo: Repository) -> str:
     unpublished = repo.git.run("rev-list", "HEAD", "--not", "--remotes=origin").split()
     repo.store.push(unpublished)
     repo.git.remote_run("push", "--quiet", "--follow-tags", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
-    if repo.git.run("for-each-ref", "--count=1", ALL_NOTES):
-        repo.git.remote_run("push", "--quiet", "origin", f"{ALL_NOTES}:{ALL_NOTES}")
+    push_notes(repo)
     repo.git.run("branch", "--quiet", "--set-upstream-to", f"origin/{branch}")
     return repo.head()
 

@@ -11,7 +11,10 @@ For each commit on every branch, tag and remote-tracking branch:
 - ``weights``: the DVC object exists (local cache or storage), matches its DVC hash, and its sha256 is the
   signed one; a ``members`` commit keeps its parent's weights;
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
-  (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone).
+  (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone);
+- ``nft``: every commit whose NFT is recorded has, on the repository's ledger, a finished NFT (Token-2022,
+  supply 1, no mint authority, immutable metadata) whose metadata records exactly that commit. This check reads
+  the ledger: the embedded one is local, a cluster needs the network.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from federity.proofs.verify import check_update_proof
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord, parent_refs, read_commits
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
+from federity.repo.nft import verify_nfts
 from federity.repo.updates import read_update_record
 from federity.weights import sha256_bytes
 
@@ -65,6 +69,8 @@ def verify(repo: Repository) -> VerifyReport:
         if not problems and record.meta and record.meta.kind == "update":
             for reason in check_update_proof(repo, record, read_update_record(repo, record.commit) or {}).problems:
                 report.fail(record.commit, "proof", reason.removeprefix("proof: "))
+    for commit, reason in verify_nfts(repo):
+        report.fail(commit, "nft", reason)
     return report
 
 

@@ -128,12 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RpcServer:
-    """A running server: ``url`` to connect to, ``rpc`` to inspect, ``close()`` to stop."""
+    """A running server: ``url`` to connect to, ``rpc`` to inspect, ``close()`` to stop. ``port`` 0: any free."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, port: int = 0) -> None:
         self.rpc = LiteSvmRpc(path)
         handler = type("Handler", (_Handler,), {"rpc": self.rpc})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()

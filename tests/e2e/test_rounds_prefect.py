@@ -49,6 +49,8 @@ def _run(env: dict[str, str], *args: str, cwd: Path | None = None, check: bool =
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     root = tmp_path_factory.mktemp("federation")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FEDERITY_LEDGER", str(root / "ledger"))  # one ledger for this process and every subprocess
     env = {**os.environ, "HOME": str(root / "home"), "DVC_NO_ANALYTICS": "1"}
     env.pop("FEDERITY_WALLET", None)
     owner = Wallet.create(root / "wallets" / "owner.json")
@@ -92,6 +94,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             for agent in agents:
                 agent.terminate()
                 agent.wait(timeout=30)
+            patch.undo()
 
 
 def _wait_for_deployments(env: dict[str, str], pools: list[str], timeout: float = 120) -> None:
@@ -122,6 +125,8 @@ def test_an_auto_round_aggregates_both_sites_and_a_dead_site_is_left_out(federat
     assert owner.verify().ok  # re-verifies each update's proof of training, made by the agent at its site
     for update in owner.updates():
         assert len(owner.show(update.id)["proof"]["audited"]) == 1
+        assert owner.nft_show(update.id)["owner"] == update.author  # an accepted update's NFT is its author's
+    assert summary["nft"] == owner.nft_show(summary["commit"])["mint"]
     log = json.loads(_run(federation.env, "--json", "log", cwd=owner.root).stdout)["commits"]
     assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == summary["mlflow_run"]
 

@@ -108,6 +108,7 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5,
     require_empty_dir(workdir, "demo directory")
     pools = [f"hospital-{i + 1}" for i in range(hospitals)]
     owner_dir, hospital_dirs = workdir / "owner", [workdir / "hospitals" / p for p in pools]
+    os.environ["FEDERITY_LEDGER"] = str(workdir / "ledger")  # the demo's commit NFTs stay in its directory
     progress(f"creating wallets and splitting the breast-cancer data across {hospitals} hospitals")
     owner = Wallet.create(workdir / "wallets" / "owner.json")
     sites = [Wallet.create(workdir / "wallets" / f"{p}.json") for p in pools]

@@ -1,7 +1,7 @@
 """Benchmark of proofs of training: prove time, peak memory, verify time and proof size per audited step, and how
 they grow with the proved parameters and the batch size. Writes ``bench/results/proofs.json``.
 
-Each configuration runs in fresh processes: one builds the circuit and keys (cached setup, reported separately),
+Each configuration runs in fresh processes: one compiles the circuit and makes its keys (setup, reported separately),
 then one proves a step (its peak resident memory is the proving process's, keys and SRS included), then the
 verification is timed. The SRS is generated offline (insecure), as for local work.
 
@@ -35,18 +35,21 @@ TARGET = {"parameters": 1000, "prove_seconds": 30, "prove_memory_mb": 2048, "ver
 
 def _child(stage: str, features: int, classes: int, batch: int, workdir: Path) -> dict[str, float]:
     """One stage in this (child) process: ``setup`` or ``prove``; reports its own time and peak memory."""
-    from federity.proofs.circuit import StepCircuit, call_ezkl, circuit_logrows, prepare
+    from federity.proofs.circuit import StepCircuit, call_ezkl, compile_step, logrows, prepare
     from federity.proofs.prove import compact_proof
 
     circuit = StepCircuit(features, classes, batch, 0.1, SCALE)
-    srs = workdir / "srs.bin"
+    srs, compiled_dir = workdir / "srs.bin", workdir / "compiled"
     started = time.perf_counter()
     if stage == "setup":
-        call_ezkl("gen_srs", str(srs), circuit_logrows(circuit))
-        prepare(circuit, srs, "bench")
-        result = {"logrows": circuit_logrows(circuit)}
+        compiled_dir.mkdir()
+        compiled = compile_step(circuit, compiled_dir)
+        call_ezkl("gen_srs", str(srs), logrows(compiled.settings.read_bytes()))
+        prepare(compiled.settings.read_bytes(), compiled.compiled.read_bytes(), srs, "bench")
+        result = {"logrows": logrows(compiled.settings.read_bytes())}
     else:
-        files = prepare(circuit, srs, "bench")
+        files = prepare((compiled_dir / "settings.json").read_bytes(), (compiled_dir / "step.ezkl").read_bytes(),
+                        srs, "bench")
         rng = np.random.default_rng(1)
         inputs = circuit.input_values(rng.normal(0, 0.3, (features, classes)), rng.normal(0, 0.3, classes),
                                       rng.normal(0, 1, (batch, features)), rng.integers(0, classes, batch),

@@ -11,8 +11,9 @@ Outputs (hashed as well): ``W - lr·∇W`` and ``b - lr·∇b`` for the mean cro
 ``∇W = Xᵀ(softmax(XW + b) - Y)/B`` and ``∇b = Σ(softmax(XW + b) - Y)/B``.
 
 Everything runs in ezkl's fixed point at ``2^-scale`` resolution. The graph, its run arguments and the
-calibration input are all functions of the :class:`StepCircuit` fields, so any verifier rebuilds the same circuit
-and, with the repository's SRS, the same keys (ezkl's setup is deterministic).
+calibration input are all functions of the :class:`StepCircuit` fields. The compiled circuit is made once per
+repository and stored in it (:func:`compile_step` says why); with the repository's SRS, every prover and verifier
+derives the same keys from it (ezkl's setup is deterministic).
 """
 
 from __future__ import annotations
@@ -65,11 +66,6 @@ class StepCircuit:
                              f"schema {CIRCUIT_SCHEMA}", "upgrade Federity to verify it")
         return cls(int(data["features"]), int(data["classes"]), int(data["batch"]), float(data["lr"]),
                    int(data["scale"]))
-
-    @property
-    def digest(self) -> str:
-        """sha256 over the ONNX graph and ezkl's run arguments: the circuit's identity."""
-        return hashlib.sha256(self.onnx_bytes() + json.dumps(self._run_args(), sort_keys=True).encode()).hexdigest()
 
     def onnx_bytes(self) -> bytes:
         """The serialised ONNX graph of the step (deterministic)."""
@@ -212,19 +208,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("FEDERITY_CACHE") or user_cache_path("federity")) / "circuits"
 
 
-def circuit_logrows(circuit: StepCircuit) -> int:
-    """The number of rows (log2) the circuit needs, from ezkl's calibration (no keys are made)."""
-    import tempfile
+def compile_step(circuit: StepCircuit, directory: Path) -> CircuitFiles:
+    """Write the circuit's ONNX graph, calibrated settings and compiled form into ``directory`` (no keys).
 
-    with tempfile.TemporaryDirectory() as tmp:
-        files = CircuitFiles(Path(tmp), Path(tmp) / "none")
-        _settings(circuit, files)
-        return int(json.loads(files.settings.read_text())["run_args"]["logrows"])
-
-
-def _settings(circuit: StepCircuit, files: CircuitFiles) -> None:
+    ezkl's compilation is not reproducible across processes (the layout follows hash-map order), while its setup
+    is deterministic for a given compiled circuit. So a repository compiles once, at ``init``, and stores the
+    result: every prover and verifier derives the same keys from those bytes and the repository's SRS.
+    """
     import ezkl
 
+    files = CircuitFiles(directory, directory / "none")
     files.onnx.write_bytes(circuit.onnx_bytes())
     run_args = ezkl.PyRunArgs()
     for key, value in circuit._run_args().items():
@@ -242,34 +235,41 @@ def _settings(circuit: StepCircuit, files: CircuitFiles) -> None:
     run_args["lookup_range"] = [low, max(int(run_args["lookup_range"][1]), 0)]
     table_rows = run_args["lookup_range"][1] - low + TABLE_RESERVED_ROWS
     run_args["logrows"] = max(int(run_args["logrows"]), math.ceil(math.log2(table_rows)))
-    files.settings.write_text(json.dumps(settings))
+    files.settings.write_text(json.dumps(settings, sort_keys=True))
+    call_ezkl("compile_circuit", str(files.onnx), str(files.compiled), str(files.settings))
+    return files
 
 
-def prepare(circuit: StepCircuit, srs: Path, srs_sha256: str) -> CircuitFiles:
-    """The circuit's settings, compiled circuit and keys for ``srs``, built once and cached.
+def logrows(settings: bytes) -> int:
+    """The number of rows (log2) a compiled circuit's settings need."""
+    return int(json.loads(settings)["run_args"]["logrows"])
 
-    The cache key is the circuit's digest and the SRS's sha256; a partly written entry is never used (the
+
+def prepare(settings: bytes, compiled: bytes, srs: Path, srs_sha256: str) -> CircuitFiles:
+    """Keys for a compiled circuit (``settings`` and ``compiled`` bytes) and ``srs``, made once and cached.
+
+    The cache key is the compiled circuit's sha256 and the SRS's; a partly written entry is never used (the
     directory is renamed into place when complete).
     """
     import shutil
     import tempfile
     from importlib.metadata import version
 
-    target = cache_root() / f"{circuit.digest[:24]}-{srs_sha256[:12]}-ezkl{version('ezkl')}"
+    digest = hashlib.sha256(compiled).hexdigest()
+    target = cache_root() / f"{digest[:24]}-{srs_sha256[:12]}-ezkl{version('ezkl')}"
     if (target / "pk.key").is_file():
         return CircuitFiles(target, srs)
+    with open(srs, "rb") as handle:
+        available = int.from_bytes(handle.read(4), "little")
+    if logrows(settings) > available:
+        raise ProofError(f"the circuit needs 2^{logrows(settings)} rows, but the SRS supports 2^{available}",
+                         "re-create the repository with a larger SRS (--srs)")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
         files = CircuitFiles(staging, srs)
-        _settings(circuit, files)
-        needed = int(json.loads(files.settings.read_text())["run_args"]["logrows"])
-        with open(srs, "rb") as handle:
-            available = int.from_bytes(handle.read(4), "little")
-        if needed > available:
-            raise ProofError(f"the circuit needs 2^{needed} rows, but the repository's SRS supports 2^{available}",
-                             "lower batch_size in params.yaml, or re-create the repository with a larger SRS")
-        call_ezkl("compile_circuit", str(files.onnx), str(files.compiled), str(files.settings))
+        files.settings.write_bytes(settings)
+        files.compiled.write_bytes(compiled)
         call_ezkl("setup", str(files.compiled), str(files.vk), str(files.pk), str(srs))
         with contextlib.suppress(OSError):  # another process finished the same entry first: keep theirs
             staging.rename(target)

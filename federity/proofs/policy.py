@@ -1,18 +1,26 @@
-"""A repository's proof policy, chosen at ``init``: how many steps are audited, the fixed-point scale, the SRS."""
+"""A repository's proof policy, chosen at ``init``: how many steps are audited, the fixed-point scale, the SRS,
+and the compiled circuit every prover and verifier of the repository uses."""
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.errors import ConfigError
+from federity.errors import ConfigError, ProofError
 from federity.proofs import srs as proof_srs
+from federity.proofs.circuit import CircuitFiles, StepCircuit, compile_step, logrows, prepare
 
 if TYPE_CHECKING:
+    from federity.repo import Repository
     from federity.training import TrainingParams
+
+SETTINGS_FILE = "proof-settings.json"
+COMPILED_FILE = "proof-circuit.ezkl"
 
 
 @dataclass(frozen=True)
@@ -26,11 +34,8 @@ class ProofPolicy:
     srs_sha256: str | None = None
 
     def setup(self, tensors: dict[str, np.ndarray], params: TrainingParams, model_dir: Path) -> dict[str, Any]:
-        """Check the policy against the model and parameters, put the SRS in ``model_dir``, and return the
-        ``proofs`` section of ``federity.yaml``."""
-        from federity.proofs.circuit import circuit_logrows
-        from federity.proofs.prove import step_circuit
-
+        """Check the policy against the model and parameters, compile the circuit, put it and the SRS in
+        ``model_dir``, and return the ``proofs`` section of ``federity.yaml``."""
         if self.audits < 1:
             raise ConfigError(f"--proof-audits must be at least 1, not {self.audits}", "pass 1 or more")
         if not 6 <= self.scale <= 16:
@@ -38,13 +43,56 @@ class ProofPolicy:
                               "10 (1/1024 resolution) suits standardised features")
         if (self.srs_file is None) != (self.srs_sha256 is None):
             raise ConfigError("--srs and --srs-sha256 go together", "pass the SRS file and its published sha256")
-        section: dict[str, Any] = {"audits": self.audits, "scale": self.scale}
-        weight = list(tensors.values())[-2]
-        circuit = step_circuit(section, params, weight)
-        logrows = circuit_logrows(circuit)
+        require_plain_sgd(params)
+        classes, features = list(tensors.values())[-2].shape  # the head: the last Linear layer's weight
+        circuit = StepCircuit(features, classes, int(params.batch_size), float(params.lr), self.scale)
+        with tempfile.TemporaryDirectory(prefix="federity-compile-") as tmp:
+            files = compile_step(circuit, Path(tmp))
+            settings, compiled = files.settings.read_bytes(), files.compiled.read_bytes()
+        (model_dir / SETTINGS_FILE).write_bytes(settings)
+        (model_dir / COMPILED_FILE).write_bytes(compiled)
         target = model_dir / proof_srs.SRS_FILE
         if self.srs_file is not None and self.srs_sha256 is not None:
-            section["srs"] = proof_srs.import_file(self.srs_file, self.srs_sha256, logrows, target)
+            srs = proof_srs.import_file(self.srs_file, self.srs_sha256, logrows(settings), target)
         else:
-            section["srs"] = proof_srs.generate(logrows, target)
-        return section
+            srs = proof_srs.generate(logrows(settings), target)
+        return {"audits": self.audits, "scale": self.scale, "srs": srs,
+                "circuit": {**circuit.to_json(), "settings_sha256": hashlib.sha256(settings).hexdigest(),
+                            "compiled_sha256": hashlib.sha256(compiled).hexdigest()}}
+
+
+def require_plain_sgd(params: TrainingParams) -> None:
+    """Raise unless ``params`` ask for what the circuit proves: plain SGD."""
+    if params.optimizer != "sgd" or params.momentum or params.weight_decay:
+        raise ConfigError("proved training is plain SGD, but params.yaml asks for "
+                          f"optimizer={params.optimizer}, momentum={params.momentum}, "
+                          f"weight_decay={params.weight_decay}",
+                          "set optimizer: sgd, momentum: 0 and weight_decay: 0 in params.yaml")
+
+
+def step_circuit(policy: dict[str, Any], params: TrainingParams, weight: np.ndarray) -> StepCircuit:
+    """The repository's circuit, after checking that ``params`` and the head ``weight`` (torch layout) still fit
+    it."""
+    require_plain_sgd(params)
+    circuit = StepCircuit.from_json(policy["circuit"])
+    if (params.lr, params.batch_size) != (circuit.lr, circuit.batch):
+        raise ConfigError(f"params.yaml asks for lr={params.lr}, batch_size={params.batch_size}, but the "
+                          f"repository's circuit proves lr={circuit.lr}, batch_size={circuit.batch}",
+                          "restore those two values in params.yaml: a new circuit needs a new repository")
+    if tuple(weight.shape) != (circuit.classes, circuit.features):
+        raise ConfigError(f"the model's head is {tuple(weight.shape)}, the circuit's "
+                          f"{(circuit.classes, circuit.features)}", "the model does not match the repository")
+    return circuit
+
+
+def circuit_files(repo: Repository, commit: str, policy: dict[str, Any]) -> CircuitFiles:
+    """The repository's compiled circuit (as of ``commit``, checked against the recorded sha256s) and its keys
+    for the repository's SRS, from the cache or made now."""
+    recorded = policy["circuit"]
+    settings, compiled = repo.store.read(commit, SETTINGS_FILE), repo.store.read(commit, COMPILED_FILE)
+    if (hashlib.sha256(settings).hexdigest(), hashlib.sha256(compiled).hexdigest()) != (
+            recorded["settings_sha256"], recorded["compiled_sha256"]):
+        raise ProofError(f"the compiled circuit at {commit[:12]} does not match the sha256 in federity.yaml",
+                         "restore model/proof-circuit.ezkl and model/proof-settings.json from the genesis commit")
+    srs = policy["srs"]
+    return prepare(settings, compiled, proof_srs.local_copy(repo, commit, srs), srs["sha256"])

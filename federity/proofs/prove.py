@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.errors import ConfigError
 from federity.proofs import chain as proof_chain
 from federity.proofs import srs as proof_srs
-from federity.proofs.circuit import StepCircuit, call_ezkl, prepare
+from federity.proofs.circuit import call_ezkl
+from federity.proofs.policy import circuit_files, step_circuit
 
 if TYPE_CHECKING:
     from federity.data import Dataset
@@ -64,18 +64,6 @@ class ProvedUpdate:
     summary: dict[str, Any]
 
 
-def step_circuit(policy: dict[str, Any], params: TrainingParams, weight: np.ndarray) -> StepCircuit:
-    """The circuit a repository's proof ``policy`` and training parameters fix for a head of torch layout
-    ``weight``."""
-    if params.optimizer != "sgd" or params.momentum or params.weight_decay:
-        raise ConfigError("proved training is plain SGD, but params.yaml asks for "
-                          f"optimizer={params.optimizer}, momentum={params.momentum}, "
-                          f"weight_decay={params.weight_decay}",
-                          "set optimizer: sgd, momentum: 0 and weight_decay: 0 in params.yaml")
-    classes, features = weight.shape
-    return StepCircuit(features, classes, int(params.batch_size), float(params.lr), int(policy["scale"]))
-
-
 def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: dict[str, np.ndarray],
                    data: Dataset, params: TrainingParams, nonce: str | None,
                    progress: Callable[[str], None] | None = None) -> ProvedUpdate:
@@ -90,9 +78,9 @@ def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: di
     model = build_with_tensors(config, repo.root, base_tensors)
     weight_name, bias_name, features = trainer.head_features(model, data)
     circuit = step_circuit(policy, params, base_tensors[weight_name])
-    say(f"preparing the circuit ({circuit.parameters} parameters, batch {circuit.batch}); cached after the first "
-        "time")
-    files = prepare(circuit, proof_srs.local_copy(repo, base, policy["srs"]), policy["srs"]["sha256"])
+    say(f"preparing the circuit's keys ({circuit.parameters} parameters, batch {circuit.batch}); cached after the "
+        "first time")
+    files = circuit_files(repo, base, policy)
     started = time.perf_counter()
     trained = proof_chain.train(circuit, files, base_tensors[weight_name].T, base_tensors[bias_name], features,
                                 data.labels, epochs=params.epochs, seed=params.seed,
@@ -114,7 +102,8 @@ def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: di
             proofs[step_file(index)] = compact_proof(json.loads(proof.read_text()))
     prove_seconds = time.perf_counter() - started
     record = {
-        "schema": CHAIN_SCHEMA, "circuit": circuit.to_json(), "circuit_digest": circuit.digest,
+        "schema": CHAIN_SCHEMA, "circuit": circuit.to_json(),
+        "compiled_circuit_sha256": policy["circuit"]["compiled_sha256"],
         "head": {"weight": weight_name, "bias": bias_name}, "repository": config.id, "base": base,
         "author": wallet.pubkey, "nonce": nonce, "weights": trained.weight_hashes, "batches": trained.batch_hashes,
         "commitment": commitment, "audited": audited,

@@ -18,9 +18,9 @@ import numpy as np
 
 from federity.errors import FederityError
 from federity.proofs import chain as proof_chain
-from federity.proofs import srs as proof_srs
-from federity.proofs.circuit import StepCircuit, call_ezkl, prepare, quantize
-from federity.proofs.prove import CHAIN_FILE, ezkl_proof, step_circuit, step_file
+from federity.proofs.circuit import StepCircuit, call_ezkl, quantize
+from federity.proofs.policy import circuit_files, step_circuit
+from federity.proofs.prove import CHAIN_FILE, ezkl_proof, step_file
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -81,7 +81,8 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
     if weight_name not in base_tensors or bias_name not in base_tensors:
         return ProofCheck(["proof: it names a head that is not in the model"])
     circuit = step_circuit(policy, params, base_tensors[weight_name])
-    if StepCircuit.from_json(chain["circuit"]) != circuit:
+    if (StepCircuit.from_json(chain["circuit"]), chain.get("compiled_circuit_sha256")) != (
+            circuit, policy["circuit"]["compiled_sha256"]):
         return ProofCheck(["proof: it was made for another circuit than the one the base commit's model and "
                            "params.yaml fix"])
     if (chain.get("repository"), chain.get("base"), chain.get("author")) != (config.id, base, meta.author):
@@ -112,7 +113,7 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
     audited = proof_chain.challenge(commitment, record.get("nonce"), len(batches), int(policy["audits"]))
     if chain.get("audited") != audited:
         return ProofCheck([f"proof: it audits steps {chain.get('audited')}, but the challenge draws {audited}"])
-    check = _verify_steps(repo, base, commit.commit, chain, circuit, policy["srs"], audited)
+    check = _verify_steps(repo, base, commit.commit, chain, policy, audited)
     if check.ok and len(set(batches)) != len(batches):
         check.problems.append("proof: a batch is used twice in the chain (reused batch)")
     if check.ok:
@@ -138,9 +139,9 @@ def _earlier_batches(repo: Repository, commit: CommitRecord, updates: list[Any])
     return seen
 
 
-def _verify_steps(repo: Repository, base: str, update: str, chain: dict[str, Any], circuit: StepCircuit,
-                  srs: dict[str, Any], audited: list[int]) -> ProofCheck:
-    files = prepare(circuit, proof_srs.local_copy(repo, base, srs), srs["sha256"])
+def _verify_steps(repo: Repository, base: str, update: str, chain: dict[str, Any], policy: dict[str, Any],
+                  audited: list[int]) -> ProofCheck:
+    files = circuit_files(repo, base, policy)
     weights, batches = chain["weights"], chain["batches"]
     elapsed = 0.0
     with tempfile.TemporaryDirectory(prefix="federity-verify-") as tmp:

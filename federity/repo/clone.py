@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from federity.config import CONFIG_FILE
 from federity.errors import NotARepositoryError
 from federity.repo.git import Git
+from federity.repo.notes import fetch_notes
 from federity.repo.paths import is_local_url, local_path, require_empty_dir, restored_on_failure
 
 if TYPE_CHECKING:
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def clone(url: str, directory: Path) -> Repository:
-    """Clone ``url`` into ``directory`` (new or empty) and fetch the checked-out weights from DVC storage.
+    """Clone ``url`` into ``directory`` (new or empty) with its notes, and fetch the checked-out weights from DVC
+    storage.
 
     On failure the directory is left as it was found.
     """
@@ -31,5 +33,6 @@ def clone(url: str, directory: Path) -> Repository:
             raise NotARepositoryError(f"{url} is not a Federity repository (no {CONFIG_FILE})",
                                       "check the URL; `federity init` creates repositories")
         repo = Repository(directory)
+        fetch_notes(repo)  # reviews, MLflow runs and NFT mints: git clone leaves notes behind
         repo.store.pull()
         return repo

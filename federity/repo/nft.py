@@ -92,6 +92,7 @@ def sync(repo: Repository, wallet: Wallet) -> SyncReport:
     from federity.chain.nft import mint_nft
 
     report = SyncReport()
+    require_minter(repo, wallet)
     waiting = queued(repo)
     if not waiting:
         return report
@@ -110,9 +111,24 @@ def sync(repo: Repository, wallet: Wallet) -> SyncReport:
     return report
 
 
+def require_minter(repo: Repository, wallet: Wallet) -> None:
+    """Raise unless ``wallet`` may mint: an owner or maintainer at main's head."""
+    from federity.repo import MAIN_BRANCH
+
+    role = repo.config(repo.git.resolve(MAIN_BRANCH)).role_of(wallet.pubkey)
+    if role is None or role < Role.MAINTAINER:
+        raise PermissionDeniedError(f"wallet {wallet.pubkey} is not an owner or maintainer, who mint the NFTs",
+                                    "run `federity nft sync` with an owner's or maintainer's wallet (--wallet)")
+
+
 def mint_new_commits(repo: Repository, wallet: Wallet) -> SyncReport:
     """After an operation made a main-line commit: mint what is queued, and warn (never fail) when the ledger
-    cannot be reached, so the commit stands and its NFT waits for ``federity nft sync``."""
+    cannot be reached, so the commit stands and its NFT waits for ``federity nft sync``. Wallets that may not
+    mint (contributors committing on their own branches) mint nothing."""
+    try:
+        require_minter(repo, wallet)
+    except PermissionDeniedError:
+        return SyncReport()
     report = sync(repo, wallet)
     if report.error:
         log.warning("%d NFT(s) queued, not minted: %s. Run `federity nft sync` when the ledger is reachable.",

@@ -72,7 +72,7 @@ def fetch_notes(repo: Repository) -> None:
     fetched = repo.git.run("for-each-ref", "--format=%(refname) %(objectname)", _FETCHED)
     for line in fetched.splitlines():
         name, theirs = line.split()
-        local = "refs/notes/" + name.removeprefix(_FETCHED)
+        local = "refs/notes/federity-" + name.removeprefix(_FETCHED)
         ours = repo.git.try_resolve(local)
         if ours is None or repo.git.is_ancestor(ours, theirs):
             repo.git.run("update-ref", local, theirs)

@@ -17,8 +17,8 @@ from federity.errors import ProofError, UpdateError
 from federity.identity import Wallet
 from federity.proofs import chain as proof_chain
 from federity.proofs import srs as proof_srs
-from federity.proofs.circuit import StepCircuit, prepare
-from federity.proofs.policy import ProofPolicy
+from federity.proofs.circuit import CircuitFiles, StepCircuit, prepare
+from federity.proofs.policy import COMPILED_FILE, SETTINGS_FILE, ProofPolicy
 from federity.proofs.prove import CHAIN_FILE
 from federity.proofs.verify import check_update_proof
 from federity.repo import Repository
@@ -184,9 +184,11 @@ def test_a_proof_under_another_srs_fails_against_the_repository_s_verification_k
     site, contributor = proved["site"], proved["contributor"]
     other = proved["tmp"] / "other.srs"
     other_record = proof_srs.generate(12, other)
-    monkeypatch.setattr(proof_srs, "local_copy", lambda *_args: other)
-    monkeypatch.setattr("federity.proofs.prove.prepare",
-                        lambda circuit, srs, _sha: prepare(circuit, srs, other_record["sha256"]))
+    def keys_under_another_srs(repo: Repository, commit: str, policy: dict[str, Any]) -> CircuitFiles:
+        settings, compiled = (repo.store.read(commit, name) for name in (SETTINGS_FILE, COMPILED_FILE))
+        return prepare(settings, compiled, other, other_record["sha256"])
+
+    monkeypatch.setattr("federity.proofs.prove.circuit_files", keys_under_another_srs)
     result = site.train(contributor, proved["data"], nonce="another-nonce")
     monkeypatch.undo()
     site.checkout("main")
@@ -225,8 +227,7 @@ def test_a_rejected_proof_is_recorded_and_main_and_the_remote_stay_unchanged(pro
         repo.review(owner, forged[:12], approve=True)
     assert next(u for u in repo.updates() if u.id == forged).status == "rejected"
     after = snapshot(repo, proved["tmp"] / "remote.git")
-    assert after.pop("refs").startswith(f"refs/heads/main {repo.head()}")  # plus the new review note
-    before.pop("refs")
+    assert after.pop("refs") != before.pop("refs")  # the review note is new: nothing else may change
     assert after == before and repo.head() == repo.git.resolve("origin/main")
     failures = repo.verify().failures
     assert {"commit": forged, "check": "proof", "reason": f"it audits steps {chain_audited(repo, forged)}, but the "
@@ -273,6 +274,28 @@ def test_the_commitment_binds_every_hash_and_the_challenge_follows_it() -> None:
     draws = {tuple(proof_chain.challenge(base, f"nonce-{i}", 100, 3)) for i in range(20)}
     assert len(draws) > 15 and all(len(set(d)) == 3 and max(d) < 100 for d in draws)
     assert proof_chain.challenge(base, "n", 2, 5) == [0, 1]
+
+
+def test_an_mlp_proves_its_head_on_frozen_features_and_a_changed_body_fails(tmp_path: Path, owner: Wallet) -> None:
+    repo, _ = Repository.init(tmp_path / "mlp", owner, name="mlp", framework="torch", model="mlp",
+                              model_args=["in_features=4", "hidden=3"], params=PARAMS,
+                              proofs=ProofPolicy(audits=1, scale=8))
+    base = read_tensors(repo.weights_path.read_bytes(), "base")
+    result = repo.train(owner, write_csv(tmp_path / "d" / "t.csv", 24, seed=5))
+    trained = read_tensors(repo.store.read(result.update), "update")
+    assert result.proof["head"] == ["2.weight", "2.bias"] and result.proof["parameters_proved"] == 8
+    assert all(np.array_equal(trained[n], base[n]) for n in ("0.weight", "0.bias"))  # the body is frozen
+    assert not np.array_equal(trained["2.weight"], base["2.weight"])
+    assert _problems(repo, result.update) == []
+
+    def train_the_body(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        path = model_dir / "model.safetensors"
+        tensors = read_tensors(path.read_bytes(), "weights")
+        tensors["0.bias"] = tensors["0.bias"] + np.float32(0.5)
+        path.write_bytes(tensors_to_bytes(tensors))
+
+    forged = _forge(repo, owner, result.update, change=train_the_body)
+    assert _problems(repo, forged) == ["proof: tensors outside the proved head changed: 0.bias"]
 
 
 def test_a_round_with_two_contributors_verifies_aggregates_and_tracks_their_proofs(

@@ -123,3 +123,20 @@ def test_an_unreachable_ledger_queues_the_mints_and_sync_lands_them_once(tmp_pat
         assert repo.verify().ok
     finally:
         server.close()
+
+
+def test_verify_reports_an_nft_whose_metadata_disagrees_with_its_commit(repo: Repository, stranger: Wallet) -> None:
+    from dataclasses import replace
+
+    from federity.chain.ledger import open_ledger
+    from federity.chain.nft import mint_nft
+    from federity.repo.commits import read_commit
+    from federity.repo.nft import nft_record
+
+    head = repo.head()
+    forged = replace(nft_record(repo, read_commit(repo, head)), weights_sha256="0" * 64)
+    mint = mint_nft(open_ledger("embedded"), stranger, forged).mint  # anyone can mint any metadata
+    write_note(repo, NFT, head, {"mint": mint})
+    assert repo.verify().failures == [{"commit": head, "check": "nft", "reason":
+                                       f"field weights_sha256 is {'0' * 64!r}, the commit says "
+                                       f"{read_commit(repo, head).meta.weights_sha256!r}"}]

@@ -3,7 +3,9 @@
 An owner and N hospital wallets; a breast-cancer classification repository (logistic regression) with a local
 git remote and DVC storage; each hospital's shard only in its own directory; a local Prefect server and one agent
 process per hospital; R rounds of the round flow (auto review, FedAvg); per round, the global model's accuracy
-on the owner's held-out set beside the same model trained centrally on all the data.
+on the owner's held-out set beside the same model trained centrally on all the data. With ``proofs``, the
+repository requires a proof of training (one audited step, offline SRS) with every update, and the round flow
+verifies each one before review.
 """
 
 from __future__ import annotations
@@ -92,12 +94,13 @@ def _wait_for_deployments(pools: list[str], timeout: float, agents: list[subproc
                         "see agent.log in each hospital's directory")
 
 
-def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5,
+def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = False,
              progress: Callable[[str], None] = lambda _: None) -> DemoSummary:
     """Build the federation in ``workdir`` (which must be new or empty) and run it; see the module docstring."""
     from federity.contract import default_suite
     from federity.demo_data import LABEL, split_breast_cancer, write_split
     from federity.prefect_server import LocalPrefectServer
+    from federity.proofs.policy import ProofPolicy
     from federity.repo import Repository
     from federity.repo.paths import require_empty_dir
     from federity.repo.track import evaluate_commit
@@ -117,10 +120,12 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5,
     suite_path = owner_dir / "contract.json"
     suite_path.write_text(json.dumps(default_suite(label=LABEL, num_classes=2, columns=split.columns)))
 
-    progress("creating the repository (logistic regression, 30 features) with a local remote")
+    progress("creating the repository (logistic regression, 30 features) with a local remote"
+             + (", compiling its proof circuit and an offline SRS" if proofs else ""))
     repo, _ = Repository.init(owner_dir / "repo", owner, name="breast-cancer", framework="torch",
                               model="logistic-regression", model_args=[f"in_features={len(split.columns)}"],
-                              remote=str(workdir / "remote.git"), contract=suite_path, params=DEMO_PARAMS)
+                              remote=str(workdir / "remote.git"), contract=suite_path, params=DEMO_PARAMS,
+                              proofs=ProofPolicy(audits=1) if proofs else None)
     for site in sites:
         repo.add_member(owner, site.pubkey, "contributor")
     repo.push()
@@ -146,7 +151,8 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5,
                 summary.rounds.append({"round": result["round"], "accuracy": accuracy, "commit": result["commit"],
                                        "updates": len(result["updates"]), "mlflow_run": result["mlflow_run"]})
                 progress(f"round {result['round']}: accuracy {accuracy:.4f} on the held-out set, "
-                         f"{len(result['updates'])} update(s), commit {result['commit'][:12]}")
+                         f"{len(result['updates'])} update(s){' with verified proofs' if proofs else ''}, "
+                         f"commit {result['commit'][:12]}")
         finally:
             for a in agents:
                 a.terminate()

@@ -14,7 +14,9 @@ from federity.cli import FederityCommand, console, emit, state
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path("federity-demo"),
               show_default=True, help="A new or empty directory for the demo's wallets, data and repositories.")
-def demo(hospitals: int, rounds: int, workdir: Path) -> None:
+@click.option("--proofs", is_flag=True,
+              help="Require a proof of training with every update (adds about 20 s per round on 2 cores).")
+def demo(hospitals: int, rounds: int, workdir: Path, proofs: bool) -> None:
     """Run federated rounds on the breast-cancer dataset across simulated hospitals, beside a central baseline."""
     from federity.demo import run_demo
 
@@ -22,7 +24,7 @@ def demo(hospitals: int, rounds: int, workdir: Path) -> None:
         if not state().json:
             console.print(f"[dim]•[/] {text}")
 
-    summary = run_demo(workdir, hospitals, rounds, progress)
+    summary = run_demo(workdir, hospitals, rounds, proofs, progress)
 
     def human() -> None:
         console.print(f"\n[bold]round  federated accuracy  (centralized: {summary.centralized_accuracy:.4f})[/]")

@@ -8,7 +8,10 @@ Inputs (all three *hashed*: the proof's public instances are their Poseidon hash
   then one row of salt that the graph ignores, so the batch hash cannot be brute-forced from guessed data.
 
 Outputs (hashed as well): ``W - lr·∇W`` and ``b - lr·∇b`` for the mean cross-entropy of the batch, where
-``∇W = Xᵀ(softmax(XW + b) - Y)/B`` and ``∇b = Σ(softmax(XW + b) - Y)/B``.
+``∇W = Xᵀ(softmax(XW + b) - Y)/B`` and ``∇b = Σ(softmax(XW + b) - Y)/B``. The softmax sees each logit's gap to its
+row's largest, clipped at ``-LOGIT_SPREAD`` (beyond which ``exp`` is below the grid anyway), so the circuit's
+``exp`` table covers every gap a confident model produces. ``lr/B`` is multiplied in last, as one constant on the
+grid (:attr:`StepCircuit.effective_lr`), so the gradient keeps the grid's full precision.
 
 Everything runs in ezkl's fixed point at ``2^-scale`` resolution. The graph, its run arguments and the
 calibration input are all functions of the :class:`StepCircuit` fields. The compiled circuit is made once per
@@ -32,7 +35,7 @@ import numpy as np
 
 from federity.errors import ProofError
 
-CIRCUIT_SCHEMA = 1
+CIRCUIT_SCHEMA = 2
 SALT_ROWS = 1
 LOOKUP_SAFETY_MARGIN = 2
 LOGIT_SPREAD = 12
@@ -53,6 +56,11 @@ class StepCircuit:
     def parameters(self) -> int:
         """How many trainable parameters the proof covers."""
         return self.features * self.classes + self.classes
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate the circuit applies: ``lr/batch`` is compiled as a constant at ``2^-scale``."""
+        return round(self.lr / self.batch * 2**self.scale) * self.batch / 2**self.scale
 
     def to_json(self) -> dict[str, Any]:
         """The fields, plus the schema version of the graph they build."""
@@ -79,7 +87,7 @@ class StepCircuit:
 
         constants = {
             "zero": ints(0), "one": ints(1), "n_features": ints(f), "n_columns": ints(f + c), "n_rows": ints(b),
-            "lr_over_batch": np.array(self.lr / b, np.float32),
+            "lr_over_batch": np.array(self.lr / b, np.float32), "lowest_gap": np.array(-LOGIT_SPREAD, np.float32),
         }
         nodes = [
             helper.make_node("Slice", ["batch", "zero", "n_rows", "zero"], ["rows"]),
@@ -87,12 +95,16 @@ class StepCircuit:
             helper.make_node("Slice", ["rows", "n_features", "n_columns", "one"], ["Y"]),
             helper.make_node("MatMul", ["X", "W"], ["XW"]),
             helper.make_node("Add", ["XW", "b"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["p"], axis=1),
+            helper.make_node("ReduceMax", ["logits"], ["top"], axes=[1], keepdims=1),
+            helper.make_node("Sub", ["logits", "top"], ["gap"]),
+            helper.make_node("Max", ["gap", "lowest_gap"], ["clipped_gap"]),
+            helper.make_node("Softmax", ["clipped_gap"], ["p"], axis=1),
             helper.make_node("Sub", ["p", "Y"], ["error"]),
-            helper.make_node("Mul", ["error", "lr_over_batch"], ["G"]),
             helper.make_node("Transpose", ["X"], ["XT"], perm=[1, 0]),
-            helper.make_node("MatMul", ["XT", "G"], ["step_W"]),
-            helper.make_node("ReduceSum", ["G", "zero"], ["step_b"], keepdims=0),
+            helper.make_node("MatMul", ["XT", "error"], ["grad_W"]),
+            helper.make_node("ReduceSum", ["error", "zero"], ["grad_b"], keepdims=0),
+            helper.make_node("Mul", ["grad_W", "lr_over_batch"], ["step_W"]),
+            helper.make_node("Mul", ["grad_b", "lr_over_batch"], ["step_b"]),
             helper.make_node("Sub", ["W", "step_W"], ["W_next"]),
             helper.make_node("Sub", ["b", "step_b"], ["b_next"]),
         ]
@@ -227,8 +239,8 @@ def compile_step(circuit: StepCircuit, directory: Path) -> CircuitFiles:
     call_ezkl("gen_settings", str(files.onnx), str(files.settings), py_run_args=run_args)
     call_ezkl("calibrate_settings", str(calibration), str(files.onnx), str(files.settings), "resources",
               lookup_safety_margin=LOOKUP_SAFETY_MARGIN, scales=[circuit.scale])
-    # Calibration sizes the softmax's exp table from one sample; fix it instead to every logit gap up to
-    # LOGIT_SPREAD (beyond which exp rounds to 0 at any scale used here), and make room for the table.
+    # Calibration sizes the softmax's exp table from one sample; fix it instead to every logit gap the graph lets
+    # through (it clips them at LOGIT_SPREAD), and make room for the table.
     settings = json.loads(files.settings.read_text())
     run_args = settings["run_args"]
     low = min(int(run_args["lookup_range"][0]), -(LOGIT_SPREAD << circuit.scale))

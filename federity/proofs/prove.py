@@ -60,7 +60,6 @@ class ProvedUpdate:
 
     tensors: dict[str, np.ndarray]
     files: dict[str, bytes]
-    chain_sha256: str
     summary: dict[str, Any]
 
 
@@ -117,13 +116,14 @@ def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: di
     summary = {
         "sha256": hashlib.sha256(chain_bytes).hexdigest(), "steps": trained.steps, "audited": audited,
         "parameters_proved": circuit.parameters, "head": [weight_name, bias_name],
+        "lr": circuit.lr, "effective_lr": circuit.effective_lr,
         "training_seconds": round(training_seconds, 3), "prove_seconds": round(prove_seconds, 3),
         "prove_seconds_per_step": round(prove_seconds / max(len(audited), 1), 3),
         "proof_bytes": sum(len(json.loads(p)["proof"]) // 2 for p in proofs.values()),
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "srs": proof_srs.describe(policy["srs"]),
     }
-    return ProvedUpdate(tensors, {CHAIN_FILE: chain_bytes, **proofs}, summary["sha256"], summary)
+    return ProvedUpdate(tensors, {CHAIN_FILE: chain_bytes, **proofs}, summary)
 
 
 def describe(summary: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +135,9 @@ def describe(summary: dict[str, Any]) -> dict[str, Any]:
                    f"committed to all of them, each proved to map the committed weights of {weight} and {bias} "
                    f"({summary['parameters_proved']} parameters) and a committed, salted batch to the next "
                    "committed weights; the chain starts at the base commit's weights and ends at the submitted "
-                   "ones"),
+                   f"ones. The step is SGD in the circuit's fixed point, with logit gaps clipped at -12 and lr "
+                   f"{summary['effective_lr']:g} (params.yaml: {summary['lr']:g}; lr/batch is a constant on its "
+                   "grid)"),
         "does_not_cover": ("the steps that were not audited; that the batches are real or representative data "
                            "(only that the same batch was not used twice by this contributor); the layers before "
                            "the head, which must be unchanged; the data contract, which the contributor's machine "

@@ -15,7 +15,9 @@ Two origins:
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,18 +78,21 @@ def describe(srs: dict[str, Any]) -> str:
 
 
 def local_copy(repo: Repository, commit: str, srs: dict[str, Any]) -> Path:
-    """The repository's SRS as a file in the cache (ezkl reads paths), checked against its recorded sha256."""
+    """The repository's SRS as a file in the cache (ezkl reads paths); both the cached copy and the repository's
+    file are checked against the recorded sha256."""
     from federity.proofs.circuit import cache_root
 
     path = cache_root().parent / "srs" / f"{srs['sha256']}.srs"
-    if path.is_file():
+    if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == srs["sha256"]:
         return path
     data = repo.store.read(commit, srs["file"])
     if hashlib.sha256(data).hexdigest() != srs["sha256"]:
         raise ProofError(f"the SRS at commit {commit[:12]} does not match the sha256 in federity.yaml",
                          "restore model/proof-srs.bin from the genesis commit")
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".partial")
-    staging.write_bytes(data)
-    staging.replace(path)
+    # a staging file of its own, so processes copying the same SRS at once never read one another's half
+    handle, staging = tempfile.mkstemp(prefix=".staging-", dir=path.parent)
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    os.replace(staging, path)
     return path

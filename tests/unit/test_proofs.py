@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from federity.errors import ProofError, UpdateError
 from federity.identity import Wallet
 from federity.proofs import chain as proof_chain
 from federity.proofs import srs as proof_srs
-from federity.proofs.circuit import CircuitFiles, StepCircuit, prepare
+from federity.proofs.circuit import CircuitFiles, StepCircuit, compile_step, prepare, quantize
 from federity.proofs.policy import COMPILED_FILE, SETTINGS_FILE, ProofPolicy
 from federity.proofs.prove import CHAIN_FILE
 from federity.proofs.verify import check_update_proof
@@ -244,6 +246,28 @@ def test_an_srs_whose_hash_does_not_match_is_refused_before_use(tmp_path: Path, 
     assert not (tmp_path / "repo").exists()
 
 
+def test_processes_copying_the_srs_into_the_cache_at_once_each_get_the_whole_file(
+        proved: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two agents starting their first proved round together both copy the SRS into the shared cache; a damaged
+    cached copy is replaced."""
+    monkeypatch.setenv("FEDERITY_CACHE", str(tmp_path / "cold-cache"))
+    site = proved["site"]
+    srs = site.config().proofs["srs"]
+    start = threading.Barrier(8)
+
+    def copy() -> str:
+        start.wait()
+        return hashlib.sha256(proof_srs.local_copy(site, site.head(), srs).read_bytes()).hexdigest()
+
+    with ThreadPoolExecutor(8) as pool:
+        digests = list(pool.map(lambda _: copy(), range(8)))
+    assert digests == [srs["sha256"]] * 8
+    [cached] = (tmp_path / "cold-cache" / "srs").iterdir()
+    assert cached.name == f"{srs['sha256']}.srs"
+    cached.write_bytes(cached.read_bytes()[:1000])  # e.g. left half-written by an older version
+    assert hashlib.sha256(proof_srs.local_copy(site, site.head(), srs).read_bytes()).hexdigest() == srs["sha256"]
+
+
 def test_an_imported_srs_is_recorded_as_imported(tmp_path: Path, owner: Wallet) -> None:
     srs_file = tmp_path / "kzg13.srs"
     proof_srs.generate(13, srs_file)
@@ -263,6 +287,32 @@ def test_proved_training_refuses_an_optimizer_the_circuit_does_not_prove(tmp_pat
                         model_args=["in_features=4"], params={**PARAMS, "optimizer": "adam"},
                         proofs=ProofPolicy(scale=8))
     assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("logit_gap", [2.0, 30.0])
+def test_a_proved_step_is_sgd_at_the_effective_lr_even_for_a_confident_model(tmp_path: Path,
+                                                                          logit_gap: float) -> None:
+    """One step in the circuit against float SGD: within a few grid steps, also when the logits are far apart
+    (their gaps are clipped where exp is below the grid, instead of leaving the exp table's range)."""
+    circuit = StepCircuit(features=4, classes=3, batch=4, lr=0.05, scale=10)
+    files = compile_step(circuit, tmp_path)
+    rng = np.random.default_rng(3)
+    x = quantize(rng.normal(0, 1, (4, 4)), 10)
+    labels = np.array([0, 1, 2, 0])
+    weight = quantize(np.outer(np.ones(4), [logit_gap / 4, 0, -logit_gap / 4]) + rng.normal(0, 0.1, (4, 3)), 10)
+    bias = quantize(rng.normal(0, 0.1, 3), 10)
+    trained = proof_chain.train(circuit, files, weight, bias, x, labels, epochs=1, seed=0,
+                                salt=np.zeros(circuit.features + circuit.classes))
+
+    rows = trained.step_inputs[0][2]  # the batch in the order the step used it
+    order = [next(i for i in range(4) if np.allclose(x[i], rows[7 * r:7 * r + 4])) for r in range(4)]
+    logits = x[order] @ weight + bias
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    error = p / p.sum(axis=1, keepdims=True) - np.eye(3)[labels[order]]
+    step = circuit.effective_lr / circuit.batch
+    assert circuit.effective_lr == 13 * 4 / 2**10  # lr/batch = 0.0125 ≈ 13·2^-10
+    assert np.abs(trained.weight - (weight - x[order].T @ error * step)).max() <= 3 / 2**10
+    assert np.abs(trained.bias - (bias - error.sum(axis=0) * step)).max() <= 3 / 2**10
 
 
 def test_the_commitment_binds_every_hash_and_the_challenge_follows_it() -> None:

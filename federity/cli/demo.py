@@ -15,7 +15,8 @@ from federity.cli import FederityCommand, console, emit, state
 @click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path("federity-demo"),
               show_default=True, help="A new or empty directory for the demo's wallets, data and repositories.")
 @click.option("--proofs", is_flag=True,
-              help="Require a proof of training with every update (adds about 20 s per round on 2 cores).")
+              help="Require a proof of training with every update (about 100 s more per round: three hospitals "
+                   "prove at once on 2 cores).")
 def demo(hospitals: int, rounds: int, workdir: Path, proofs: bool) -> None:
     """Run federated rounds on the breast-cancer dataset across simulated hospitals, beside a central baseline."""
     from federity.demo import run_demo

@@ -70,8 +70,9 @@ class StepCircuit:
     def from_json(cls, data: dict[str, Any]) -> StepCircuit:
         """The circuit a proof record names; an unknown schema is refused."""
         if data.get("schema") != CIRCUIT_SCHEMA:
-            raise ProofError(f"the proof names circuit schema {data.get('schema')!r}; this Federity builds "
-                             f"schema {CIRCUIT_SCHEMA}", "upgrade Federity to verify it")
+            raise ProofError(f"the repository's proof circuit is schema {data.get('schema')!r}; this Federity "
+                             f"proves and verifies schema {CIRCUIT_SCHEMA}",
+                             "use the Federity version that created the repository")
         return cls(int(data["features"]), int(data["classes"]), int(data["batch"]), float(data["lr"]),
                    int(data["scale"]))
 
@@ -260,31 +261,34 @@ def logrows(settings: bytes) -> int:
 def prepare(settings: bytes, compiled: bytes, srs: Path, srs_sha256: str) -> CircuitFiles:
     """Keys for a compiled circuit (``settings`` and ``compiled`` bytes) and ``srs``, made once and cached.
 
-    The cache key is the compiled circuit's sha256 and the SRS's; a partly written entry is never used (the
-    directory is renamed into place when complete).
+    The cache key is the compiled circuit's sha256 and the SRS's. Processes that need the same keys at once (agents
+    starting their first proved round together) take turns, so the keys are made once; a partly written entry is
+    never used (it is made in a staging directory and renamed into place when complete).
     """
     import shutil
     import tempfile
     from importlib.metadata import version
 
+    from filelock import FileLock
+
     digest = hashlib.sha256(compiled).hexdigest()
     target = cache_root() / f"{digest[:24]}-{srs_sha256[:12]}-ezkl{version('ezkl')}"
-    if (target / "pk.key").is_file():
-        return CircuitFiles(target, srs)
-    with open(srs, "rb") as handle:
-        available = int.from_bytes(handle.read(4), "little")
-    if logrows(settings) > available:
-        raise ProofError(f"the circuit needs 2^{logrows(settings)} rows, but the SRS supports 2^{available}",
-                         "re-create the repository with a larger SRS (--srs)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    try:
-        files = CircuitFiles(staging, srs)
-        files.settings.write_bytes(settings)
-        files.compiled.write_bytes(compiled)
-        call_ezkl("setup", str(files.compiled), str(files.vk), str(files.pk), str(srs))
-        with contextlib.suppress(OSError):  # another process finished the same entry first: keep theirs
+    with FileLock(f"{target}.lock"):
+        if (target / "pk.key").is_file():
+            return CircuitFiles(target, srs)
+        with open(srs, "rb") as handle:
+            available = int.from_bytes(handle.read(4), "little")
+        if logrows(settings) > available:
+            raise ProofError(f"the circuit needs 2^{logrows(settings)} rows, but the SRS supports 2^{available}",
+                             "re-create the repository with a larger SRS (--srs)")
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+        try:
+            files = CircuitFiles(staging, srs)
+            files.settings.write_bytes(settings)
+            files.compiled.write_bytes(compiled)
+            call_ezkl("setup", str(files.compiled), str(files.vk), str(files.pk), str(srs))
             staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return CircuitFiles(target, srs)

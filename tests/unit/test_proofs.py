@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -266,6 +269,34 @@ def test_processes_copying_the_srs_into_the_cache_at_once_each_get_the_whole_fil
     assert cached.name == f"{srs['sha256']}.srs"
     cached.write_bytes(cached.read_bytes()[:1000])  # e.g. left half-written by an older version
     assert hashlib.sha256(proof_srs.local_copy(site, site.head(), srs).read_bytes()).hexdigest() == srs["sha256"]
+
+
+def test_agents_preparing_the_same_keys_at_once_make_them_once(proved: dict[str, Any], tmp_path: Path) -> None:
+    """Two processes (ezkl holds the GIL, so threads would take turns anyway) need the same keys on a cold cache."""
+    log = tmp_path / "ezkl-calls.log"
+    script = f"""
+from pathlib import Path
+from federity.proofs import circuit
+from federity.proofs.policy import circuit_files
+from federity.repo import Repository
+
+real_call = circuit.call_ezkl
+def logged_call(name, *args, **kwargs):
+    with open({str(log)!r}, "a") as out:
+        out.write(name + "\\n")
+    return real_call(name, *args, **kwargs)
+circuit.call_ezkl = logged_call
+site = Repository(Path({str(proved["site"].root)!r}))
+print(circuit_files(site, site.head(), site.config().proofs).pk)
+"""
+    env = {**os.environ, "FEDERITY_CACHE": str(tmp_path / "cold-cache")}
+    agents = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    keys = [Path(agent.communicate(timeout=300)[0].strip()) for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0]
+    assert log.read_text().split() == ["setup"]
+    assert keys[0] == keys[1] and keys[0].is_file()
+    assert not [p for p in (tmp_path / "cold-cache" / "circuits").iterdir() if p.name.startswith(".staging")]
 
 
 def test_an_imported_srs_is_recorded_as_imported(tmp_path: Path, owner: Wallet) -> None:

@@ -249,7 +249,7 @@ def test_an_srs_whose_hash_does_not_match_is_refused_before_use(tmp_path: Path, 
     assert not (tmp_path / "repo").exists()
 
 
-def test_processes_copying_the_srs_into_the_cache_at_once_each_get_the_whole_file(
+def test_concurrent_copies_of_the_srs_into_the_cache_each_get_the_whole_file(
         proved: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two agents starting their first proved round together both copy the SRS into the shared cache; a damaged
     cached copy is replaced."""

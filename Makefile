@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_repository.py
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_proofs.py
+	$(BIN)/python bench/bench_nft.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

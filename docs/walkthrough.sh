@@ -31,7 +31,7 @@ cd hospital-repo
 federity branch updates/hospital-a
 federity checkout updates/hospital-a
 python - <<'PY'
-# Stand-in for local training: nudge every tensor. Real training arrives with `federity train`.
+# A stand-in for training elsewhere: nudge every tensor (`federity train` trains on local data).
 import numpy as np
 from safetensors.numpy import load_file, save_file
 tensors = load_file("model/model.safetensors")

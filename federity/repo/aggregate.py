@@ -6,6 +6,10 @@ strategy's combination of each update's change from its own base (see :mod:`fede
 
 Finalising a round is idempotent: when main already holds an aggregate commit for the round, that commit is
 returned and nothing new is made.
+
+The aggregate commit names its strategy (the signed ``Federity-Strategy`` trailer), and everything else the
+combination uses is in the history: each update's weights, base, round and ``n_samples``. So ``federity verify``
+recomputes every aggregate's weights from its parents (:func:`aggregate_problems`) and reports one that differs.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.aggregation import Contribution, get_strategy
-from federity.aggregation.aggregate import apply_delta, deltas
-from federity.errors import UpdateError, WorkingTreeError
+from federity.aggregation import Contribution, Strategy, get_strategy
+from federity.aggregation.aggregate import Tensors, apply_delta, deltas
+from federity.errors import FederityError, UpdateError, WorkingTreeError
 from federity.identity import Wallet
-from federity.repo.commits import create_commit, read_commit, read_commits
+from federity.repo.commits import CommitRecord, create_commit, read_commit, read_commits
 from federity.repo.storage import MODEL_DVC_FILE
-from federity.repo.updates import UpdateInfo, list_updates, record_review, update_problems
+from federity.repo.updates import UpdateInfo, list_updates, read_update_record, record_review, update_problems
 from federity.weights import read_tensors, tensors_to_bytes
 
 if TYPE_CHECKING:
@@ -81,21 +85,17 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, 
                           "aggregate the next round, or pull first")
     config = repo.config(main)
     strategy_name = strategy or str(config.aggregation.get("strategy", "fedavg"))
+    combiner = get_strategy(strategy_name)  # an unknown name fails here, before any review is recorded
     chosen = _approved(repo, wallet, updates)
     if len(chosen) < max(min_updates, 1):
         raise UpdateError(f"{len(chosen)} approved update(s) can be aggregated, {max(min_updates, 1)} needed",
                           "review pending updates with `federity updates` and `federity review approve`")
 
-    model = read_tensors(repo.store.read(main), "the weights of main")
-    update_tensors = [read_tensors(repo.store.read(u.id), f"update {u.id[:12]}") for u in chosen]
-    base_tensors = [read_tensors(repo.store.read(str(u.base)), f"base {str(u.base)[:12]}") for u in chosen]
-    contributions = [Contribution(delta, u.n_samples, round - u.round)
-                     for delta, u in zip(deltas(update_tensors, base_tensors), chosen, strict=True)]
-    new = apply_delta(model, get_strategy(strategy_name).combine(contributions))
+    chosen.sort(key=lambda u: u.id)  # the parents' order, in which verify recomputes the weights
+    new = aggregate_weights(repo, main, [u.id for u in chosen], combiner, round)
     if not all(np.isfinite(t).all() for t in new.values()):
         raise UpdateError("the aggregate has non-finite values", "reject the update that causes it, then retry")
 
-    chosen.sort(key=lambda u: u.id)
     samples = sum(u.n_samples for u in chosen)
     message = (f"Round {round}: {strategy_name} of {len(chosen)} update(s), {samples} samples\n\n"
                + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
@@ -103,7 +103,7 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, 
         repo.weights_path.write_bytes(tensors_to_bytes(new))
         repo.store.track()
         record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
-                               round=round, paths=(MODEL_DVC_FILE,))
+                               round=round, strategy=strategy_name, paths=(MODEL_DVC_FILE,))
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
 
 
@@ -124,3 +124,53 @@ def _approved(repo: Repository, wallet: Wallet, refs: list[str] | None) -> list[
         else:
             usable.append(update)
     return usable
+
+
+def aggregate_weights(repo: Repository, main: str, updates: list[str], strategy: Strategy, round: int) -> Tensors:
+    """The weights of round ``round``'s aggregate of ``updates`` (commit ids, combined in this order) onto ``main``.
+
+    Each update contributes its change from its own base (its first parent), its ``n_samples`` from update.json
+    and its staleness, ``round`` minus the update's round.
+    """
+    contributions = []
+    for update in updates:
+        record = read_commit(repo, update)
+        base = record.parents[0]
+        change = deltas([read_tensors(repo.store.read(update), f"update {update[:12]}")],
+                        [read_tensors(repo.store.read(base), f"base {base[:12]}")])[0]
+        n_samples = int((read_update_record(repo, update) or {}).get("n_samples") or 0)
+        staleness = round - (record.meta.round if record.meta else 0)
+        contributions.append(Contribution(change, n_samples, staleness))
+    return apply_delta(read_tensors(repo.store.read(main), "the weights of main"), strategy.combine(contributions))
+
+
+def aggregate_problems(repo: Repository, record: CommitRecord) -> list[str]:
+    """Why an aggregate commit's weights are not its strategy's combination of its parents (empty when they are).
+
+    The weights are recomputed from the first parent and the aggregated updates, and must be equal to the bit.
+    """
+    meta = record.meta
+    if meta is None or meta.strategy is None:
+        return ["the commit does not name its aggregation strategy (no Federity-Strategy trailer), so its weights "
+                "cannot be recomputed from its parents"]
+    updates = record.parents[1:]
+    if not updates:
+        return ["the aggregate commit has no update among its parents"]
+    not_updates = [p[:12] for p in updates if getattr(read_commit(repo, p).meta, "kind", None) != "update"]
+    if not_updates:
+        return [f"its parents after the first must be update commits, and these are not: {', '.join(not_updates)}"]
+    try:
+        expected = aggregate_weights(repo, record.parents[0], updates, get_strategy(meta.strategy), meta.round)
+        actual = read_tensors(repo.store.read(record.commit), "the aggregate's weights")
+    except FederityError as exc:
+        return [f"its weights cannot be recomputed: {exc.message}"]
+    except (ValueError, ArithmeticError) as exc:  # e.g. sample counts summing to zero, an update from a later round
+        return [f"its weights cannot be recomputed: {exc}"]
+    differing = sorted(name for name in set(expected) | set(actual)
+                       if name not in actual or name not in expected or actual[name].dtype != expected[name].dtype
+                       or not np.array_equal(actual[name], expected[name]))
+    if not differing:
+        return []
+    return [f"its weights are not the {meta.strategy} of its {len(updates)} update(s) applied to its first parent "
+            f"{record.parents[0][:12]}: {len(differing)} tensor(s) differ ({', '.join(differing[:3])}"
+            f"{', …' if len(differing) > 3 else ''})"]

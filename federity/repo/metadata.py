@@ -14,8 +14,8 @@ any git host keeps it::
 The signature is the author's ed25519 signature over the canonical payload (:func:`signing_payload`): UTF-8
 JSON with sorted keys and no whitespace. It binds the repository id, the kind, the round, the author, the
 message, the git tree (so ``federity.yaml`` — the membership — and ``model.dvc`` are covered), the weights
-sha256, the proof digest, and every parent's commit id *and* weights sha256. ``docs/repository-format.md``
-documents it for independent verifiers.
+sha256, the proof digest, an aggregate's strategy, and every parent's commit id *and* weights sha256.
+``docs/repository-format.md`` documents it for independent verifiers.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _FIELDS = {
     "Weights-Sha256": "weights_sha256",
     "Proof-Sha256": "proof_sha256",
     "Reverts": "reverts",
+    "Strategy": "strategy",
     "Signature": "signature",
 }
 
@@ -48,6 +49,7 @@ class CommitMeta:
     round: int = 0
     proof_sha256: str | None = None
     reverts: str | None = None
+    strategy: str | None = None
     signature: str | None = None
 
     def trailers(self) -> str:
@@ -127,4 +129,6 @@ def signing_payload(
         "reverts": meta.reverts,
         "parents": [{"commit": p.commit, "weights_sha256": p.weights_sha256} for p in parents],
     }
+    if meta.strategy is not None:  # only aggregate commits name one; other payloads keep their v1 shape
+        document["strategy"] = meta.strategy
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

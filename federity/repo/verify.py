@@ -10,6 +10,9 @@ For each commit on every branch, tag and remote-tracking branch:
   whose change the author was allowed to make;
 - ``weights``: the DVC object exists (local cache or storage), matches its DVC hash, and its sha256 is the
   signed one; a ``members`` commit keeps its parent's weights;
+- ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents: the first
+  parent's weights plus the combination of each aggregated update's change from its own base, recomputed
+  (:func:`federity.repo.aggregate.aggregate_problems`);
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
   (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone);
 - ``nft``: every commit whose NFT is recorded has, on the repository's ledger, a finished NFT (Token-2022,
@@ -26,6 +29,7 @@ from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import FederityError
 from federity.identity import verify_signature
 from federity.proofs.verify import check_update_proof
+from federity.repo.aggregate import aggregate_problems
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord, parent_refs, read_commits
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
@@ -66,6 +70,9 @@ def verify(repo: Repository) -> VerifyReport:
         problems = commit_problems(repo, record)
         for check, reason in problems:
             report.fail(record.commit, check, reason)
+        if not problems and record.meta and record.meta.kind == "aggregate":
+            for reason in aggregate_problems(repo, record):
+                report.fail(record.commit, "aggregate", reason)
         if not problems and record.meta and record.meta.kind == "update":
             for reason in check_update_proof(repo, record, read_update_record(repo, record.commit) or {}).problems:
                 report.fail(record.commit, "proof", reason.removeprefix("proof: "))

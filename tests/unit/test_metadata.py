@@ -33,3 +33,14 @@ def test_payload_is_canonical_json_binding_parents_weights() -> None:
     assert json.loads(payload)["parents"] == [{"commit": "c1", "weights_sha256": "old"}]
     other = signing_payload("repo-id", meta, "msg", "tree", [ParentRef("c1", "tampered")])
     assert other != payload
+
+
+def test_an_aggregates_strategy_is_signed_and_other_payloads_keep_their_shape() -> None:
+    meta = CommitMeta(kind="aggregate", author="me", weights_sha256="new", round=1, strategy="fedavg")
+    assert parse_message(format_message("Round 1", meta)).meta == meta
+    payload = json.loads(signing_payload("repo-id", meta, "msg", "tree", [ParentRef("c1", "old")]))
+    assert payload["strategy"] == "fedavg"
+    meta.strategy = "fedmedian"
+    assert json.loads(signing_payload("repo-id", meta, "msg", "tree", [ParentRef("c1", "old")])) != payload
+    plain = CommitMeta(kind="weights", author="me", weights_sha256="new", round=1)
+    assert "strategy" not in json.loads(signing_payload("repo-id", plain, "msg", "tree", []))

@@ -4,6 +4,8 @@ DVC and great-expectations. Every bad path leaves main as it was."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ import pytest
 from federity.errors import DataContractError, PermissionDeniedError, UpdateError
 from federity.identity import Wallet
 from federity.repo import Repository
-from federity.repo.commits import read_commit
+from federity.repo.commits import create_commit, read_commit
+from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
 from tests.conftest import git, snapshot, write_csv
 
@@ -88,6 +91,68 @@ def test_approved_updates_aggregate_into_an_octopus_commit_with_fedavg_weights(
     owner_repo.push()
     federation["a"].checkout("main")
     assert federation["a"].pull() == result.commit
+
+
+@pytest.mark.parametrize("strategy", ["fedmedian", "trimmed-mean"])
+def test_verify_recomputes_each_strategys_aggregate_exactly(federation: dict[str, Repository], owner: Wallet,
+                                                          contributor: Wallet, site_b: Wallet, tmp_path: Path,
+                                                          strategy: str) -> None:
+    owner_repo = federation["owner"]
+    _train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
+    _train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
+    owner_repo.pull()
+    for update in owner_repo.updates():
+        owner_repo.review(owner, update.id, approve=True)
+    result = owner_repo.aggregate(owner, strategy=strategy)
+    assert read_commit(owner_repo, result.commit).meta.strategy == strategy
+    assert owner_repo.verify().ok
+    # the independent verifier in docs/repository-format.md accepts the aggregate's signature, strategy included
+    doc = (Path(__file__).parents[2] / "docs" / "repository-format.md").read_text()
+    snippet = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    checked = subprocess.run([sys.executable, "-c", snippet], cwd=owner_repo.root, capture_output=True, text=True)
+    assert checked.stdout.strip() == "True", checked.stderr
+
+
+def _hand_made_aggregate(repo: Repository, wallet: Wallet, parents: list[str], tensors: dict[str, np.ndarray],
+                         strategy: str | None) -> str:
+    """An aggregate commit, correctly signed by a maintainer, whose weights are whatever it was given."""
+    with repo.transaction():
+        repo.weights_path.write_bytes(tensors_to_bytes(tensors))
+        repo.store.track()
+        return create_commit(repo, wallet, "aggregate", "Round 1: by hand", parents, round=1, strategy=strategy,
+                             paths=(MODEL_DVC_FILE,)).commit
+
+
+@pytest.mark.parametrize(("strategy", "reason"), [
+    ("fedavg", "its weights are not the fedavg of its 2 update(s) applied to its first parent"),
+    (None, "does not name its aggregation strategy"),
+    ("krum", "its weights cannot be recomputed: unknown aggregation strategy 'krum'"),
+])
+def test_verify_names_an_aggregate_whose_weights_its_parents_do_not_make(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet, tmp_path: Path,
+        strategy: str | None, reason: str) -> None:
+    owner_repo = federation["owner"]
+    update_a = _train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
+    update_b = _train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
+    owner_repo.pull()
+    # a maintainer signs site A's weights alone as the round's aggregate
+    favoured = read_tensors(owner_repo.store.read(update_a), "update a")
+    forged = _hand_made_aggregate(owner_repo, owner, [owner_repo.head(), *sorted([update_a, update_b])], favoured,
+                                  strategy)
+    report = owner_repo.verify()
+    assert [(f["commit"], f["check"]) for f in report.failures] == [(forged, "aggregate")]
+    assert reason in report.failures[0]["reason"]
+
+
+def test_verify_names_an_aggregate_of_commits_that_are_not_updates(repo: Repository, owner: Wallet,
+                                                                   make_weights) -> None:
+    genesis = repo.head()
+    repo.commit(owner, make_weights(repo, 0.5), "owner weights")
+    forged = _hand_made_aggregate(repo, owner, [repo.head(), genesis],
+                                  read_tensors(repo.weights_path.read_bytes(), "main"), "fedavg")
+    [failure] = repo.verify().failures
+    assert failure["commit"] == forged and failure["check"] == "aggregate"
+    assert f"must be update commits, and these are not: {genesis[:12]}" in failure["reason"]
 
 
 def test_a_dataset_failing_the_contract_stops_training_and_names_the_expectation(

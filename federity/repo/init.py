@@ -15,6 +15,7 @@ from federity.identity import Wallet
 from federity.models import build_model, is_repository_builder, parse_model_args
 from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.git import Git
+from federity.repo.history import record_genesis
 from federity.repo.nft import mint_new_commits
 from federity.repo.paths import (
     default_storage_for,
@@ -130,6 +131,7 @@ def init(
                 paths=(CONFIG_FILE, PARAMS_FILE, CONTRACT_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore",
                        *builder_paths),
             )
+            record_genesis(repo, record.commit)
             if remote_url:
                 if is_local_url(remote_url):
                     Git(directory).run("init", "--quiet", "--bare", "--initial-branch", MAIN_BRANCH, remote_url)

@@ -27,9 +27,11 @@ from federity.proofs.policy import COMPILED_FILE, SETTINGS_FILE, ProofPolicy
 from federity.proofs.prove import CHAIN_FILE
 from federity.proofs.verify import check_update_proof
 from federity.repo import Repository
+from federity.repo.checks import update_problems
 from federity.repo.commits import create_commit, read_commit
+from federity.repo.history import History
 from federity.repo.storage import MODEL_DVC_FILE
-from federity.repo.updates import UPDATE_FILE, find_update, read_update_record, update_problems
+from federity.repo.updates import UPDATE_FILE, find_update, read_update_record
 from federity.rounds import approve_verified, collect_updates, finalise_round, pin_round
 from federity.site import train_at_site
 from federity.tracking import DEFAULT_DB
@@ -114,7 +116,8 @@ def test_an_honest_update_carries_a_proof_that_verifies_and_show_says_what_it_co
     site, update = proved["site"], proved["update"]
     assert update.proof["steps"] == 10 and len(update.proof["audited"]) == 2
     assert 0 < update.proof["proof_bytes"] < 30_000 and update.proof["srs"] == proof_srs.INSECURE_NOTE
-    assert update_problems(site, find_update(site, update.update), nonce=NONCE) == []
+    assert update_problems(History.load(site), find_update(site, update.update), site.git.resolve("main"),
+                           nonce=NONCE) == []
     shown = site.show(update.update)["proof"]
     assert "2 of 10 SGD steps" in shown["covers"] and "0.weight and 0.bias (10 parameters)" in shown["covers"]
     assert "not audited" in shown["does_not_cover"] and shown["srs"].startswith("INSECURE")

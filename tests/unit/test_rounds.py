@@ -135,6 +135,8 @@ def test_verify_names_an_aggregate_whose_weights_its_parents_do_not_make(
     update_a = _train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
     update_b = _train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
     owner_repo.pull()
+    for update in (update_a, update_b):
+        owner_repo.review(owner, update, approve=True)
     # a maintainer signs site A's weights alone as the round's aggregate
     favoured = read_tensors(owner_repo.store.read(update_a), "update a")
     forged = _hand_made_aggregate(owner_repo, owner, [owner_repo.head(), *sorted([update_a, update_b])], favoured,
@@ -150,7 +152,9 @@ def test_verify_names_an_aggregate_of_commits_that_are_not_updates(repo: Reposit
     repo.commit(owner, make_weights(repo, 0.5), "owner weights")
     forged = _hand_made_aggregate(repo, owner, [repo.head(), genesis],
                                   read_tensors(repo.weights_path.read_bytes(), "main"), "fedavg")
-    [failure] = repo.verify().failures
+    main_line, failure = repo.verify().failures
+    assert (main_line["commit"], main_line["check"]) == (forged, "main-line")
+    assert f"update {genesis[:12]}: it is not an update commit" in main_line["reason"]
     assert failure["commit"] == forged and failure["check"] == "aggregate"
     assert f"must be update commits, and these are not: {genesis[:12]}" in failure["reason"]
 

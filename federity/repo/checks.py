@@ -183,8 +183,8 @@ def mainline_problems(history: History, tip: str) -> list[Problem]:
                 problems.append(Problem(commit, "main-line", "main does not start at the repository's genesis"))
             continue
         if kind not in MAINLINE_KINDS:
-            problems.append(Problem(commit, "main-line", f"a {kind} commit stands on main: updates reach main only "
-                                                         "as parents of an aggregate commit, after review"))
+            problems.append(Problem(commit, "main-line", f"a commit of kind {kind} stands on main: updates reach "
+                                                         "main only as parents of an aggregate commit, after review"))
         elif kind == "aggregate":
             problems += [Problem(commit, "main-line", reason) for reason in aggregate_parent_problems(history, record)]
         elif kind == "merge" and len(record.parents) != 2:

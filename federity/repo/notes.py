@@ -86,7 +86,7 @@ def fetched(ref: str) -> str:
 
 def fetch_notes_quarantined(repo: Repository) -> None:
     """Fetch origin's notes beside the local ones (:func:`fetched`), without changing the local notes refs."""
-    repo.git.remote_run("fetch", "--quiet", "origin", f"+{ALL_NOTES}:{_FETCHED}*")
+    repo.git.remote_run("fetch", "--quiet", "--no-tags", "--refmap=", "origin", f"+{ALL_NOTES}:{_FETCHED}*")
 
 
 def merge_fetched_notes(repo: Repository) -> None:
@@ -104,7 +104,17 @@ def merge_fetched_notes(repo: Repository) -> None:
             repo.git.run("notes", "--ref", local, "merge", "--quiet", "--strategy", "ours", theirs, env=_IDENTITY)
 
 
+def drop_fetched_notes(repo: Repository) -> None:
+    """Forget the fetched copies of origin's notes (merged, or refused with what came with them)."""
+    names = repo.git.run("for-each-ref", "--format=%(refname)", _FETCHED).split()
+    if names:
+        repo.git.run("update-ref", "--stdin", input="".join(f"delete {name}\n" for name in names).encode())
+
+
 def fetch_notes(repo: Repository) -> None:
     """Fetch origin's notes and merge them into the local ones."""
-    fetch_notes_quarantined(repo)
-    merge_fetched_notes(repo)
+    try:
+        fetch_notes_quarantined(repo)
+        merge_fetched_notes(repo)
+    finally:
+        drop_fetched_notes(repo)

@@ -15,7 +15,15 @@ from federity.errors import RemoteError, WorkingTreeError
 from federity.repo.checks import incoming_problems
 from federity.repo.git import GitError
 from federity.repo.history import LOADED_REFS, History, list_refs
-from federity.repo.notes import ALL_NOTES, REVIEWS, fetch_notes, fetch_notes_quarantined, fetched, merge_fetched_notes
+from federity.repo.notes import (
+    ALL_NOTES,
+    REVIEWS,
+    drop_fetched_notes,
+    fetch_notes,
+    fetch_notes_quarantined,
+    fetched,
+    merge_fetched_notes,
+)
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -59,11 +67,11 @@ def push(repo: Repository) -> str:
     return repo.head()
 
 
-def fetch_checked(repo: Repository) -> History:
-    """Fetch origin's branches, tags and notes, check them, and only then move the remote-tracking branches and
-    add the new tags. Returns the history as it now stands; raises :class:`RemoteError` (nothing local moved)
-    when origin presents a history the checks reject."""
-    repo.git.remote_run("fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/*:{INCOMING}heads/*",
+def fetch_checked(repo: Repository) -> None:
+    """Fetch origin's branches, tags and notes, check them, and only then move the remote-tracking branches, add
+    the new tags and merge the notes. Raises :class:`RemoteError` (nothing local moved) when origin presents a
+    history the checks reject."""
+    repo.git.remote_run("fetch", "--quiet", "--no-tags", "--refmap=", "origin", f"+refs/heads/*:{INCOMING}heads/*",
                         f"+refs/tags/*:{INCOMING}tags/*")
     try:
         fetch_notes_quarantined(repo)  # the reviews that approved origin's aggregates
@@ -79,14 +87,14 @@ def fetch_checked(repo: Repository) -> History:
                 f"origin presents a history this repository does not accept, so nothing was pulled: {shown}",
                 "nothing local changed; tell the repository's maintainers (their remote may have been tampered "
                 "with), and inspect it in a fresh clone with `federity verify`")
-        commands = [f"update-ref {ref} {tip}\n" for ref, tip in _as_origin(incoming).items()
+        commands = [f"update {ref} {tip}\n" for ref, tip in _as_origin(incoming).items()
                     if local.get(ref) != tip]
         if commands:
             repo.git.run("update-ref", "--stdin", input=("start\n" + "".join(commands) + "commit\n").encode())
+        merge_fetched_notes(repo)
     finally:
         _drop_incoming(repo)
-    merge_fetched_notes(repo)
-    return History.load(repo)
+        drop_fetched_notes(repo)
 
 
 def _as_origin(incoming: dict[str, str]) -> dict[str, str]:

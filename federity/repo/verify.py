@@ -33,7 +33,7 @@ from federity.repo.aggregate import aggregate_problems
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord, parent_refs, read_commits
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
-from federity.repo.nft import verify_nfts
+from federity.repo.nft import ownership_problems, verify_nfts
 from federity.repo.updates import read_update_record
 from federity.weights import sha256_bytes
 
@@ -47,6 +47,8 @@ class VerifyReport:
 
     commits_checked: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    unchecked: list[dict[str, str]] = field(default_factory=list)
+    """Checks that could not be made, with why (e.g. ``ownership`` when the ledger cannot be read); not failures."""
 
     @property
     def ok(self) -> bool:
@@ -59,7 +61,8 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as `federity verify --json` prints it."""
-        return {"ok": self.ok, "commits_checked": self.commits_checked, "failures": self.failures}
+        return {"ok": self.ok, "commits_checked": self.commits_checked, "failures": self.failures,
+                "unchecked": self.unchecked}
 
 
 def verify(repo: Repository) -> VerifyReport:
@@ -78,6 +81,10 @@ def verify(repo: Repository) -> VerifyReport:
                 report.fail(record.commit, "proof", reason.removeprefix("proof: "))
     for commit, reason in verify_nfts(repo):
         report.fail(commit, "nft", reason)
+    owner_failures, owner_unchecked = ownership_problems(repo)
+    for commit, reason in owner_failures:
+        report.fail(commit, "ownership", reason)
+    report.unchecked += [{"check": "ownership", "reason": reason} for reason in owner_unchecked]
     return report
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from federity.chain.nft import NftInfo, NftRecord
 from federity.config import RepoConfig, Role
 from federity.errors import ConfigError, FederityError, LedgerError, NftError, PermissionDeniedError
-from federity.repo.commits import CommitRecord, read_commit
+from federity.repo.commits import CommitRecord, read_commit, read_commits
 from federity.repo.notes import NFT, read_note, read_notes, write_note
 
 if TYPE_CHECKING:
@@ -276,15 +276,12 @@ def history_holder(repo: Repository) -> tuple[str, list[tuple[str, str]]]:
 
     root = genesis(repo)
     holder, problems = root.author, []
-    for line in repo.git.run("rev-list", "--first-parent", "--reverse", "--parents", MAIN_BRANCH).splitlines():
-        commit, *parents = line.split()
-        if not parents:
+    for record in reversed(read_commits(repo, "--first-parent", MAIN_BRANCH)):
+        if not record.parents or record.meta is None or record.meta.kind != "members":
             continue
-        record = read_commit(repo, commit)
-        if record.meta is None or record.meta.kind != "members":
-            continue
+        commit = record.commit
         try:
-            before, after = repo.config(parents[0]).members, repo.config(commit).members
+            before, after = repo.config(record.parents[0]).members, repo.config(commit).members
         except FederityError:
             continue  # verify's config check names an unreadable federity.yaml
         author = record.meta.author

@@ -15,6 +15,8 @@ def verify() -> None:
     def human() -> None:
         for f in report.failures:
             console.print(f"[red]FAIL[/] {f['commit'][:12]} {f['check']}: {f['reason']}")
+        for u in report.unchecked:
+            console.print(f"[yellow]UNCHECKED[/] {u['check']}: {u['reason']}")
         verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.failures)} failure(s)[/]"
         console.print(f"{report.commits_checked} commits checked: {verdict}")
 

@@ -20,6 +20,9 @@ rule once; operations that accept changes call the same functions):
   (:func:`federity.repo.aggregate.aggregate_problems`);
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
   (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone);
+- ``ownership``: the genesis NFT's holder (on the ledger, at the address derived from the signed genesis) is
+  where the history's chain of hand-overs ends, and an owner at main's head; when the ledger cannot be read this
+  is listed under ``unchecked`` instead (:func:`federity.repo.nft.ownership_problems`);
 - ``nft``: every commit whose NFT is recorded has, on the repository's ledger, a finished NFT (Token-2022,
   supply 1, no mint authority, immutable metadata) whose metadata records exactly that commit. This check reads
   the ledger: the embedded one is local, a cluster needs the network.
@@ -39,7 +42,7 @@ from federity.proofs.verify import check_update_proof
 from federity.repo.aggregate import aggregate_problems
 from federity.repo.checks import Problem, commit_problems, latest_review, mainline_problems, root_problems
 from federity.repo.history import MAIN_REF, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History
-from federity.repo.nft import verify_nfts
+from federity.repo.nft import ownership_problems, verify_nfts
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -53,6 +56,8 @@ class VerifyReport:
     failures: list[dict[str, str]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     """Updates held only by ``updates/…`` branches that fail their checks or that a review rejected."""
+    unchecked: list[dict[str, str]] = field(default_factory=list)
+    """Checks that could not be made, with why (e.g. ``ownership`` when the ledger cannot be read); not failures."""
 
     @property
     def ok(self) -> bool:
@@ -66,7 +71,7 @@ class VerifyReport:
     def to_json(self) -> dict[str, Any]:
         """The report as `federity verify --json` prints it."""
         return {"ok": self.ok, "commits_checked": self.commits_checked, "failures": self.failures,
-                "rejected": self.rejected}
+                "rejected": self.rejected, "unchecked": self.unchecked}
 
 
 def verify(repo: Repository) -> VerifyReport:
@@ -98,6 +103,10 @@ def verify(repo: Repository) -> VerifyReport:
     _rejected_updates(history, vouched, evidence, report)
     for commit, reason in verify_nfts(repo):
         report.fail(commit, "nft", reason)
+    owner_failures, owner_unchecked = ownership_problems(repo)
+    for commit, reason in owner_failures:
+        report.fail(commit, "ownership", reason)
+    report.unchecked += [{"check": "ownership", "reason": reason} for reason in owner_unchecked]
     return report
 
 

@@ -32,7 +32,8 @@ def test_init_makes_a_signed_genesis_commit_owned_by_the_wallet(repo: Repository
     assert genesis.parents == []
     assert repo.list_members() == [{"pubkey": owner.pubkey, "role": "owner"}]
     assert [t["name"] for t in repo.show("HEAD")["tensors"]] == ["0.bias", "0.weight"]
-    assert repo.verify().to_json() == {"ok": True, "commits_checked": 1, "failures": [], "rejected": []}
+    assert repo.verify().to_json() == {"ok": True, "commits_checked": 1, "failures": [], "rejected": [],
+                                     "unchecked": []}
     assert git(repo.root.parent / "remote.git", "rev-parse", "main") == genesis.commit
 
 

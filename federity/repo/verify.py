@@ -142,3 +142,7 @@ def _rejected_updates(history: History, vouched: set[str], evidence: dict[str, l
             reasons.append(f"review: rejected by {review.reviewer}: {review.reason}")
         if reasons:
             report.rejected.append({"update": commit, "branch": branch, "reasons": reasons})
+    listed = {entry["update"] for entry in report.rejected}
+    for commit, reasons in evidence.items():  # a failing commit below an update branch's tip
+        if commit not in listed:
+            report.rejected.append({"update": commit, "branch": None, "reasons": reasons})

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from federity.errors import ConfigError
 from federity.repo.commits import read_commit
 from federity.repo.notes import MLFLOW, read_note, write_note
-from federity.repo.train import training_params
+from federity.repo.params import training_params
+from federity.repo.proof_inputs import check_update_proof
 from federity.repo.updates import read_update_record
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ def evaluate_commit(repo: Repository, commit: str, data: Path) -> dict[str, floa
 
 def _proof_metrics(repo: Repository, update: str, record: dict[str, Any]) -> dict[str, float]:
     """An update's proving cost as its author reported it, and the verify time measured here by re-verifying."""
-    from federity.proofs.verify import check_update_proof
-
     proof = record.get("proof")
     if not proof:
         return {}

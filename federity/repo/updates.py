@@ -35,9 +35,9 @@ import numpy as np
 from federity.config import Role
 from federity.errors import PermissionDeniedError, UpdateError
 from federity.identity import Wallet, verify_signature
-from federity.proofs.verify import check_update_proof
 from federity.repo.commits import CommitRecord, read_commit, read_commits
 from federity.repo.notes import REVIEWS, read_note, write_note
+from federity.repo.proof_inputs import check_update_proof
 from federity.weights import read_tensors
 from federity.weights.files import describe_mismatch, tensor_layout
 

@@ -14,7 +14,8 @@ For each commit on every branch, tag and remote-tracking branch:
   parent's weights plus the combination of each aggregated update's change from its own base, recomputed
   (:func:`federity.repo.aggregate.aggregate_problems`);
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
-  (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone);
+  (:mod:`federity.proofs.verify`, through :mod:`federity.repo.proof_inputs`: re-verified offline, from the
+  repository alone);
 - ``nft``: every commit whose NFT is recorded has, on the repository's ledger, a finished NFT (Token-2022,
   supply 1, no mint authority, immutable metadata) whose metadata records exactly that commit. This check reads
   the ledger: the embedded one is local, a cluster needs the network.
@@ -28,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import FederityError
 from federity.identity import verify_signature
-from federity.proofs.verify import check_update_proof
 from federity.repo.aggregate import aggregate_problems
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord, parent_refs, read_commits
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
 from federity.repo.nft import verify_nfts
+from federity.repo.proof_inputs import check_update_proof
 from federity.repo.updates import read_update_record
 from federity.weights import sha256_bytes
 

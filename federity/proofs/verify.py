@@ -86,7 +86,7 @@ def verify_proof(inputs: ProofInputs) -> ProofCheck:
         return _check(inputs)
     except FederityError as exc:
         return ProofCheck([f"proof: {exc.message}"])
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
         return ProofCheck(["proof: proof/chain.json is malformed"])
 
 

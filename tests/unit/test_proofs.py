@@ -215,6 +215,17 @@ def test_a_batch_used_twice_fails(proved: dict[str, Any], monkeypatch: pytest.Mo
         "proof: a batch is used twice in the chain (reused batch)"]
 
 
+def test_an_update_storing_more_step_proofs_than_the_repository_audits_is_refused_unread(
+        proved: dict[str, Any]) -> None:
+    def pad_with_proofs(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        for index in range(100, 103):
+            (model_dir / f"proof/step-{index}.json").write_text("{}")
+
+    forged = _forge(proved["site"], proved["contributor"], proved["update"].update, change=pad_with_proofs)
+    assert _problems(proved["site"], forged) == [
+        "proof: the update stores 5 step proofs; the repository audits 2 steps"]
+
+
 def test_a_rejected_proof_is_recorded_and_main_and_the_remote_stay_unchanged(proved: dict[str, Any]) -> None:
     repo, site, owner = proved["repo"], proved["site"], proved["owner"]
 

@@ -183,3 +183,12 @@ def test_importing_the_registries_imports_no_plugin_and_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={"PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == [[], ["federity.aggregation.fedavg"]]
+
+
+@pytest.mark.parametrize("setting", [5, None, ["embedded"], "rpc", "embedded@2"])
+def test_a_ledger_setting_that_names_no_ledger_is_refused(setting: object) -> None:
+    from federity.chain.ledger import open_ledger
+
+    with pytest.raises(UnknownPluginError, match="ledger") as info:
+        open_ledger(setting)  # type: ignore[arg-type]
+    assert "embedded, rpc" in info.value.hint

@@ -40,6 +40,7 @@ from federity.repo.history import (
 )
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
+from federity.repo.proof_inputs import check_update_proof
 from federity.weights import read_tensors, sha256_bytes
 from federity.weights.files import describe_mismatch, tensor_layout
 
@@ -291,8 +292,6 @@ def next_review_seq(history: History, update: str) -> int:
 def update_problems(history: History, update: UpdateInfo, main: str, *, nonce: str | None = None) -> list[str]:
     """Why ``update`` may not be approved or aggregated onto ``main`` (empty when it may). ``nonce``: the round's
     pinned nonce, if any."""
-    from federity.proofs.verify import check_update_proof
-
     commit = history.commit(update.id)
     problems = [f"{check}: {reason}" for check, reason in commit_problems(history, commit, weights=False)]
     if problems:
@@ -333,11 +332,22 @@ def update_problems(history: History, update: UpdateInfo, main: str, *, nonce: s
     if commit.meta.weights_sha256 in seen:
         return [f"replay: its weights are identical to those of {seen[commit.meta.weights_sha256][:12]}"]
     return _weights_fit(history, update, base, main_config) or check_update_proof(
-        history.repo, commit, record).problems
+        history.repo, commit, record, valid_updates(history)).problems
 
 
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 10**12
+
+
+def valid_updates(history: History) -> list[str]:
+    """The update commits at ``updates/…`` branch tips that descend from the genesis and pass their commit checks
+    (signed by a member who may author them): the only ones replay and reused-batch checks compare against."""
+    if "valid_updates" not in history.memo:
+        history.memo["valid_updates"] = [
+            commit for commit in history.update_tips()
+            if history.kind(commit) == "update" and history.rooted(commit)
+            and not commit_problems(history, history.commits[commit], weights=False)]
+    return history.memo["valid_updates"]
 
 
 def weights_seen_before(history: History, update: UpdateInfo, main: str) -> dict[str, str]:
@@ -349,13 +359,11 @@ def weights_seen_before(history: History, update: UpdateInfo, main: str) -> dict
         meta = history.commits[commit].meta if commit in history.commits else None
         if meta:
             seen.setdefault(meta.weights_sha256, commit)
-    for other, _ in history.update_tips().items():
-        record = history.commits.get(other)
-        if (other == update.id or record is None or record.meta is None or record.meta.kind != "update"
-                or (record.meta.round, other) >= (update.round, update.id)):
-            continue
-        if history.rooted(other) and not commit_problems(history, record, weights=False):
-            seen.setdefault(record.meta.weights_sha256, other)
+    for other in valid_updates(history):
+        meta = history.commits[other].meta
+        assert meta is not None
+        if other != update.id and (meta.round, other) < (update.round, update.id):
+            seen.setdefault(meta.weights_sha256, other)
     return seen
 
 

@@ -129,6 +129,8 @@ class History:
     _rooted: dict[str, bool] = field(default_factory=dict, repr=False)
     _reviews: dict[str, list[Review]] | None = field(default=None, repr=False)
     review_refs: tuple[str, ...] = (REVIEWS,)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    """What the checks derive once per snapshot (e.g. the valid updates)."""
 
     @classmethod
     def load(cls, repo: Repository, *namespaces: str, genesis: str | None = None) -> History:

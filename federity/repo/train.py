@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
-from federity.config import PARAMS_FILE
 from federity.errors import ConfigError, DataError, WorkingTreeError
 from federity.identity import Wallet
-from federity.proofs.prove import prove_training
 from federity.repo.commits import create_commit, read_commit
+from federity.repo.params import training_params
+from federity.repo.proof_inputs import prove_training
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
-from federity.training import TrainingParams, TrainResult, evaluate, train_locally
+from federity.training import TrainResult, evaluate, train_locally
 from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
@@ -50,17 +49,6 @@ class UpdateResult:
         return {"update": self.update, "base": self.base, "branch": self.branch, "round": self.round,
                 "n_samples": self.n_samples, "metrics": self.metrics, "contract": self.contract,
                 "proof": self.proof}
-
-
-def training_params(repo: Repository, commit: str, epochs: int | None = None) -> TrainingParams:
-    """``params.yaml`` at ``commit``, with ``epochs`` overridden when given."""
-    raw = repo.git.show_file(commit, PARAMS_FILE)
-    data = yaml.safe_load(raw) if raw else {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{PARAMS_FILE} at {commit[:12]} is not a mapping", f"fix {PARAMS_FILE} on main")
-    if epochs is not None:
-        data = {**data, "epochs": epochs}
-    return TrainingParams.from_mapping(data, f"{PARAMS_FILE} at {commit[:12]}")
 
 
 def _update_branch(repo: Repository, round: int, author: str) -> str:

@@ -19,7 +19,8 @@ rule once; operations that accept changes call the same functions):
 - ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents, recomputed
   (:func:`federity.repo.aggregate.aggregate_problems`);
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
-  (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone);
+  (:mod:`federity.proofs.verify`, through :mod:`federity.repo.proof_inputs`: re-verified offline, from the
+  repository alone);
 - ``ownership``: the genesis NFT's holder (on the ledger, at the address derived from the signed genesis) is
   where the history's chain of hand-overs ends, and an owner at main's head; when the ledger cannot be read this
   is listed under ``unchecked`` instead (:func:`federity.repo.nft.ownership_problems`);
@@ -38,11 +39,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from federity.proofs.verify import check_update_proof
 from federity.repo.aggregate import aggregate_problems
-from federity.repo.checks import Problem, commit_problems, latest_review, mainline_problems, root_problems
+from federity.repo.checks import (
+    Problem,
+    commit_problems,
+    latest_review,
+    mainline_problems,
+    root_problems,
+    valid_updates,
+)
 from federity.repo.history import MAIN_REF, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History
 from federity.repo.nft import ownership_problems, verify_nfts
+from federity.repo.proof_inputs import check_update_proof
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -122,7 +130,7 @@ def _all_problems(history: History, commit: str) -> list[tuple[str, str]]:
     if record.meta.kind == "aggregate":
         return [("aggregate", reason) for reason in aggregate_problems(history, record)]
     if record.meta.kind == "update":
-        proof = check_update_proof(history.repo, record, history.update_record(commit) or {})
+        proof = check_update_proof(history.repo, record, history.update_record(commit) or {}, valid_updates(history))
         return [("proof", reason.removeprefix("proof: ")) for reason in proof.problems]
     return []
 

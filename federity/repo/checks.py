@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from federity.repo.history import (
     UPDATE_SCHEMA,
     History,
     Review,
+    UpdateInfo,
     review_payload,
 )
 from federity.repo.members import permission_problem, validity_problem
@@ -43,9 +43,6 @@ from federity.repo.metadata import signing_payload
 from federity.repo.proof_inputs import check_update_proof
 from federity.weights import read_tensors, sha256_bytes
 from federity.weights.files import describe_mismatch, tensor_layout
-
-if TYPE_CHECKING:
-    from federity.repo.updates import UpdateInfo
 
 MAINLINE_KINDS = frozenset({"genesis", "weights", "aggregate", "merge", "revert", "members"})
 """The commit kinds that may stand on main's first-parent line (updates reach main only as aggregate parents)."""

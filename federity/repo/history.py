@@ -114,6 +114,30 @@ def parse_reviews(document: dict[str, Any], update: str) -> list[Review]:
 
 
 @dataclass
+class UpdateInfo:
+    """One update and where it stands."""
+
+    id: str
+    branch: str
+    author: str
+    base: str | None
+    round: int
+    nonce: str | None
+    n_samples: int
+    metrics: dict[str, float]
+    status: str = "pending"
+    reason: str | None = None
+    reviewer: str | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The update as ``federity updates --json`` lists it."""
+        return {"id": self.id, "author": self.author, "base": self.base, "status": self.status,
+                "reason": self.reason, "branch": self.branch, "round": self.round, "n_samples": self.n_samples,
+                "metrics": self.metrics, "reviewer": self.reviewer}
+
+
+@dataclass
 class History:
     """Every commit the loaded refs reach, with lazily read configs, update records and reviews."""
 

@@ -31,7 +31,6 @@ update's change (from its own base) is applied to the current model with its wei
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from federity.config import RepoConfig, Role
@@ -39,7 +38,15 @@ from federity.errors import PermissionDeniedError, UpdateError
 from federity.identity import Wallet
 from federity.repo.checks import latest_review, next_review_seq, update_problems
 from federity.repo.commits import CommitRecord
-from federity.repo.history import REVIEWS_SCHEMA, UPDATE_FILE, UPDATE_SCHEMA, History, Review, review_payload
+from federity.repo.history import (
+    REVIEWS_SCHEMA,
+    UPDATE_FILE,
+    UPDATE_SCHEMA,
+    History,
+    Review,
+    UpdateInfo,
+    review_payload,
+)
 from federity.repo.notes import REVIEWS, write_note
 
 if TYPE_CHECKING:
@@ -49,30 +56,6 @@ __all__ = ["STATUSES", "UPDATE_FILE", "UPDATE_SCHEMA", "UpdateInfo", "check_upda
            "read_update_record", "record_review", "review"]
 
 STATUSES = ("pending", "verified", "approved", "rejected", "aggregated")
-
-
-@dataclass
-class UpdateInfo:
-    """One update and where it stands."""
-
-    id: str
-    branch: str
-    author: str
-    base: str | None
-    round: int
-    nonce: str | None
-    n_samples: int
-    metrics: dict[str, float]
-    status: str = "pending"
-    reason: str | None = None
-    reviewer: str | None = None
-    record: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """The update as ``federity updates --json`` lists it."""
-        return {"id": self.id, "author": self.author, "base": self.base, "status": self.status,
-                "reason": self.reason, "branch": self.branch, "round": self.round, "n_samples": self.n_samples,
-                "metrics": self.metrics, "reviewer": self.reviewer}
 
 
 def read_update_record(repo: Repository, commit: str) -> dict[str, Any] | None:

@@ -7,7 +7,8 @@ strategy's combination of each update's change from its own base (see :mod:`fede
 Finalising a round is idempotent: when main already holds an aggregate commit for the round, that commit is
 returned and nothing new is made.
 
-The aggregate commit names its strategy (the signed ``Federity-Strategy`` trailer), and everything else the
+The aggregate commit names its strategy and the strategy's version (the signed ``Federity-Strategy`` trailer,
+e.g. ``fedavg@1``, so a later version's maths never changes what ``verify`` recomputes), and everything else the
 combination uses is in the history: each update's weights, base, round and ``n_samples``. So ``federity verify``
 recomputes every aggregate's weights from its parents (:func:`aggregate_problems`) and reports one that differs.
 """
@@ -106,7 +107,7 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, 
         repo.weights_path.write_bytes(tensors_to_bytes(new))
         repo.store.track()
         record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
-                               round=round, strategy=strategy_name, paths=(MODEL_DVC_FILE,))
+                               round=round, strategy=f"{combiner.name}@{combiner.version}", paths=(MODEL_DVC_FILE,))
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
 
 

@@ -78,7 +78,7 @@ def test_verify_recomputes_each_strategys_aggregate_exactly(federation: dict[str
     for update in owner_repo.updates():
         owner_repo.review(owner, update.id, approve=True)
     result = owner_repo.aggregate(owner, strategy=strategy)
-    assert read_commit(owner_repo, result.commit).meta.strategy == strategy
+    assert read_commit(owner_repo, result.commit).meta.strategy == f"{strategy}@1"
     assert owner_repo.verify().ok
     # the independent verifier in docs/repository-format.md accepts the aggregate's signature, strategy included
     doc = (Path(__file__).parents[2] / "docs" / "repository-format.md").read_text()

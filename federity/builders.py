@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from federity.errors import ConfigError
+from federity.errors import ConfigError, FederityError
 
 if TYPE_CHECKING:
     from federity.config import RepoConfig
@@ -113,6 +113,13 @@ def load_repository_function(spec: str, repo_root: Path, role: str) -> Callable[
     root = Path(repo_root).resolve()
     file = _regular_file_inside(root, parsed, role)
     git = Git(root)
+    try:
+        top = Path(git.run("rev-parse", "--show-toplevel")).resolve()
+    except FederityError:
+        top = None
+    if top != root:
+        raise ConfigError(f"the {role} {spec!r} must be stored in a git repository, and its directory is not the "
+                          "top of a git working tree", "run the command from the repository's working tree")
     head = git.try_resolve("HEAD")
     listing = (git.run_bytes("ls-tree", "-z", "--full-tree", head, "--", parsed.path, env=_LITERAL) if head
                else git.run_bytes("ls-files", "--stage", "-z", "--", parsed.path, env=_LITERAL))

@@ -238,7 +238,7 @@ def _quiet() -> Any:
 def validate(table: pd.DataFrame, suite: dict[str, Any]) -> ContractReport:
     """Check ``suite`` (:func:`check_suite`), run it on ``table`` and report which expectations failed, and
     nothing else: no counts, no values."""
-    checked = check_suite(suite, "the data contract")
+    checked = check_suite(suite, CONTRACT_FILE)
     with _quiet():
         import great_expectations as gx
 

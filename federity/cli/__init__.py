@@ -16,6 +16,8 @@ from typing import Any
 import click
 from rich.console import Console
 
+from federity.builders import code_notice, repository_code
+from federity.config import RepoConfig
 from federity.errors import FederityError
 from federity.identity import Wallet
 from federity.repo import Repository
@@ -93,6 +95,13 @@ def emit(data: dict[str, Any], human: Callable[[], None] | str) -> None:
         console.print(human)
     else:
         human()
+
+
+def show_repository_code(config: RepoConfig) -> None:
+    """Say on stderr (stdout stays the JSON document) which of the repository's own modules ``config`` runs."""
+    notice = code_notice(repository_code(config))
+    if notice:
+        sys.stderr.write(f"notice: {notice}\n")
 
 
 @click.group(cls=FederityGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from federity.cli import FederityCommand, emit, load_wallet, open_repo
+from federity.cli import FederityCommand, emit, load_wallet, open_repo, show_repository_code
 from federity.models import ZOO
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
@@ -50,9 +50,10 @@ def init(directory: Path, name: str, framework: str, model: str, model_args: tup
 @click.argument("url")
 @click.argument("directory", type=click.Path(path_type=Path))
 def clone(url: str, directory: Path) -> None:
-    """Clone a repository and fetch its checked-out weights."""
+    """Clone a repository and fetch its checked-out weights; say which of its own modules it runs."""
     repo = Repository.clone(url, directory)
     head = repo.head()
+    show_repository_code(repo.config(head))
     emit({"repo": str(repo.root), "commit": head}, f"cloned into {repo.root} at {head[:12]}")
 
 

@@ -174,13 +174,14 @@ def _npz(path: Path, label: str) -> Dataset:
     try:
         arrays = read()
     except Exception as exc:  # a pickled array is refused by name; anything else is just unreadable
-        pickled = isinstance(exc, ValueError) and "allow_pickle" in str(exc)
+        pickled = isinstance(exc, ValueError) and str(exc).startswith("Object arrays cannot be loaded")
         arrays = None
     if arrays is None:
         if pickled:
             raise DataError("the NPZ file holds object arrays (pickles), which Federity never loads",
                             "save numeric arrays only")
-        raise DataError("the file is not readable as NPZ", "check that the --data file is a valid .npz")
+        raise DataError("the file is not readable as NPZ (not an archive of numeric arrays; a pickle is never loaded)",
+                        "check that the --data file is a valid .npz")
     if isinstance(arrays, set):
         raise DataError(f"the NPZ file holds {len(arrays)} array(s), not x and y (or features and labels)",
                         "save the features as x and the labels as y")

@@ -53,7 +53,7 @@ def clone(url: str, directory: Path) -> None:
     """Clone a repository and fetch its checked-out weights; say which of its own modules it runs."""
     repo = Repository.clone(url, directory)
     head = repo.head()
-    show_repository_code(repo.config(head))
+    show_repository_code(repo, head)
     emit({"repo": str(repo.root), "commit": head}, f"cloned into {repo.root} at {head[:12]}")
 
 

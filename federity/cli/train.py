@@ -23,7 +23,7 @@ def train(data: Path, epochs: int | None, base: str | None) -> None:
     as does the notice naming the repository's own modules (model builder, dataset loader) that training runs.
     """
     repo = open_repo()
-    show_repository_code(repo.config(repo.git.resolve(base or MAIN_BRANCH)))
+    show_repository_code(repo, base or MAIN_BRANCH)
     with Console(stderr=True).status("training") as status:
         result = repo.train(load_wallet(), data, base=base, epochs=epochs, progress=status.update)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())

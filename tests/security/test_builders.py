@@ -157,3 +157,19 @@ def test_clone_and_train_name_the_repository_code_on_stderr_and_keep_json_stdout
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["n_samples"] == 40
     assert "this repository runs its own code: mynet.py (model builder)" in trained.stderr
+
+
+def test_repository_code_names_each_module_a_config_runs_and_the_refused_ones() -> None:
+    from federity.builders import code_notice, repository_code
+    from federity.config import RepoConfig, Role
+
+    config = RepoConfig(name="n", framework="torch", model={"id": "models.net:build", "args": {}},
+                        members={"1" * 32: Role.OWNER}, task={"label": "label", "loader": "os:system"})
+    entries = repository_code(config)
+    assert [(e.role, e.path, e.problem is None) for e in entries] == [
+        ("model builder", "models/net.py", True), ("dataset loader", None, False)]
+    notice = code_notice(entries)
+    assert notice is not None and "this repository runs its own code: models/net.py (model builder)" in notice
+    assert "federity.yaml names code Federity refuses to run: 'os:system' (dataset loader" in notice
+    zoo = RepoConfig(name="n", framework="torch", model={"id": "mlp", "args": {}}, members={})
+    assert repository_code(zoo) == [] and code_notice([]) is None

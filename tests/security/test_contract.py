@@ -4,13 +4,16 @@ only which expectations failed — no counts, no values, no percentages."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from federity.contract import MAX_EXPECTATIONS, check_suite, default_suite, read_suite, require_valid
+from federity.contract import ALLOWED, MAX_EXPECTATIONS, check_suite, default_suite, read_suite, require_valid
 from federity.errors import DataContractError
 from federity.identity import Wallet
 from federity.repo import Repository
@@ -118,3 +121,31 @@ def test_train_refuses_a_probing_suite_committed_on_main_before_reading_the_data
                                                 "argument mostly"):
         repo.train(owner, write_csv(tmp_path / "site" / "d.csv", 20, seed=0))
     assert snapshot(repo) == before
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children,
+                                                                                       max_size=4), max_leaves=20)
+_KINDS = st.sampled_from([*ALLOWED, "expect_column_mean_to_be_between", ""])
+_ARGS = st.sampled_from(["column", "min_value", "max_value", "value", "value_set", "column_set", "mostly",
+                         "type_", "type_list", "exact_match", "column_list", "row_condition"])
+_EXPECTATION = st.fixed_dictionaries({"type": _KINDS, "kwargs": st.dictionaries(_ARGS, _JSON, max_size=4)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_JSON, st.fixed_dictionaries({"expectations": st.lists(_EXPECTATION | _JSON, max_size=5)})))
+def test_any_suite_is_accepted_or_refused_with_a_contract_error_only(suite: object) -> None:
+    try:
+        checked = check_suite(suite)
+    except DataContractError:
+        return
+    for expectation in checked["expectations"]:  # what is accepted is within the allow-list
+        arguments, required = ALLOWED[expectation["type"]]
+        assert set(expectation["kwargs"]) <= set(arguments) and required <= set(expectation["kwargs"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_any_suite_file_bytes_are_accepted_or_refused_with_a_contract_error_only(raw: bytes) -> None:
+    with contextlib.suppress(DataContractError):
+        read_suite(raw, "contract/suite.json")

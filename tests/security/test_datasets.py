@@ -5,6 +5,7 @@ server through an agent's logs)."""
 from __future__ import annotations
 
 import io
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from federity.data import load_dataset
@@ -164,3 +167,45 @@ def test_a_repository_loader_returning_bad_data_is_a_clean_data_error(site: Path
     with pytest.raises(DataError, match=match) as info:
         load_dataset(site, loader="loader:load", repo_root=repo)
     _assert_leaks_nothing(info.value)
+
+
+def _valid_file(kind: str) -> bytes:
+    buffer = io.BytesIO()
+    frame = pd.DataFrame({"a": [1.5, 2.5, 3.5], "b": [4.0, 5.0, 6.0], "label": [0, 1, 0]})
+    if kind == "csv":
+        return frame.to_csv(index=False).encode()
+    if kind == "parquet":
+        frame.to_parquet(buffer)
+    elif kind == "npz":
+        np.savez(buffer, x=frame[["a", "b"]].to_numpy(), y=frame["label"].to_numpy())
+    else:
+        return _png_bytes()
+    return buffer.getvalue()
+
+
+_VALID = {kind: _valid_file(kind) for kind in ("csv", "parquet", "npz", "png")}
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(sorted(_VALID)), data=st.data())
+def test_mutated_files_load_or_fail_with_a_clean_data_error_only(kind: str, data: st.DataObject) -> None:
+    content = bytearray(_VALID[kind])
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(0, len(content) - 1))
+        content[position] = data.draw(st.integers(0, 255))
+    content = content[: data.draw(st.integers(0, len(content)))] if data.draw(st.booleans()) else content
+    with tempfile.TemporaryDirectory() as tmp:
+        site = Path(tmp) / SECRET_DIR
+        if kind == "png":
+            (site / "0").mkdir(parents=True)
+            (site / "0" / "a.png").write_bytes(_png_bytes())
+            (site / "0" / f"{CANARY}.png").write_bytes(bytes(content))
+            path = site
+        else:
+            site.mkdir()
+            path = site / f"{CANARY}.{kind}"
+            path.write_bytes(bytes(content))
+        try:
+            load_dataset(path)
+        except DataError as error:
+            _assert_leaks_nothing(error)

@@ -72,14 +72,16 @@ def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
     return dataset
 
 
-def _attempt(action: Callable[[], T], message: str, hint: str) -> T:
+def _attempt(action: Callable[[], T], message: str, hint: str, *, foreign: bool = False) -> T:
     """``action()``, or a :class:`DataError` with ``message`` if it raises. The reader's exception (which may
     name the file or quote a value) is dropped: the error is raised outside the handler, so it has neither
-    ``__cause__`` nor ``__context__``."""
+    ``__cause__`` nor ``__context__``. Federity's own :class:`DataError` passes through, unless the action is
+    ``foreign`` (a repository's loader, whose errors are replaced too)."""
     try:
         return action()
     except DataError:
-        raise
+        if not foreign:
+            raise
     except Exception:  # replaced below, outside the handler
         pass
     raise DataError(message, hint)
@@ -231,7 +233,7 @@ def _call_loader(loader: str, path: Path, repo_root: Path | None) -> tuple[Any, 
         raise DataError("a dataset loader runs only from inside its repository", "train inside the repository")
     function = load_repository_function(loader, repo_root, DATASET_LOADER)
     result = _attempt(lambda: function(path), f"the dataset loader {loader!r} failed",
-                      "fix the loader in the repository (its error is not shown: it may quote the data)")
+                      "fix the loader in the repository (its error is not shown: it may quote the data)", foreign=True)
     if not isinstance(result, tuple | list) or len(result) != 2:
         raise DataError(f"the dataset loader {loader!r} did not return (features, labels)",
                         "fix the loader in the repository")

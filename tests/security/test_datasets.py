@@ -154,6 +154,8 @@ def test_bad_files_are_data_errors_without_paths_values_or_chained_exceptions(si
     (f"    return [[1.0, 2.0], [{CANARY_NUMBER}]], [0, 1]", "not one numeric array"),
     (f"    return [['{CANARY}', 'x']], [0]", "not numbers"),
     ("    return 42", r"did not return \(features, labels\)"),
+    ("    from federity.errors import DataError\n    raise DataError(str(path), str(path))",
+     "the dataset loader 'loader:load' failed"),
     ("    return [], []", "no examples"),
 ])
 def test_a_repository_loader_returning_bad_data_is_a_clean_data_error(site: Path, tmp_path: Path, body: str,

@@ -43,6 +43,7 @@ MODEL_BUILDER = "model builder"
 DATASET_LOADER = "dataset loader"
 _WHERE = {MODEL_BUILDER: "model.id in federity.yaml", DATASET_LOADER: "task.loader in federity.yaml"}
 _REGULAR_MODES = ("100644", "100755")
+_LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}  # the module path is a path, never a pathspec pattern
 _LOADED: dict[tuple[str, str], ModuleType] = {}
 
 
@@ -129,7 +130,12 @@ def load_repository_function(spec: str, repo_root: Path, role: str) -> Callable[
             f"the {role} {spec!r} needs {parsed.path}, which is not a file tracked by git at the checked-out commit",
             "only code committed to the repository runs: commit the module (a regular file, not a symlink), or "
             "check out a commit that has it")
-    source = file.read_bytes()
+    try:
+        source = file.read_bytes()
+    except OSError:
+        source = None
+    if source is None:
+        raise ConfigError(f"{parsed.path} (the {role}) cannot be read", f"check the permissions of {parsed.path}")
     if source != git.run_bytes("cat-file", "blob", entry):
         raise ConfigError(f"{parsed.path} (the {role}) differs from its committed version",
                           f"commit the change, or restore it with `git checkout -- {parsed.path}`")
@@ -139,9 +145,6 @@ def load_repository_function(spec: str, repo_root: Path, role: str) -> Callable[
         raise ConfigError(f"{parsed.path} defines no function {parsed.function!r} (the {role} {spec!r})",
                           f"define it in {parsed.path}, or fix {where}")
     return function  # type: ignore[no-any-return]
-
-
-_LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
 
 
 def _refuse_shadowing(parsed: CodeSpec, role: str, where: str) -> None:

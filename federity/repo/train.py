@@ -69,7 +69,7 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
 
     On any failure the repository is left as it was.
     """
-    from federity.contract import CONTRACT_FILE, require_valid
+    from federity.contract import CONTRACT_FILE, read_suite, require_valid
     from federity.data import load_dataset
     from federity.repo import MAIN_BRANCH
 
@@ -90,9 +90,10 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     if suite_raw is None:
         raise ConfigError(f"commit {base_commit[:12]} has no data contract ({CONTRACT_FILE})",
                           "ask the owner to add one: every update must be trained on data that passed it")
+    suite = read_suite(suite_raw, f"{CONTRACT_FILE} at {base_commit[:12]}")  # checked before any data is read
     dataset = load_dataset(Path(data), label=str(config.task.get("label", "label")),
                            loader=config.task.get("loader"), repo_root=repo.root)
-    report = require_valid(dataset.table, json.loads(suite_raw))
+    report = require_valid(dataset.table, suite)
     base_tensors = read_tensors(repo.store.read(base_commit), f"the weights of {base_commit[:12]}")
     proof_files: dict[str, bytes] = {}
     proof_summary: dict[str, Any] | None = None

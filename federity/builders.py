@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from federity.errors import ConfigError, FederityError
+from federity.git import Git
 
 if TYPE_CHECKING:
     from federity.config import RepoConfig
@@ -106,8 +107,6 @@ def load_repository_function(spec: str, repo_root: Path, role: str) -> Callable[
     """The function ``spec`` (``module:function``) names in the repository at ``repo_root``, loaded from the
     module file the repository tracks (see the module docstring for every condition); a :class:`ConfigError`
     says which condition failed and what to do. Importing the module runs its code."""
-    from federity.repo.git import Git  # federity.repo imports the model zoo: imported here, not at the top
-
     parsed = parse_code_spec(spec, role)
     where = _WHERE.get(role, "federity.yaml")
     _refuse_shadowing(parsed, role, where)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import NotARepositoryError, WorkingTreeError
-from federity.repo.git import Git, GitError
+from federity.git import Git, GitError
 from federity.repo.storage import MODEL_DIR, WeightsStore
 from federity.weights import WEIGHTS_FILE
 

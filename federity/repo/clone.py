@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from federity.config import CONFIG_FILE
 from federity.errors import NotARepositoryError, RemoteError
+from federity.git import Git
 from federity.repo.checks import incoming_problems
-from federity.repo.git import Git
 from federity.repo.history import ORIGIN_MAIN_REF, History, record_genesis
 from federity.repo.notes import fetch_notes
 from federity.repo.paths import is_local_url, local_path, require_empty_dir, restored_on_failure

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import FederityError
+from federity.git import GitError
 from federity.repo.commits import CommitRecord, read_commits
-from federity.repo.git import GitError
 from federity.repo.metadata import ParentRef
 from federity.repo.notes import REVIEWS, read_note_history
 

@@ -12,10 +12,10 @@ import yaml
 from federity.builders import MODEL_BUILDER, parse_code_spec
 from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, RepoConfig, Role
 from federity.errors import ConfigError
+from federity.git import Git
 from federity.identity import Wallet
 from federity.models import build_model, is_repository_builder, parse_model_args
 from federity.repo.commits import CommitRecord, create_commit
-from federity.repo.git import Git
 from federity.repo.history import record_genesis
 from federity.repo.nft import mint_new_commits
 from federity.repo.paths import (

@@ -335,8 +335,8 @@ def require_repository_holder(repo: Repository, wallet: Wallet) -> None:
 
 def _require_main_up_to_date(repo: Repository) -> None:
     """Refuse a hand-over that origin's main could not fast-forward to (it would be published after the sale)."""
+    from federity.git import GitError
     from federity.repo import MAIN_BRANCH
-    from federity.repo.git import GitError
 
     try:
         repo.git.run("remote", "get-url", "origin")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from federity.repo.git import GitError
+from federity.git import GitError
 
 if TYPE_CHECKING:
     from federity.repo import Repository

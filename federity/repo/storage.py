@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from federity.errors import RemoteError, WeightsError
-from federity.repo.git import Git
+from federity.git import Git
 from federity.weights import WEIGHTS_FILE
 
 MODEL_DIR = "model"

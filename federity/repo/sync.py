@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from federity.errors import RemoteError, WorkingTreeError
+from federity.git import GitError
 from federity.repo.checks import incoming_problems
-from federity.repo.git import GitError
 from federity.repo.history import LOADED_REFS, History, list_refs
 from federity.repo.notes import (
     ALL_NOTES,

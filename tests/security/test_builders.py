@@ -62,7 +62,7 @@ def test_os_system_is_refused_and_runs_no_command(repo: Repository, marker: Path
 
 def test_an_installed_function_such_as_json_loads_is_refused(repo: Repository, marker: Path) -> None:
     _refused(repo, "json:loads", "named like the installed module 'json'", marker)
-    _refused(repo, "federity.repo.git:Git", "named like the installed module 'federity'", marker)
+    _refused(repo, "federity.git:Git", "named like the installed module 'federity'", marker)
 
 
 def test_a_repository_module_shadowing_an_installed_name_is_refused_and_not_imported(

@@ -21,6 +21,7 @@ from federity.proofs import chain as proof_chain
 from federity.proofs.circuit import StepCircuit, call_ezkl, quantize
 from federity.proofs.policy import circuit_files, step_circuit
 from federity.proofs.prove import CHAIN_FILE, ezkl_proof, step_file
+from federity.records import parse_proof_chain
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -51,7 +52,7 @@ def check_update_proof(repo: Repository, commit: CommitRecord, record: dict[str,
         return _check(repo, commit, record)
     except FederityError as exc:
         return ProofCheck([f"proof: {exc.message}"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError):
         return ProofCheck(["proof: proof/chain.json is malformed"])
 
 
@@ -72,7 +73,7 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
         return ProofCheck(["proof: the update carries no proof of training, and this repository requires one"])
     if hashlib.sha256(chain_bytes).hexdigest() != meta.proof_sha256:
         return ProofCheck(["proof: proof/chain.json does not match the sha256 the update's signature covers"])
-    chain = json.loads(chain_bytes)
+    chain = parse_proof_chain(chain_bytes, f"proof/chain.json of update {commit.commit[:12]}")
 
     params = training_params(repo, base)
     base_tensors = read_tensors(repo.store.read(base), f"the weights of {base[:12]}")
@@ -152,7 +153,7 @@ def _verify_steps(repo: Repository, base: str, update: str, chain: dict[str, Any
             try:
                 proof = ezkl_proof(data)
                 instances = proof["instances"][0]
-            except (ValueError, KeyError, IndexError, TypeError):
+            except (ValueError, KeyError, IndexError, TypeError, RecursionError):
                 return ProofCheck([f"proof: the proof of step {index} is not an ezkl proof"])
             if instances != [*weights[index], batches[index], *weights[index + 1]]:
                 return ProofCheck([f"proof: the proof of step {index} proves a step that is not in the committed "

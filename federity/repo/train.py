@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.config import PARAMS_FILE, load_yaml
+from federity.config import PARAMS_FILE
 from federity.errors import ConfigError, DataError, WorkingTreeError
 from federity.identity import Wallet
 from federity.proofs.prove import prove_training
@@ -53,16 +53,9 @@ class UpdateResult:
 
 def training_params(repo: Repository, commit: str, epochs: int | None = None) -> TrainingParams:
     """``params.yaml`` at ``commit``, with ``epochs`` overridden when given."""
-    raw = repo.git.show_file(commit, PARAMS_FILE)
-    source = f"{PARAMS_FILE} at {commit[:12]}"
-    data = load_yaml(raw, source, f"fix {PARAMS_FILE} on main") if raw else {}
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source} is not a mapping", f"fix {PARAMS_FILE} on main")
-    if epochs is not None:
-        data = {**data, "epochs": epochs}
-    return TrainingParams.from_mapping(data, source)
+    overrides = {"epochs": epochs} if epochs is not None else None
+    return TrainingParams.from_yaml(repo.git.show_file(commit, PARAMS_FILE), f"{PARAMS_FILE} at {commit[:12]}",
+                                    overrides)
 
 
 def _update_branch(repo: Repository, round: int, author: str) -> str:

@@ -94,6 +94,22 @@ class TrainingParams:
             raise ConfigError(validation_problem(exc, source), _PARAM_HINTS.get(key, f"fix {source}")) from None
         return cls(**parsed.model_dump())
 
+    @classmethod
+    def from_yaml(cls, raw: bytes | str | None, source: str = "params.yaml",
+                  overrides: Mapping[str, Any] | None = None) -> TrainingParams:
+        """Parse ``params.yaml`` (its bytes at a commit; ``None`` or empty: the defaults) with the bounded YAML
+        reader, apply ``overrides`` (e.g. ``--epochs``), and validate (:meth:`from_mapping`). Every problem is a
+        :class:`ConfigError` naming ``source``."""
+        from federity.config import load_yaml
+
+        hint = "fix params.yaml on main (`name: value` lines, e.g. `lr: 0.1`)"
+        data = load_yaml(raw, source, hint) if raw else None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} is not a mapping", hint)
+        return cls.from_mapping({**data, **(overrides or {})}, source)
+
     def to_json(self) -> dict[str, Any]:
         """The parameters as a plain mapping (for update records and MLflow params)."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

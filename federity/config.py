@@ -187,7 +187,7 @@ class ModelSection(BaseModel):
     model_config = _STRICT
     id: Text
     args: Annotated[dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], Scalar],
-                    Field(max_length=64)] = {}
+                    Field(max_length=64)] | None = None
 
 
 class ReviewSection(BaseModel):
@@ -260,6 +260,11 @@ class ConfigFile(BaseModel):
 
 
 _HINTS = {
+    "name": "a repository's name is 1 to 200 characters, without control characters (newlines, tabs)",
+    "id": "the repository id is fixed at genesis (1 to 64 letters, digits, _ or -): restore it from the genesis "
+          "commit",
+    "framework": "framework names an installed framework adapter, e.g. torch",
+    "ledger": "ledger is `embedded`, a cluster name or an RPC URL (no spaces)",
     "model": "write model: {id: mlp, args: {in_features: 4}}: args maps names to numbers or strings",
     "task": "write task: {loss: cross_entropy, metrics: [accuracy], label: label} (loader: module:function, "
             "optional)",
@@ -314,7 +319,9 @@ class RepoConfig:
         }
         if self.proofs is not None:
             data["proofs"] = self.proofs
-        return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
+        text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
+        RepoConfig.from_yaml(text)  # never write a file that Federity would refuse to read
+        return text
 
     @classmethod
     def from_yaml(cls, text: str | bytes, source: str = CONFIG_FILE) -> RepoConfig:
@@ -340,7 +347,7 @@ class RepoConfig:
             id=parsed.id,
             name=parsed.name,
             framework=parsed.framework,
-            model={"id": parsed.model.id, "args": dict(parsed.model.args)},
+            model={"id": parsed.model.id, "args": dict(parsed.model.args or {})},
             members={pubkey: Role.parse(role) for pubkey, role in parsed.members.items()},
             task=data["task"] if "task" in fields else defaults.task,
             review=data["review"] if "review" in fields else defaults.review,

@@ -177,7 +177,7 @@ def test_federity_yaml_whose_task_is_a_number_names_the_key() -> None:
 
 
 def test_federity_yaml_with_an_unknown_key_or_a_negative_staleness_is_refused() -> None:
-    with pytest.raises(ConfigError, match="unknown key 'aggregation.max_stalenes'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'aggregation\.max_stalenes'"):
         RepoConfig.from_yaml(VALID_CONFIG.replace("max_staleness", "max_stalenes"))
     with pytest.raises(ConfigError, match="unknown key 'extra'"):
         RepoConfig.from_yaml(VALID_CONFIG + "extra: 1\n")

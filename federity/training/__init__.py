@@ -83,7 +83,7 @@ class TrainingParams:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source} is not a mapping", "write params.yaml as `name: value` lines")
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(str(key)[:60] for key in data if key not in known)
+        unknown = sorted(repr(key)[:60] for key in data if key not in known)
         if unknown:
             raise ConfigError(f"{source} has unknown training parameter(s) {', '.join(unknown[:10])}",
                               f"use only: {', '.join(sorted(known))}")

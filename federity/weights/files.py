@@ -155,7 +155,7 @@ def read_tensors(data: bytes, source: str) -> dict[str, np.ndarray]:
     try:
         return dict(sorted(_load(data).items()))
     except Exception as exc:  # safetensors raises its own SafetensorError for any malformed content
-        raise WeightsError(f"{source} is a damaged safetensors file: {str(exc)[:200]}", _CONVERT_HINT) from None
+        raise WeightsError(f"{source} is a damaged safetensors file: {str(exc)[:200]!r}", _CONVERT_HINT) from None
 
 
 def tensors_to_bytes(tensors: dict[str, np.ndarray]) -> bytes:

@@ -113,8 +113,8 @@ def _accepts_config(raw: str | bytes) -> None:
     try:
         config = RepoConfig.from_yaml(raw, "federity.yaml at 0123456789ab")
     except ConfigError as exc:
-        assert "federity.yaml at 0123456789ab" in exc.message and exc.hint
-        assert len(exc.message) < 600
+        assert exc.message.startswith("federity.yaml at 0123456789ab") and exc.hint
+        assert len(exc.message) < 600 and "\n" not in exc.message  # no text of the file's can forge a line
         return
     # whatever is accepted is within the schema and survives a round trip through the writer
     assert isinstance(config.model["args"], dict) and all(isinstance(k, str) for k in config.model["args"])
@@ -213,7 +213,7 @@ def _accepts_params(raw: str | bytes) -> None:
     try:
         params = TrainingParams.from_yaml(raw, "params.yaml at 0123456789ab")
     except ConfigError as exc:
-        assert exc.message.startswith("params.yaml at 0123456789ab") and exc.hint
+        assert exc.message.startswith("params.yaml at 0123456789ab") and exc.hint and "\n" not in exc.message
         return
     assert math.isfinite(params.lr) and params.lr > 0 and math.isfinite(params.momentum)
     assert isinstance(params.epochs, int) and params.epochs >= 1 and not isinstance(params.epochs, bool)
@@ -265,6 +265,7 @@ def _accepts_update(raw: Any) -> None:
         record = parse_update_record(raw, "update.json of update 0123456789ab")
     except UpdateError as exc:
         assert "update.json of update 0123456789ab" in exc.message and len(exc.message) < 600
+        assert "\n" not in exc.message
         return
     assert isinstance(record, UpdateRecord)
     assert 1 <= record.n_samples <= MAX_SAMPLES and not isinstance(record.n_samples, bool)
@@ -427,6 +428,7 @@ def _accepts_weights(data: bytes) -> None:
         tensors = read_tensors(data, "the weights of update 0123456789ab")
     except WeightsError as exc:
         assert exc.message.startswith("the weights of update 0123456789ab") and len(exc.message) < 600
+        assert "\n" not in exc.message
         return
     assert sum(t.nbytes for t in tensors.values()) <= len(data)
 
@@ -497,7 +499,7 @@ def _accepts_chain(raw: bytes) -> None:
     try:
         chain = parse_proof_chain(raw, "proof/chain.json of update 0123456789ab")
     except ProofError as exc:
-        assert "proof/chain.json of update 0123456789ab" in exc.message
+        assert "proof/chain.json of update 0123456789ab" in exc.message and "\n" not in exc.message
         return
     assert len(chain["weights"]) == len(chain["batches"]) + 1
     assert math.isfinite(chain["circuit"]["lr"])

@@ -149,7 +149,7 @@ def test_clone_and_train_name_the_repository_code_on_stderr_and_keep_json_stdout
 
     cloned = federity("--json", "clone", str(tmp_path / "remote.git"), "site", cwd=tmp_path)
     assert cloned.returncode == 0, cloned.stderr
-    assert set(json.loads(cloned.stdout)) == {"repo", "commit"}
+    assert set(json.loads(cloned.stdout)) == {"repo", "commit", "genesis"}
     assert "this repository runs its own code: mynet.py (model builder)" in cloned.stderr
     data = write_csv(tmp_path / "data" / "train.csv", 40, seed=2)
     trained = federity("--wallet", str(owner.path), "--json", "train", "--data", str(data), "--epochs", "1",

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from solders.keypair import Keypair
 
 from federity.proofs.circuit import StepCircuit
 from federity.proofs.policy import StoredCircuit
@@ -23,10 +24,13 @@ HOSTILE = [None, True, -1, 0, 10**400, 1.5, "", "x" * 1000, "\x00", [], [1, 2], 
            {"schema": 2}, ["0.weight"]]
 
 
+AUTHOR = str(Keypair().pubkey())
+
+
 def _chain() -> dict[str, Any]:
     return {"schema": 1, "circuit": CIRCUIT.to_json(), "compiled_circuit_sha256": "2" * 64,
             "head": {"weight": "0.weight", "bias": "0.bias"}, "repository": "r" * 32, "base": "b" * 40,
-            "author": "author", "nonce": "n", "weights": [["w0"], ["w1"]], "batches": ["h0"],
+            "author": AUTHOR, "nonce": "n", "weights": [["w0"], ["w1"]], "batches": ["h0"],
             "commitment": "c" * 64, "audited": [0], "proofs": {"0": "d" * 64}, "srs_sha256": "0" * 64}
 
 
@@ -34,7 +38,7 @@ def _inputs(chain: bytes | None, proof_sha256: str | None = None) -> ProofInputs
     def no_srs() -> bytes:
         raise AssertionError("the SRS must not be read")
 
-    return ProofInputs(policy=POLICY, repository="r" * 32, base="b" * 40, update="u" * 40, author="author",
+    return ProofInputs(policy=POLICY, repository="r" * 32, base="b" * 40, update="u" * 40, author=AUTHOR,
                        nonce="n", proof_sha256=proof_sha256 if proof_sha256 is not None or chain is None
                        else hashlib.sha256(chain).hexdigest(),
                        chain=chain, params=TrainingParams(lr=0.5, batch_size=4, epochs=1),
@@ -69,7 +73,8 @@ def test_every_mutated_chain_file_is_a_problem_and_never_an_exception() -> None:
 
 
 def test_a_chain_for_another_author_or_round_names_what_differs() -> None:
-    assert verify_proof(_inputs(json.dumps({**_chain(), "author": "someone"}).encode())).problems == [
+    someone = str(Keypair().pubkey())
+    assert verify_proof(_inputs(json.dumps({**_chain(), "author": someone}).encode())).problems == [
         "proof: it was made for another base commit, repository or author"]
     assert verify_proof(_inputs(json.dumps({**_chain(), "nonce": "old"}).encode())).problems == [
         "proof: it was made for another round (its nonce is not the update's)"]

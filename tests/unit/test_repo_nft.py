@@ -94,7 +94,8 @@ def test_verify_reports_an_nft_that_records_another_commit_or_does_not_exist(rep
     assert {"commit": head, "check": "nft", "reason": wrong_commit} in failures
     assert all(f["check"] == "nft" and f["commit"] == head for f in failures)
 
-    write_note(repo, NFT, head, {"mint": str(Wallet.create(repo.root.parent / "x.json").pubkey)})
+    write_note(repo, NFT, head, {**read_note(repo, NFT, head, dict),
+                                 "mint": str(Wallet.create(repo.root.parent / "x.json").pubkey)})
     [failure] = repo.verify().failures
     assert failure["check"] == "nft" and failure["reason"].startswith("no NFT at")
 
@@ -136,7 +137,7 @@ def test_verify_reports_an_nft_whose_metadata_disagrees_with_its_commit(repo: Re
     head = repo.head()
     forged = replace(nft_record(repo, read_commit(repo, head)), weights_sha256="0" * 64)
     mint = mint_nft(open_ledger("embedded"), stranger, forged).mint  # anyone can mint any metadata
-    write_note(repo, NFT, head, {"mint": mint})
+    write_note(repo, NFT, head, {**read_note(repo, NFT, head, dict), "mint": mint})
     failures = repo.verify().failures
     assert failures[0] == {"commit": head, "check": "nft", "reason":
                            f"field weights_sha256 is {'0' * 64!r}, the commit says "

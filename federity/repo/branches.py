@@ -18,7 +18,9 @@ def checkout(repo: Repository, rev: str) -> str:
     (:meth:`~federity.repo.storage.WeightsStore.require_safe`). If the weights cannot be checked out (e.g. storage
     unreachable), the previous checkout is restored.
     """
-    target = repo.git.resolve(rev)
+    is_branch = repo.git.try_resolve(f"refs/heads/{rev}") is not None
+    remote_branch = not is_branch and repo.git.try_resolve(f"refs/remotes/origin/{rev}") is not None
+    target = repo.git.resolve(f"refs/remotes/origin/{rev}" if remote_branch else rev)
     if not repo.git.is_clean():
         raise WorkingTreeError(
             f"{repo.root} has uncommitted changes to tracked files",
@@ -26,8 +28,6 @@ def checkout(repo: Repository, rev: str) -> str:
         )
     repo.store.require_safe(target)
     previous = repo.git.current_branch() or repo.head()
-    is_branch = repo.git.try_resolve(f"refs/heads/{rev}") is not None
-    remote_branch = not is_branch and repo.git.try_resolve(f"refs/remotes/origin/{rev}") is not None
     repo.git.run("checkout", "--quiet", *(["--track", f"origin/{rev}"] if remote_branch else
                                           [rev] if is_branch else ["--detach", target]))
     try:

@@ -18,12 +18,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from federity.errors import FederityError, UpdateError, WeightsError, WorkingTreeError
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.commits import create_commit
-from federity.repo.layout import MANIFEST_MAX_BYTES, allowed_model_file
+from federity.repo.layout import (
+    MANIFEST_MAX_BYTES,
+    allowed_model_file,
+    dvc_config_problems,
+    parse_dvc_file,
+    parse_manifest,
+    tree_entry_problems,
+)
 from federity.repo.paths import write_inside
 from federity.repo.storage import UnsafeCommitError, storage_problems, tree_problems
 from tests.conftest import git, snapshot, write_csv
@@ -469,3 +478,81 @@ def test_no_traceback_escapes_for_a_missing_weights_object(repo: Repository, own
     bad = create_commit(repo, owner, "weights", "missing", [repo.head()], paths=("model.dvc",)).commit
     with pytest.raises(FederityError, match=f"DVC object {md5}.* cannot be found"):
         repo.store.read(bad)
+
+
+# ---------------------------------------------------------------- property tests of the readers (hypothesis)
+
+EXAMPLES = 400
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+                     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner,
+                                                                                   max_size=5), max_leaves=20)
+_entry = st.fixed_dictionaries({"relpath": st.sampled_from(["model.safetensors", "proof/step-3.json", "../x",
+                                                            "/etc/passwd", "proof//a", "a\\b"]) | st.text(),
+                                "md5": st.sampled_from(["0" * 32, "x" * 32, "xx/../../etc"]) | st.text()},
+                               optional={"size": _json, "isexec": _json, "other": _json})
+
+
+def _mutated(data: bytes, cuts: list[int]) -> bytes:
+    out = bytearray(data)
+    for cut in cuts:
+        if out:
+            out[cut % len(out)] ^= 0xFF
+    return bytes(out)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=300), _json.map(lambda v: json.dumps(v).encode()),
+                 st.lists(_entry, max_size=6).map(lambda v: json.dumps(v).encode()),
+                 st.tuples(st.lists(_entry, max_size=4).map(lambda v: json.dumps(v).encode()),
+                           st.lists(st.integers(0, 10_000), max_size=3)).map(lambda t: _mutated(*t))))
+def test_any_manifest_bytes_parse_or_raise_only_a_weights_error(raw: bytes) -> None:
+    try:
+        entries = parse_manifest(raw, "c" * 40)
+    except WeightsError as exc:
+        assert exc.message.startswith("commit cccccccccccc: ")
+        return
+    assert all(allowed_model_file(path) and len(md5) == 32 for path, md5 in entries.items())
+
+
+_dvc_out = st.fixed_dictionaries({"md5": st.sampled_from(["0" * 32 + ".dir", "../x.dir"]) | st.text(max_size=40),
+                                  "path": st.sampled_from(["model", "../model"]) | _json,
+                                  "hash": st.sampled_from(["md5"]) | _json},
+                                 optional={"size": _json, "nfiles": _json, "wdir": _json})
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.one_of(st.binary(max_size=300), _json.map(lambda v: yaml.safe_dump(v).encode()),
+                 st.dictionaries(st.sampled_from(["outs", "wdir", "deps"]), st.lists(_dvc_out, max_size=2) | _json,
+                                 max_size=3).map(lambda v: yaml.safe_dump(v).encode()),
+                 st.tuples(st.lists(_dvc_out, min_size=1, max_size=1).map(
+                     lambda v: yaml.safe_dump({"outs": v}).encode()),
+                     st.lists(st.integers(0, 10_000), max_size=3)).map(lambda t: _mutated(*t))))
+def test_any_model_dvc_bytes_parse_or_raise_only_a_weights_error(raw: bytes) -> None:
+    try:
+        out = parse_dvc_file(raw, "c" * 40)
+    except WeightsError:
+        return
+    assert len(out.md5) == 32 and all(c in "0123456789abcdef" for c in out.md5)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode) | st.lists(st.sampled_from([
+    "[core]", "    remote = storage", "['remote \"storage\"']", "    url = /x", "[cache]", "    dir = /y", "x = 1",
+    "[[nested]]", "['remote \"a b\"']", "    credentialpath = /z", "[core", "= =", "    url = a, b"]), max_size=8).map(
+        lambda lines: "\n".join(lines).encode()))
+def test_any_dvc_config_gives_a_list_of_problems(raw: bytes) -> None:
+    problems = dvc_config_problems(raw)
+    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["100644", "100755", "120000", "160000", "040000", "100664"]),
+                          st.sampled_from(["blob", "commit", "tree"]),
+                          st.text(max_size=30) | st.sampled_from(["model/x", ".git/config", ".GIT/hooks/x",
+                                                                  "a/.git /b", "x.dvc", "dvc.yaml", ".dvc/config"])),
+                max_size=10))
+def test_any_tree_listing_gives_a_list_of_problems(entries: list[tuple[str, str, str]]) -> None:
+    problems = tree_entry_problems(entries)
+    assert isinstance(problems, list)
+    unsafe = [e for e in entries if e[0] in ("120000", "160000") or e[2].split("/")[0].lower() == "model"]
+    assert len(problems) >= (1 if unsafe else 0)

@@ -3,11 +3,13 @@
 Everything here is pure: bytes (or a git tree listing) in, parsed values or a list of problems out. Two
 halves:
 
-- the **tracked tree** (:func:`tree_entry_problems`, :func:`dvc_config_problems`): no symlinks or gitlinks
+- the **tracked tree** (:func:`tree_entry_problems`, :func:`dvc_config_problems`,
+  :func:`gitattributes_problems`): no symlinks or gitlinks
   anywhere, nothing git-tracked under ``model/`` (DVC owns it), no ``.git``-like path component, no DVC file but
   ``model.dvc`` (DVC checks out every ``*.dvc``, ``dvc.yaml`` and ``dvc.lock`` it finds), ``.dvc/`` holding only
   ``config`` and ``.gitignore``, and a ``.dvc/config`` that sets only the default remote and its URL (no cache
-  location, link type or credential file a hostile repository could point elsewhere);
+  location, link type or credential file a hostile repository could point elsewhere), and no ``.gitattributes``
+  that makes git rewrite files as it checks them out;
 - the **DVC manifest** of ``model/`` (:func:`parse_dvc_file`, :func:`parse_manifest`): ``model.dvc`` tracks
   exactly one directory, ``model``, whose ``.dir`` object is a JSON list of ``{"relpath", "md5"}`` objects,
   each md5 32 lowercase hex digits and each relpath a plain relative POSIX path from :func:`allowed_model_file`
@@ -218,6 +220,18 @@ def tree_entry_problems(entries: list[tuple[str, str, str]]) -> list[str]:
                                                  or parts[-1].lower() in ("dvc.yaml", "dvc.lock")):
             problems.append(f"{shown} is a DVC file; Federity's only one is {MODEL_DVC_FILE}")
     return problems
+
+
+_REWRITING_ATTRIBUTES = re.compile(rb"(^|\s)[-!]?(filter|ident|working-tree-encoding)(=|\s|$)", re.MULTILINE)
+
+
+def gitattributes_problems(path: str, raw: bytes) -> list[str]:
+    """Why a tracked ``.gitattributes`` would make git write a file other than the blob Federity checked
+    (``filter``, ``ident`` and ``working-tree-encoding`` rewrite content on checkout)."""
+    if _REWRITING_ATTRIBUTES.search(raw):
+        return [f"{_shown(path)} sets filter, ident or working-tree-encoding, which rewrite files as git checks "
+                "them out"]
+    return []
 
 
 def dvc_config_problems(raw: bytes) -> list[str]:

@@ -31,6 +31,7 @@ from federity.repo.layout import (
     OBJECT_MAX_BYTES,
     DvcOut,
     dvc_config_problems,
+    gitattributes_problems,
     parse_dvc_file,
     parse_manifest,
     tree_entry_problems,
@@ -305,8 +306,9 @@ def _bounded_read(stream: BinaryIO, size: int | None, limit: int, commit: str, w
 
 def tree_problems(git: Git, commit: str) -> list[str]:
     """Why ``commit``'s tracked files are not what a Federity repository holds (empty when they are): symlinks,
-    gitlinks, files git tracks under ``model/`` or ``.git``-like paths, DVC files other than ``model.dvc``, and a
-    ``.dvc/config`` that sets more than the storage (:mod:`federity.repo.layout`). Reads git objects only."""
+    gitlinks, files git tracks under ``model/`` or ``.git``-like paths, DVC files other than ``model.dvc``, a
+    ``.dvc/config`` that sets more than the storage, a ``.gitattributes`` that rewrites files on checkout
+    (:mod:`federity.repo.layout`). Reads git objects only."""
     listing = git.run_bytes("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", f"{commit}^{{tree}}")
     entries: list[tuple[str, str, str]] = []
     problems: list[str] = []
@@ -322,6 +324,9 @@ def tree_problems(git: Git, commit: str) -> list[str]:
     problems += tree_entry_problems(entries)
     if any(path == ".dvc/config" for _, _, path in entries):
         problems += dvc_config_problems(git.show_file(commit, ".dvc/config") or b"")
+    for _, kind, path in entries:
+        if kind == "blob" and path.rsplit("/", 1)[-1] == ".gitattributes":
+            problems += gitattributes_problems(path, git.show_file(commit, path) or b"")
     return problems
 
 

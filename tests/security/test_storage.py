@@ -435,8 +435,10 @@ def test_a_gitlink_is_refused_at_clone_and_checkout(repo: Repository, tmp_path: 
     (".dvc/config", b"['remote \"s\"']\n    url = s3://b\n    credentialpath = /home/me/.aws/credentials\n",
      "'credentialpath'"),
     (".dvc/config", b"\xff\xfe", "not a DVC configuration file"),
+    (".gitattributes", b"*.dvc working-tree-encoding=UTF-16\n", "'.gitattributes' sets filter, ident or"),
+    ("docs/.gitattributes", b"* ident\n", "'docs/.gitattributes' sets filter, ident or"),
 ], ids=["dvc-file", "dvc-yaml", "model-tracked", "dvc-local-config", "state-dir", "cache-dir", "site-cache",
-        "credential-file", "non-utf8"])
+        "credential-file", "non-utf8", "encoding", "ident"])
 def test_a_tracked_file_that_redirects_dvc_is_refused_before_checkout(repo: Repository, tmp_path: Path,
                                                                       path: str, content: bytes, match: str) -> None:
     parts = path.split("/")

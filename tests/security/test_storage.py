@@ -36,6 +36,7 @@ from federity.repo.layout import (
 from federity.repo.paths import write_inside
 from federity.repo.storage import UnsafeCommitError, storage_problems, tree_problems
 from tests.conftest import git, snapshot, write_csv
+from tests.e2e.test_s3_remote import s3_endpoint, s3_server  # noqa: F401  (fixtures)
 
 # ---------------------------------------------------------------- the attacker's tools
 
@@ -233,6 +234,52 @@ def test_checking_and_reviewing_an_update_with_a_hostile_manifest_rejects_it_cle
     assert {k: v for k, v in state.items() if k != "refs"} == {k: v for k, v in before.items() if k != "refs"}
     assert [r for r in state["refs"].splitlines() if not r.startswith(notes)] == before["refs"].splitlines()
     assert not pwned.exists() and untouched(canary)
+
+
+def test_pulling_a_main_with_a_hostile_manifest_is_refused_and_nothing_moves(
+        repo: Repository, owner: Wallet, member_clone: Repository, tmp_path: Path, canary: Path) -> None:
+    pwned = tmp_path / "pwned"
+    point_model_dvc(repo, manifest_with(repo, "../.git/config", fsmonitor_config(pwned)))
+    bad = create_commit(repo, owner, "weights", "hostile manifest", [repo.head()], paths=("model.dvc",)).commit
+    raw_push(repo, "main")
+    before = local_state(member_clone)
+    with pytest.raises(WeightsError, match=rf"commit {bad[:12]}: .*'\.\./\.git/config'.* climbs out"):
+        member_clone.pull()
+    git(member_clone.root, "status")
+    assert local_state(member_clone) == before
+    assert not pwned.exists() and untouched(canary)
+
+
+@pytest.mark.e2e
+def test_a_hostile_manifest_in_s3_storage_is_refused_at_clone(tmp_path: Path, owner: Wallet, canary: Path,
+                                                              request: pytest.FixtureRequest) -> None:
+    import boto3
+
+    s3_endpoint = request.getfixturevalue("s3_endpoint")  # moto's S3 server on localhost (tests/e2e)
+    repo, _ = Repository.init(tmp_path / "repo", owner, name="s3", framework="torch", model="logistic-regression",
+                              model_args=["in_features=4"], remote=str(tmp_path / "remote.git"),
+                              storage="s3://models/weights", storage_endpoint=s3_endpoint)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    cache = repo.root / ".dvc" / "cache" / "files" / "md5"
+    entries = [*current_manifest(repo), {"md5": hashlib.md5(b"overwritten").hexdigest(),
+                                         "relpath": "../../outside/canary.txt"}]
+    manifest = json.dumps(entries, sort_keys=True).encode()
+    md5 = hashlib.md5(manifest).hexdigest()
+    for key, data in ((f"{md5[:2]}/{md5[2:]}.dir", manifest), (f"{entries[-1]['md5'][:2]}/{entries[-1]['md5'][2:]}",
+                                                               b"overwritten")):
+        s3.put_object(Bucket="models", Key=f"weights/files/md5/{key}", Body=data)
+    dvc = yaml.safe_load((repo.root / "model.dvc").read_text())
+    dvc["outs"][0]["md5"] = f"{md5}.dir"
+    (repo.root / "model.dvc").write_text(yaml.safe_dump(dvc))
+    create_commit(repo, owner, "weights", "hostile manifest", [repo.head()], paths=("model.dvc",))
+    raw_push(repo, "main")
+    assert not (cache / md5[:2] / f"{md5[2:]}.dir").exists()  # the victim's clone must fetch it from S3
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"])
+
+    with pytest.raises(WeightsError, match=r"names the path '\.\./\.\./outside/canary\.txt', which climbs out"):
+        Repository.clone(str(tmp_path / "remote.git"), tmp_path / "victim")
+    assert not (tmp_path / "victim").exists() and untouched(canary)
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"]) == keys
 
 
 # ---------------------------------------------------------------- a manifest md5 that names a path

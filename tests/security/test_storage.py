@@ -255,11 +255,11 @@ def test_a_hostile_manifest_in_s3_storage_is_refused_at_clone(tmp_path: Path, ow
                                                               request: pytest.FixtureRequest) -> None:
     import boto3
 
-    s3_endpoint = request.getfixturevalue("s3_endpoint")  # moto's S3 server on localhost (tests/e2e)
+    endpoint = request.getfixturevalue("s3_endpoint")  # moto's S3 server on localhost (tests/e2e)
     repo, _ = Repository.init(tmp_path / "repo", owner, name="s3", framework="torch", model="logistic-regression",
                               model_args=["in_features=4"], remote=str(tmp_path / "remote.git"),
-                              storage="s3://models/weights", storage_endpoint=s3_endpoint)
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+                              storage="s3://models/weights", storage_endpoint=endpoint)
+    s3 = boto3.client("s3", endpoint_url=endpoint)
     cache = repo.root / ".dvc" / "cache" / "files" / "md5"
     entries = [*current_manifest(repo), {"md5": hashlib.md5(b"overwritten").hexdigest(),
                                          "relpath": "../../outside/canary.txt"}]

@@ -26,8 +26,10 @@ demo: $(STAMP)
 walkthrough: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash docs/walkthrough.sh
 
+# ruff, then the layer contracts of pyproject.toml [tool.importlinter] (docs/architecture.md)
 lint: $(STAMP)
 	$(BIN)/ruff check federity flows tasks agents tests bench
+	$(BIN)/lint-imports
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from federity.demo import run_demo
+from flows.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 180

@@ -1,16 +1,29 @@
 """The data contract: a great-expectations suite stored in the repository (``contract/suite.json``) that every
 contributor's dataset must pass before training.
 
-Validation runs at the site, in an ephemeral great-expectations context (nothing written to disk). Its report
-says which expectations failed and on how many rows; the values great-expectations samples from the data
-(``partial_unexpected_list`` and the like) are never copied out of it, so the report can leave the site.
+The suite is written by the repository's owner and runs on every site's private data, and its failure report
+leaves the site (an agent's error reaches the owner's Prefect server). A free-form suite would be a query
+language over that data: ``mostly`` fractions, row conditions, or a ``between`` range narrowed round after
+round would find a patient's value by binary search. So a contract is limited when it is read (at ``init
+--contract`` and whenever ``train`` reads the suite at a commit) and reports little:
+
+- only the expectation types of :data:`ALLOWED`, each with only its listed arguments (schema: row and column
+  counts, column names and types; values: not null, in a declared set, within a declared ``[min, max]``
+  range); no ``mostly``, ``row_condition``, ``result_format`` or strict bounds;
+- at most :data:`MAX_EXPECTATIONS` expectations, value sets of at most :data:`MAX_VALUE_SET` scalars;
+- the report says only which expectations passed and which failed: no row counts, no unexpected values, no
+  percentages. What a contract can still learn is one bit per expectation per round (docs/rounds.md).
+
+Validation runs at the site, in an ephemeral great-expectations context (nothing written to disk).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,7 +35,50 @@ if TYPE_CHECKING:
 
 CONTRACT_FILE = "contract/suite.json"
 SUITE_NAME = "federity-contract"
-_COUNT_KEYS = ("unexpected_count", "element_count", "unexpected_percent")
+MAX_EXPECTATIONS = 256
+"""Enough for a column-by-column contract of a wide table (two expectations per column of 120 columns)."""
+MAX_VALUE_SET = 1000
+MAX_SUITE_BYTES = 1_000_000
+
+_COLUMN = "column"
+
+
+class _Arg:
+    """The kinds of argument values a contract may give."""
+
+    NAME = "a column name"
+    NAMES = "a list of column names"
+    COUNT = "a non-negative integer"
+    NUMBER = "a finite number"
+    SCALARS = f"a list of at most {MAX_VALUE_SET} strings, numbers or booleans"
+    FLAG = "true or false"
+    TYPE = "a type name"
+    TYPES = "a list of type names"
+
+
+ALLOWED: dict[str, tuple[dict[str, str], frozenset[str]]] = {
+    # type: ({argument: kind}, required arguments)
+    "expect_table_row_count_to_be_between": ({"min_value": _Arg.COUNT, "max_value": _Arg.COUNT}, frozenset()),
+    "expect_table_column_count_to_equal": ({"value": _Arg.COUNT}, frozenset({"value"})),
+    "expect_table_column_count_to_be_between": ({"min_value": _Arg.COUNT, "max_value": _Arg.COUNT},
+                                                frozenset()),
+    "expect_table_columns_to_match_set": ({"column_set": _Arg.NAMES, "exact_match": _Arg.FLAG},
+                                          frozenset({"column_set"})),
+    "expect_table_columns_to_match_ordered_list": ({"column_list": _Arg.NAMES}, frozenset({"column_list"})),
+    "expect_column_to_exist": ({_COLUMN: _Arg.NAME}, frozenset({_COLUMN})),
+    "expect_column_values_to_not_be_null": ({_COLUMN: _Arg.NAME}, frozenset({_COLUMN})),
+    "expect_column_values_to_be_of_type": ({_COLUMN: _Arg.NAME, "type_": _Arg.TYPE}, frozenset({_COLUMN, "type_"})),
+    "expect_column_values_to_be_in_type_list": ({_COLUMN: _Arg.NAME, "type_list": _Arg.TYPES},
+                                                frozenset({_COLUMN, "type_list"})),
+    "expect_column_values_to_be_in_set": ({_COLUMN: _Arg.NAME, "value_set": _Arg.SCALARS},
+                                          frozenset({_COLUMN, "value_set"})),
+    "expect_column_values_to_be_between": ({_COLUMN: _Arg.NAME, "min_value": _Arg.NUMBER,
+                                            "max_value": _Arg.NUMBER}, frozenset({_COLUMN, "min_value", "max_value"})),
+}
+"""The expectations a contract may use, with the arguments each may take (the value kind) and those it must."""
+
+_SUITE_KEYS = {"name", "expectations", "meta", "id", "notes"}
+_EXPECTATION_KEYS = {"type", "kwargs", "meta", "id", "notes", "severity", "description", "rendered_content"}
 
 
 def _expectation(kind: str, **kwargs: Any) -> dict[str, Any]:
@@ -52,26 +108,117 @@ def default_suite(*, label: str, num_classes: int, columns: list[str] | None = N
 
 @dataclass
 class ContractReport:
-    """The outcome of validating a dataset: counts only, never values."""
+    """The outcome of validating a dataset: pass or fail per expectation, never counts or values."""
 
     ok: bool
     expectations: int
-    rows: int
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON output carries it."""
-        return {"ok": self.ok, "expectations": self.expectations, "rows": self.rows, "failures": self.failures}
+        return {"ok": self.ok, "expectations": self.expectations, "failures": self.failures}
 
     def summary(self) -> str:
-        """One line per failed expectation: which, on which column, on how many rows."""
+        """One line per failed expectation: its position in the suite, its type and its column."""
         lines = []
         for f in self.failures:
-            where = f" on column {f['column']!r}" if f["column"] else ""
-            rows = (f": {f['unexpected_count']} of {f['element_count']} rows"
-                    if f["unexpected_count"] is not None else "")
-            lines.append(f"- {f['expectation']}{where}{rows}")
+            where = f" on column {f['column']!r}" if f["column"] is not None else ""
+            lines.append(f"- expectation {f['index']}: {f['expectation']}{where}")
         return "\n".join(lines)
+
+
+def check_suite(suite: object, source: str = CONTRACT_FILE) -> dict[str, Any]:
+    """The suite ``source`` holds, checked against :data:`ALLOWED` and the limits above and reduced to what
+    great-expectations is given (``name`` and each expectation's ``type`` and ``kwargs``). Anything else is a
+    :class:`DataContractError` naming the expectation and the argument."""
+    hint = (f"a data contract may use only {', '.join(ALLOWED)}, with the arguments docs/rounds.md lists; "
+            f"fix {source}")
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+        raise DataContractError(f"{source} is not a great-expectations suite (no 'expectations' list)", hint)
+    extra = sorted(str(k) for k in set(suite) - _SUITE_KEYS)
+    if extra:
+        raise DataContractError(f"{source} has unknown key(s) {', '.join(extra)}", hint)
+    name = suite.get("name", SUITE_NAME)
+    if not isinstance(name, str) or len(name) > 200:
+        raise DataContractError(f"{source}: the suite's name must be a string of at most 200 characters", hint)
+    items = suite["expectations"]
+    if len(items) > MAX_EXPECTATIONS:
+        raise DataContractError(f"{source} has {len(items)} expectations; a contract may have at most "
+                                f"{MAX_EXPECTATIONS}", "keep the expectations the model needs")
+    return {"name": name, "expectations": [_check_expectation(e, i + 1, source, hint) for i, e in enumerate(items)],
+            "meta": {}}
+
+
+def _check_expectation(item: object, index: int, source: str, hint: str) -> dict[str, Any]:
+    where = f"{source}: expectation {index}"
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+        raise DataContractError(f"{where} is not an object with a 'type'", hint)
+    kind = item["type"]
+    if kind not in ALLOWED:
+        raise DataContractError(f"{where} has type {kind[:80]!r}, which a data contract may not use", hint)
+    extra = sorted(str(k) for k in set(item) - _EXPECTATION_KEYS)
+    if extra:
+        raise DataContractError(f"{where} ({kind}) has unknown key(s) {', '.join(extra)[:200]}", hint)
+    kwargs = item.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise DataContractError(f"{where} ({kind}): 'kwargs' must be an object", hint)
+    arguments, required = ALLOWED[kind]
+    unknown = sorted(str(k) for k in set(kwargs) - set(arguments))
+    if unknown:
+        raise DataContractError(f"{where} ({kind}) takes no argument {', '.join(unknown)[:200]}; it may take "
+                                f"{', '.join(arguments)}", hint)
+    missing = sorted(required - set(kwargs))
+    if missing:
+        raise DataContractError(f"{where} ({kind}) needs {', '.join(missing)}", hint)
+    for argument, value in kwargs.items():
+        if not _is_kind(value, arguments[argument]):
+            raise DataContractError(f"{where} ({kind}): {argument} must be {arguments[argument]}", hint)
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if kind.endswith("_to_be_between") and low is None and high is None:
+        raise DataContractError(f"{where} ({kind}) needs min_value or max_value", hint)
+    if low is not None and high is not None and low > high:
+        raise DataContractError(f"{where} ({kind}): min_value is above max_value", hint)
+    return {"type": kind, "kwargs": dict(kwargs), "meta": {}}
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    def name(v: object) -> bool:
+        return isinstance(v, str) and 0 < len(v) <= 200
+
+    def number(v: object) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return False
+        return abs(v) < 2**63 if isinstance(v, int) else math.isfinite(v)
+
+    def scalar(v: object) -> bool:
+        return (isinstance(v, str) and len(v) <= 200) or isinstance(v, bool) or number(v)
+
+    if kind in (_Arg.NAME, _Arg.TYPE):
+        return name(value)
+    if kind in (_Arg.NAMES, _Arg.TYPES):
+        return isinstance(value, list) and len(value) <= MAX_EXPECTATIONS and all(name(v) for v in value)
+    if kind == _Arg.COUNT:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    if kind == _Arg.NUMBER:
+        return number(value)
+    if kind == _Arg.SCALARS:
+        return isinstance(value, list) and len(value) <= MAX_VALUE_SET and all(scalar(v) for v in value)
+    return kind == _Arg.FLAG and isinstance(value, bool)
+
+
+def read_suite(raw: bytes | str, source: str = CONTRACT_FILE) -> dict[str, Any]:
+    """Parse a suite file's bytes (hostile: another party wrote it) and :func:`check_suite` it."""
+    hint = f"restore {source} to a great-expectations suite saved as JSON"
+    if len(raw) > MAX_SUITE_BYTES:
+        raise DataContractError(f"{source} is larger than {MAX_SUITE_BYTES} bytes", hint)
+    failed = False
+    try:
+        suite = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        failed = True
+    if failed:
+        raise DataContractError(f"{source} is not valid JSON", hint)
+    return check_suite(suite, source)
 
 
 @contextlib.contextmanager
@@ -89,37 +236,35 @@ def _quiet() -> Any:
 
 
 def validate(table: pd.DataFrame, suite: dict[str, Any]) -> ContractReport:
-    """Run ``suite`` on ``table`` and report which expectations failed, with counts only."""
+    """Check ``suite`` (:func:`check_suite`), run it on ``table`` and report which expectations failed, and
+    nothing else: no counts, no values."""
+    checked = check_suite(suite, CONTRACT_FILE)
     with _quiet():
         import great_expectations as gx
 
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = {"globally": False}
+        failed = False
         try:
             expectation_suite = gx.ExpectationSuite(
-                name=str(suite.get("name", SUITE_NAME)),
-                expectations=[gx.expectations.registry.get_expectation_impl(e["type"])(**e.get("kwargs", {}))
-                              for e in suite["expectations"]])
-        except Exception as exc:
-            raise DataContractError(f"the data contract is not a valid great-expectations suite: "
-                                    f"{type(exc).__name__}", "ask the repository's owner to fix contract/suite.json"
-                                    ) from None
+                name=checked["name"] or SUITE_NAME,
+                expectations=[gx.expectations.registry.get_expectation_impl(e["type"])(
+                    **e["kwargs"], meta={"federity_index": i + 1}) for i, e in enumerate(checked["expectations"])])
+        except Exception:
+            failed = True
+        if failed:
+            raise DataContractError("the data contract is not a valid great-expectations suite",
+                                    "ask the repository's owner to fix contract/suite.json")
         asset = context.data_sources.add_pandas("site").add_dataframe_asset("data")
         batch = asset.add_batch_definition_whole_dataframe("all")
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name="contract", data=batch, suite=context.suites.add(expectation_suite)))
-        result = definition.run(batch_parameters={"dataframe": table}, result_format="SUMMARY")
-    failures = []
-    for outcome in result.results:
-        if outcome.success:
-            continue
-        counts = outcome.result or {}
-        failures.append({
-            "expectation": outcome.expectation_config.type,
-            "column": outcome.expectation_config.kwargs.get("column"),
-            **{key: counts.get(key) if isinstance(counts.get(key), int | float) else None for key in _COUNT_KEYS},
-        })
-    return ContractReport(not failures, len(result.results), len(table), failures)
+        result = definition.run(batch_parameters={"dataframe": table}, result_format="BOOLEAN_ONLY")
+    failed_positions = sorted(int(outcome.expectation_config.meta["federity_index"])
+                              for outcome in result.results if not outcome.success)
+    failures = [{"index": i, "expectation": checked["expectations"][i - 1]["type"],
+                 "column": checked["expectations"][i - 1]["kwargs"].get(_COLUMN)} for i in failed_positions]
+    return ContractReport(not failures, len(result.results), failures)
 
 
 def require_valid(table: pd.DataFrame, suite: dict[str, Any]) -> ContractReport:
@@ -128,8 +273,9 @@ def require_valid(table: pd.DataFrame, suite: dict[str, Any]) -> ContractReport:
     if not report.ok:
         raise DataContractError(
             f"the dataset fails {len(report.failures)} of {report.expectations} expectations of the data "
-            f"contract ({report.rows} rows):\n{report.summary()}",
-            "fix the data at your site (no values are shown here), or ask the owner whether the contract is right",
+            f"contract:\n{report.summary()}",
+            "fix the data at your site, or ask the owner whether the contract is right (the report says only "
+            "which expectations failed: no rows, counts or values)",
             report,
         )
     return report

@@ -2,22 +2,28 @@
 
 Formats: CSV and Parquet (one row per example, numeric feature columns, the label in one column), NPZ (arrays
 ``x`` and ``y``, or ``features`` and ``labels``; loaded without pickle), an image folder (``PATH/<class>/*.png``),
-and a ``module:function`` loader that lives in the repository. This runs at the site: error messages name
-columns, counts, shapes and dtypes, never a value or a file inside the dataset.
+and a ``module:function`` loader stored in the repository (``task.loader``; code the repository's owner wrote,
+resolved as :mod:`federity.builders` says). This runs at the site, and its errors can travel (an agent's logs
+reach the owner's Prefect server): every bad input becomes a :class:`DataError` that names columns, counts,
+shapes, dtypes and positions ("image 3 of 12"), never a value, a file name or a path, and that chains no
+exception carrying one (the readers' own exceptions are dropped, not attached as ``__cause__`` or
+``__context__``).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from federity.builders import DATASET_LOADER, load_repository_function
 from federity.errors import DataError
+
+T = TypeVar("T")
 
 FORMATS = "CSV (.csv), Parquet (.parquet), NPZ (.npz), an image folder (PATH/<class>/*.png|jpg), or a loader"
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -41,14 +47,17 @@ class Dataset:
 
 def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
                  repo_root: Path | None = None) -> Dataset:
-    """Read the dataset at ``path``; ``loader`` (``module:function`` in ``repo_root``) overrides the format."""
+    """Read the dataset at ``path``; ``loader`` (``module:function`` stored in the repository at ``repo_root``)
+    overrides the format. Bad input is a :class:`DataError` naming no path and no value."""
     path = Path(path)
-    if not path.exists():
+    kind = _attempt(lambda: "dir" if path.is_dir() else "file" if path.exists() else None,
+                    "the dataset path cannot be read", "check the permissions of --data")
+    if kind is None:
         raise DataError("the dataset path does not exist", f"pass --data with one of: {FORMATS}")
     if loader:
         features, labels = _call_loader(loader, path, repo_root)
         dataset = _from_arrays(features, labels, label, "loader")
-    elif path.is_dir():
+    elif kind == "dir":
         dataset = _images(path, label)
     elif path.suffix.lower() == ".csv":
         dataset = _tabular(_read(pd.read_csv, path, "CSV"), label, "csv")
@@ -63,12 +72,27 @@ def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
     return dataset
 
 
-def _read(reader: Any, path: Path, kind: str) -> pd.DataFrame:  # errors never name the path: it may travel
+def _attempt(action: Callable[[], T], message: str, hint: str, *, foreign: bool = False) -> T:
+    """``action()``, or a :class:`DataError` with ``message`` if it raises. The reader's exception (which may
+    name the file or quote a value) is dropped: the error is raised outside the handler, so it has neither
+    ``__cause__`` nor ``__context__``. Federity's own :class:`DataError` passes through, unless the action is
+    ``foreign`` (a repository's loader, whose errors are replaced too)."""
     try:
-        return reader(path)
-    except Exception as exc:
-        raise DataError(f"the file is not readable as {kind} ({type(exc).__name__})",
-                        f"check that the --data file is valid {kind}") from None
+        return action()
+    except DataError:
+        if not foreign:
+            raise
+    except Exception:  # replaced below, outside the handler
+        pass
+    raise DataError(message, hint)
+
+
+def _read(reader: Any, path: Path, kind: str) -> pd.DataFrame:
+    table = _attempt(lambda: reader(path), f"the file is not readable as {kind}",
+                     f"check that the --data file is valid {kind}")
+    if not isinstance(table, pd.DataFrame):
+        raise DataError(f"the file is not readable as {kind}", f"check that the --data file is valid {kind}")
+    return table
 
 
 def _tabular(table: pd.DataFrame, label: str, kind: str) -> Dataset:
@@ -78,24 +102,50 @@ def _tabular(table: pd.DataFrame, label: str, kind: str) -> Dataset:
         # column names are not listed: in a file without a header row they would be data
         raise DataError(f"the dataset has no label column {label!r} (it has {len(table.columns)} columns)",
                         "give the file a header row that names the label column as federity.yaml says")
+    if list(table.columns).count(label) > 1:
+        raise DataError(f"the dataset has {list(table.columns).count(label)} label columns {label!r}",
+                        "keep one label column")
     features = table.drop(columns=[label])
-    non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
+    if features.shape[1] == 0:
+        raise DataError("the dataset has no feature columns", "add the model's feature columns")
+    non_numeric = [str(c) for c in features.columns if not _is_real(features[c])]
+    if non_numeric:  # column names are the schema (the header row holds the label's name), not data
         raise DataError(f"feature column(s) {', '.join(non_numeric)} are not numeric",
                         "encode them as numbers at your site before training")
     # a missing or non-numeric label becomes -1, which the contract's label-set expectation reports
-    labels = pd.to_numeric(table[label], errors="coerce").fillna(-1).to_numpy(np.int64)
-    return Dataset(features.to_numpy(np.float32), labels, table, kind)
+    labels = _attempt(lambda: pd.to_numeric(table[label], errors="coerce").fillna(-1).to_numpy(np.int64),
+                      "the label column cannot be read as integers", "store the labels as integers")
+    values = _attempt(lambda: features.to_numpy(np.float32), "the feature columns cannot be read as numbers",
+                      "store the features as plain numbers (no missing-value markers of nullable types)")
+    return Dataset(values, labels, table, kind)
+
+
+def _is_real(column: pd.Series) -> bool:
+    """Whether a column holds plain booleans, integers or floats (not complex, text, dates or objects)."""
+    return bool(pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_complex_dtype(column))
 
 
 def _from_arrays(features: Any, labels: Any, label: str, kind: str) -> Dataset:
-    x, y = np.asarray(features), np.asarray(labels)
-    if x.dtype == object or y.dtype == object:
-        raise DataError("the dataset holds object arrays, which Federity does not load", "store numeric arrays")
-    if len(x) != len(y) or y.ndim != 1:
-        raise DataError(f"features have {len(x)} examples but labels have shape {y.shape}",
+    x = _attempt(lambda: np.asarray(features), "the features are not one numeric array (ragged or mixed)",
+                 "give every example the same shape, as numbers")
+    y = _attempt(lambda: np.asarray(labels), "the labels are not one numeric array (ragged or mixed)",
+                 "give one integer label per example")
+    if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
+        which = "features" if x.dtype.kind not in "biuf" else "labels"
+        raise DataError(f"the {which} have dtype kind {(x if which == 'features' else y).dtype.kind!r}, not numbers "
+                        "(object arrays, text, dates and complex numbers are not loaded)", "store numeric arrays")
+    if y.ndim != 1 or x.ndim == 0 or len(x) != len(y):
+        raise DataError(f"features have shape {x.shape} but labels have shape {y.shape}",
                         "give one integer label per example")
-    x = x.astype(np.float32)
+    if len(y) == 0:
+        raise DataError("the dataset has no examples", "point --data at the site's training data")
+    if x.ndim not in (2, 3, 4) or 0 in x.shape:
+        raise DataError(f"features have shape {x.shape}: expected (examples, features) or images "
+                        "(examples, [channels,] height, width)", "reshape the features at your site")
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise DataError("the labels are not all integers", "give one integer label per example")
+    with np.errstate(all="ignore"):
+        x = x.astype(np.float32)
     if x.ndim == 2:
         table = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
         table[label] = y
@@ -114,64 +164,77 @@ def _image_table(x: np.ndarray, y: np.ndarray, label: str) -> pd.DataFrame:
 
 
 def _npz(path: Path, label: str) -> Dataset:
-    try:
+    def read() -> tuple[np.ndarray, np.ndarray] | set[str]:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
             names = ("x", "y") if {"x", "y"} <= keys else ("features", "labels")
             if not set(names) <= keys:
-                raise DataError(f"the NPZ file holds arrays {', '.join(sorted(keys))}, not x and y",
-                                "save the features as x and the labels as y")
-            return _from_arrays(archive[names[0]], archive[names[1]], label, "npz")
-    except ValueError:
-        raise DataError("the NPZ file holds object arrays (pickles), which Federity never loads",
-                        "save numeric arrays only") from None
-    except OSError:
-        raise DataError("the file is not readable as NPZ", "check that the --data file is a valid .npz") from None
+                return keys
+            return archive[names[0]], archive[names[1]]
+
+    pickled = False
+    try:
+        arrays = read()
+    except Exception as exc:  # a pickled array is refused by name; anything else is just unreadable
+        pickled = isinstance(exc, ValueError) and str(exc).startswith("Object arrays cannot be loaded")
+        arrays = None
+    if arrays is None:
+        if pickled:
+            raise DataError("the NPZ file holds object arrays (pickles), which Federity never loads",
+                            "save numeric arrays only")
+        raise DataError("the file is not readable as NPZ (not an archive of numeric arrays; a pickle is never loaded)",
+                        "check that the --data file is a valid .npz")
+    if isinstance(arrays, set):
+        raise DataError(f"the NPZ file holds {len(arrays)} array(s), not x and y (or features and labels)",
+                        "save the features as x and the labels as y")
+    return _from_arrays(arrays[0], arrays[1], label, "npz")
 
 
 def _images(root: Path, label: str) -> Dataset:
     from PIL import Image
 
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    hint = "check the folder's permissions; arrange images as PATH/<class>/<image>.png"
+    class_dirs = _attempt(lambda: sorted(d for d in root.iterdir() if d.is_dir()),
+                          "the image folder cannot be listed", hint)
     if not class_dirs:
         raise DataError("the image folder has no class subfolders", "arrange images as PATH/<class>/<image>.png")
     names = [d.name for d in class_dirs]
-    numeric = all(n.isdigit() for n in names)
-    images, labels = [], []
+    numeric = all(n.isascii() and n.isdecimal() for n in names)
+    files: list[tuple[Path, int]] = []
     for index, directory in enumerate(class_dirs):
-        for file in sorted(f for f in directory.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES):
-            with Image.open(file) as image:
-                images.append(image.copy())
-            labels.append(int(directory.name) if numeric else index)
-    if not images:
+        listed = _attempt(lambda d=directory: sorted(f for f in d.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES),
+                          f"class folder {index + 1} of {len(class_dirs)} cannot be listed", hint)
+        files += [(f, int(directory.name) if numeric else index) for f in listed]
+    if not files:
         raise DataError("the image folder holds no .png/.jpg/.jpeg/.bmp images", "add images under PATH/<class>/")
+
+    def read(file: Path) -> Any:
+        with Image.open(file) as image:
+            image.load()
+            return image.copy()
+
+    images = []
+    for position, (file, _) in enumerate(files):
+        images.append(_attempt(lambda f=file: read(f), f"image {position + 1} of {len(files)} (in sorted order) "
+                               "is not a readable image", "replace or remove the unreadable image at your site"))
     mode = "L" if all(i.mode in ("L", "1", "I;16") for i in images) else "RGB"
     sizes = {i.size for i in images}
     if len(sizes) > 1:
         raise DataError(f"the images come in {len(sizes)} different sizes", "resize them to one size at your site")
-    pixels = np.stack([np.asarray(i.convert(mode), dtype=np.float32) / 255.0 for i in images])
+    pixels = _attempt(lambda: np.stack([np.asarray(i.convert(mode), dtype=np.float32) / 255.0 for i in images]),
+                      f"the images cannot be converted to {mode} pixels", "store them as 8-bit grey or RGB images")
     x = pixels[:, None] if mode == "L" else pixels.transpose(0, 3, 1, 2)
-    y = np.asarray(labels, np.int64)
+    y = np.asarray([label_of for _, label_of in files], np.int64)
     return Dataset(x, y, _image_table(x, y, label), "images", [] if numeric else names)
 
 
 def _call_loader(loader: str, path: Path, repo_root: Path | None) -> tuple[Any, Any]:
-    if repo_root is None or ":" not in loader:
-        raise DataError(f"loader {loader!r} must be module:function in the repository", "fix task.loader")
-    module_name, _, function_name = loader.partition(":")
-    root = str(Path(repo_root).resolve())
-    sys.path.insert(0, root)
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as exc:
-        raise DataError(f"cannot load the dataset loader {loader!r}: {type(exc).__name__}",
-                        "check that the module is in the repository and defines that function") from None
-    finally:
-        sys.path.remove(root)
-    try:
-        result = function(path)
-        features, labels = result
-    except Exception as exc:
-        raise DataError(f"the dataset loader {loader!r} failed ({type(exc).__name__}) or did not return "
-                        "(features, labels)", "fix the loader in the repository") from None
-    return features, labels
+    if repo_root is None:
+        raise DataError("a dataset loader runs only from inside its repository", "train inside the repository")
+    function = load_repository_function(loader, repo_root, DATASET_LOADER)
+    result = _attempt(lambda: function(path), f"the dataset loader {loader!r} failed",
+                      "fix the loader in the repository (its error is not shown: it may quote the data)", foreign=True)
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise DataError(f"the dataset loader {loader!r} did not return (features, labels)",
+                        "fix the loader in the repository")
+    return result[0], result[1]

@@ -1,4 +1,4 @@
-"""``federity demo``: a whole federation on one machine, with zero setup.
+"""``federity demo``: a whole federation on one machine, with zero setup (the parts that need no Prefect).
 
 An owner and N hospital wallets; a breast-cancer classification repository (logistic regression) with a local
 git remote and DVC storage; each hospital's shard only in its own directory; a local Prefect server and one agent
@@ -6,6 +6,10 @@ process per hospital; R rounds of the round flow (auto review, FedAvg); per roun
 on the owner's held-out set beside the same model trained centrally on all the data. With ``proofs``, the
 repository requires a proof of training (one audited step, offline SRS) with every update, and the round flow
 verifies each one before review.
+
+This module builds the federation, starts agent processes and measures accuracy; the orchestration through
+Prefect (the local server, waiting for the agents' deployments, the round flow) is :func:`flows.demo.run_demo`,
+since the library never imports Prefect (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from federity.errors import FederityError
 from federity.identity import Wallet
+
+if TYPE_CHECKING:
+    from federity.repo import Repository
 
 LOCAL_EPOCHS = 2
 DEMO_PARAMS = {"lr": 0.05, "epochs": LOCAL_EPOCHS, "batch_size": 16, "seed": 0}
@@ -69,7 +75,9 @@ def centralized_accuracy(repo_root: Path, shards: list[Path], heldout: Path, rou
     return evaluate(config, repo_root, result.tensors, load_dataset(heldout))["accuracy"]
 
 
-def _start_agent(pool: str, hospital: Path, wallet: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_agent(pool: str, hospital: Path, wallet: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A hospital's agent process (``federity agent start``) serving work pool ``pool``, logging to
+    ``<hospital>/agent.log``."""
     log = (hospital / "agent.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "federity", "--wallet", str(wallet), "agent", "start", "--pool", pool,
@@ -77,36 +85,32 @@ def _start_agent(pool: str, hospital: Path, wallet: Path, env: dict[str, str]) -
         cwd=hospital, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_for_deployments(pools: list[str], timeout: float, agents: list[subprocess.Popen[bytes]]) -> None:
-    from prefect.client.orchestration import get_client
+@dataclass
+class Federation:
+    """The demo's parties on disk: the owner's repository (pushed to a local remote) and held-out set, and per
+    hospital its work pool, directory (with its shard), wallet and training shard."""
 
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            if any(a.poll() is not None for a in agents):
-                raise FederityError("an agent process exited while starting",
-                                    "see agent.log in the hospital's directory of the demo's work directory")
-            names = {d.name for d in client.read_deployments()}
-            if set(pools) <= names:
-                return
-            time.sleep(0.5)
-    raise FederityError(f"the agents did not register within {timeout:.0f} s",
-                        "see agent.log in each hospital's directory")
+    workdir: Path
+    repo: Repository
+    heldout: Path
+    pools: list[str]
+    hospital_dirs: list[Path]
+    sites: list[Wallet]
+    shards: list[Path]
 
 
-def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = False,
-             progress: Callable[[str], None] = lambda _: None) -> DemoSummary:
-    """Build the federation in ``workdir`` (which must be new or empty) and run it; see the module docstring."""
+def prepare_federation(workdir: Path, hospitals: int = 3, proofs: bool = False,
+                       progress: Callable[[str], None] = lambda _: None) -> Federation:
+    """Create, in ``workdir`` (which must be new or empty), the owner's and the hospitals' wallets, the
+    breast-cancer data split across the hospitals, and the repository with a local remote, every hospital a
+    contributor. Sets ``FEDERITY_LEDGER`` (the demo's NFTs stay in its directory) and ``FEDERITY_WALLET`` (the
+    owner's wallet) in this process's environment."""
     from federity.contract import default_suite
     from federity.demo_data import LABEL, split_breast_cancer, write_split
-    from federity.prefect_server import LocalPrefectServer
     from federity.proofs.policy import ProofPolicy
     from federity.repo import Repository
     from federity.repo.paths import require_empty_dir
-    from federity.repo.track import evaluate_commit
-    from federity.tracking import Tracker
 
-    started = time.monotonic()
     workdir = Path(workdir).resolve()
     require_empty_dir(workdir, "demo directory")
     pools = [f"hospital-{i + 1}" for i in range(hospitals)]
@@ -130,35 +134,24 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = 
         repo.add_member(owner, site.pubkey, "contributor")
     repo.push()
     os.environ["FEDERITY_WALLET"] = str(owner.path)
+    return Federation(workdir, repo, heldout, pools, hospital_dirs, sites, shards)
 
-    progress("starting a local Prefect server")
-    with LocalPrefectServer(workdir / "prefect") as server:
-        # agents look for work every second (Prefect's default is 10 s), so rounds do not wait on polling
-        env = {**os.environ, **server.env(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-        os.environ.update(server.env())
-        progress(f"starting {hospitals} agent processes")
-        agents = [_start_agent(p, d, w.path, env) for p, d, w in zip(pools, hospital_dirs, sites, strict=True)]
-        try:
-            _wait_for_deployments(pools, 120, agents)
-            from flows.round import federated_round
 
-            summary = DemoSummary(prefect_ui=server.ui_url, workdir=str(workdir))
-            progress(f"Prefect UI: {server.ui_url}  (open it while the rounds run)")
-            for _ in range(rounds):
-                [result] = federated_round(repo=str(repo.root), pools=pools, rounds=1, review="auto", quorum=1,
-                                           validation=str(heldout))
-                accuracy = evaluate_commit(repo, result["commit"], heldout)["accuracy"]
-                summary.rounds.append({"round": result["round"], "accuracy": accuracy, "commit": result["commit"],
-                                       "updates": len(result["updates"]), "mlflow_run": result["mlflow_run"]})
-                progress(f"round {result['round']}: accuracy {accuracy:.4f} on the held-out set, "
-                         f"{len(result['updates'])} update(s){' with verified proofs' if proofs else ''}, "
-                         f"commit {result['commit'][:12]}")
-        finally:
-            for a in agents:
-                a.terminate()
-            for a in agents:
-                a.wait(timeout=30)
-    summary.centralized_accuracy = centralized_accuracy(repo.root, shards, heldout, rounds)
-    summary.mlflow_ui = Tracker(repo.root).ui_command()
+def round_summary(federation: Federation, result: dict[str, Any]) -> dict[str, Any]:
+    """One round's line of :class:`DemoSummary`: the new global model's accuracy on the held-out set."""
+    from federity.repo.track import evaluate_commit
+
+    accuracy = evaluate_commit(federation.repo, result["commit"], federation.heldout)["accuracy"]
+    return {"round": result["round"], "accuracy": accuracy, "commit": result["commit"],
+            "updates": len(result["updates"]), "mlflow_run": result["mlflow_run"]}
+
+
+def finish(federation: Federation, summary: DemoSummary, rounds: int, started: float) -> DemoSummary:
+    """Add the central baseline, the MLflow UI command and the wall time since ``started`` (monotonic)."""
+    from federity.tracking import Tracker
+
+    summary.centralized_accuracy = centralized_accuracy(federation.repo.root, federation.shards,
+                                                        federation.heldout, rounds)
+    summary.mlflow_ui = Tracker(federation.repo.root).ui_command()
     summary.seconds = round(time.monotonic() - started, 1)
     return summary

@@ -64,8 +64,8 @@ class DataError(FederityError, ValueError):
 
 
 class DataContractError(DataError):
-    """A local dataset fails the repository's data contract. ``report`` says which expectations failed and on
-    how many rows; it never holds the data's values."""
+    """A local dataset fails the repository's data contract, or the contract is not one Federity runs.
+    ``report`` says which expectations failed, and nothing else: no counts, no values."""
 
     def __init__(self, message: str, hint: str, report: object = None) -> None:
         super().__init__(message, hint)

@@ -91,3 +91,30 @@ def write_csv(path: Path, n: int, seed: int, label_shift: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return path
+
+
+@pytest.fixture
+def site_b(tmp_path: Path) -> Wallet:
+    return Wallet.create(tmp_path / "wallets" / "site-b.json")
+
+
+@pytest.fixture
+def federation(tmp_path: Path, repo: Repository, owner: Wallet, contributor: Wallet, site_b: Wallet
+               ) -> dict[str, Repository]:
+    """The owner's repository with two contributors, each with a clone of it."""
+    repo.add_member(owner, contributor.pubkey, "contributor")
+    repo.add_member(owner, site_b.pubkey, "contributor")
+    repo.push()
+    remote = str(tmp_path / "remote.git")
+    return {"owner": repo, "a": Repository.clone(remote, tmp_path / "site-a"),
+            "b": Repository.clone(remote, tmp_path / "site-b")}
+
+
+def train_and_push(site: Repository, wallet: Wallet, data: Path) -> str:
+    """Train an update on main at ``site`` with ``data`` and publish it; returns the update's commit id."""
+    if site.git.current_branch() != "main":
+        site.checkout("main")
+    site.pull()
+    result = site.train(wallet, data)
+    site.push()
+    return result.update

@@ -1,24 +1,18 @@
 """Aggregation strategies: one small class per module, the maths in :mod:`federity.aggregation.aggregate`.
 
 A strategy combines contributions (each update's change from the model it was trained on, its sample count and
-its staleness) into one change applied to the current global model. Strategies are registered plugins with a
-``name``; an unknown name lists the installed ones.
+its staleness) into one change applied to the current global model. Strategies are plugins with a ``name`` and a
+``version``, held by a :class:`~federity.plugins.Registry` (entry-point group ``federity.strategies``); an
+unknown name lists the installed ones, and ``name@version`` asks for one version of a strategy.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
 from federity.aggregation.aggregate import Tensors
-from federity.errors import UnknownPluginError
-
-_STRATEGIES: dict[str, str] = {
-    "fedavg": "federity.aggregation.fedavg:FedAvg",
-    "fedmedian": "federity.aggregation.fedmedian:FedMedian",
-    "trimmed-mean": "federity.aggregation.trimmed_mean:TrimmedMean",
-}
+from federity.plugins import Registry
 
 
 @dataclass
@@ -34,24 +28,29 @@ class Strategy(Protocol):
     """Combines contributions into the change applied to the global model."""
 
     name: str
+    version: int
 
     def combine(self, contributions: list[Contribution]) -> Tensors:
         """The change to apply to the current global model."""
         ...
 
 
+STRATEGIES: Registry[Strategy] = Registry("aggregation strategy", "federity.strategies", {
+    "fedavg": "federity.aggregation.fedavg:FedAvg",
+    "fedmedian": "federity.aggregation.fedmedian:FedMedian",
+    "trimmed-mean": "federity.aggregation.trimmed_mean:TrimmedMean",
+})
+
+
 def installed_strategies() -> list[str]:
     """Names of the available strategies."""
-    return sorted(_STRATEGIES)
+    return STRATEGIES.names()
 
 
 def get_strategy(name: str) -> Strategy:
-    """The strategy registered as ``name``."""
-    if name not in _STRATEGIES:
-        raise UnknownPluginError(f"unknown aggregation strategy {name!r}",
-                                 f"use one of: {', '.join(installed_strategies())}")
-    module_name, _, class_name = _STRATEGIES[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    """The strategy registered as ``name``, or exactly version ``v`` of it as ``name@v``; an unknown name lists
+    the installed ones, an unknown version the installed versions."""
+    return STRATEGIES.create(name)
 
 
 def staleness_discount(staleness: int) -> float:

@@ -10,6 +10,7 @@ class FedAvg:
     """Weights each update by its sample count, discounted by its staleness."""
 
     name = "fedavg"
+    version = 1
 
     def combine(self, contributions: list[Contribution]) -> Tensors:
         """Sample-weighted mean of the deltas."""

@@ -10,6 +10,7 @@ class FedMedian:
     """Ignores sample counts: each update is one vote per coordinate."""
 
     name = "fedmedian"
+    version = 1
 
     def combine(self, contributions: list[Contribution]) -> Tensors:
         """Coordinate-wise median of the deltas."""

@@ -10,6 +10,7 @@ class TrimmedMean:
     """Drops the top and bottom 10 % of values per coordinate (at least one each way from 10 updates on)."""
 
     name = "trimmed-mean"
+    version = 1
     trim_fraction = 0.1
 
     def combine(self, contributions: list[Contribution]) -> Tensors:

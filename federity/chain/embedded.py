@@ -91,6 +91,7 @@ class EmbeddedLedger(Ledger):
     """
 
     name = "embedded"
+    version = 1
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path).expanduser() if path else default_ledger_dir()

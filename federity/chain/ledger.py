@@ -1,6 +1,7 @@
 """Ledgers: where Federity's NFTs live, behind one small interface.
 
-Two plugins are registered by ``name``: ``embedded`` (LiteSVM in-process, its state in a ledger directory shared by
+Two plugins are registered by ``name`` in a :class:`~federity.plugins.Registry` (entry-point group
+``federity.ledgers``): ``embedded`` (LiteSVM in-process, its state in a ledger directory shared by
 the machine's repositories) and ``rpc`` (any Solana cluster by URL, through solana-py). Both take the same signed
 transaction bytes. :func:`open_ledger` reads the ``ledger`` setting of ``federity.yaml``: ``embedded``, a cluster
 alias (``devnet``, ``mainnet``, ``localnet``) or an ``http(s)://`` RPC URL.
@@ -8,7 +9,6 @@ alias (``devnet``, ``mainnet``, ``localnet``) or an ``http(s)://`` RPC URL.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +21,7 @@ from solders.signature import Signature
 from solders.transaction import Transaction
 
 from federity.errors import UnknownPluginError
-
-_LEDGERS: dict[str, str] = {
-    "embedded": "federity.chain.embedded:EmbeddedLedger",
-    "rpc": "federity.chain.rpc:RpcLedger",
-}
+from federity.plugins import Registry
 
 CLUSTERS: dict[str, str] = {
     "devnet": "https://api.devnet.solana.com",
@@ -38,6 +34,7 @@ class Ledger(ABC):
     """A Solana ledger Federity can read accounts from and send transactions to."""
 
     name: str
+    version: int
 
     @contextmanager
     def session(self) -> Iterator[Ledger]:
@@ -73,14 +70,23 @@ class Ledger(ABC):
         """Make sure ``address`` holds at least ``lamports`` (airdropped on the embedded ledger only)."""
 
 
+LEDGERS: Registry[Ledger] = Registry("ledger", "federity.ledgers", {
+    "embedded": "federity.chain.embedded:EmbeddedLedger",
+    "rpc": "federity.chain.rpc:RpcLedger",
+})
+
+
 def installed_ledgers() -> list[str]:
     """Names of the available ledger plugins."""
-    return sorted(_LEDGERS)
+    return LEDGERS.names()
 
 
 def open_ledger(spec: str = "embedded", path: Path | None = None) -> Ledger:
     """The ledger named by ``spec``: ``embedded`` (in ``path``, else the default directory), a cluster alias, or
     an RPC URL."""
+    if not isinstance(spec, str):
+        raise UnknownPluginError(f"the ledger setting {spec!r} is not a name or URL",
+                                 f"use one of: {', '.join(installed_ledgers())}, a cluster alias or an RPC URL")
     url = CLUSTERS.get(spec, spec)
     if url.startswith(("http://", "https://")):
         name, args = "rpc", (url,)
@@ -92,5 +98,4 @@ def open_ledger(spec: str = "embedded", path: Path | None = None) -> Ledger:
             f"use one of: {', '.join(installed_ledgers())} (rpc as a cluster alias: {', '.join(CLUSTERS)}, "
             "or an http(s):// RPC URL)",
         )
-    module_name, _, class_name = _LEDGERS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)(*args)
+    return LEDGERS.create(name, *args)

@@ -4,9 +4,11 @@ Each NFT is a Token-2022 mint with decimals 0 and supply 1, whose metadata-point
 itself and whose token-metadata extension records the commit (:meth:`NftRecord.fields`). Minting ends by revoking
 the mint authority (no second token, ever) and setting the metadata's update authority to none (immutable).
 
-Minting is idempotent per commit: the mint's keypair is derived from the minter's secret key, the repository id and
-the commit, so a retry after a crash finds the same mint, finishes whatever steps are missing, and returns it; a
-complete mint costs nothing the second time.
+Minting is idempotent per commit: the mint's address is derived from the minter's public key, the repository id and
+the commit (:func:`mint_address`, Solana's ``create_with_seed``), so a retry after a crash finds the same mint,
+finishes whatever steps are missing, and returns it; a complete mint costs nothing the second time. Anyone can
+derive the address, and only the minter can create an account there (the system program requires the base key's
+signature): the genesis NFT of a repository is the one at the address derived from the genesis commit's author.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import hashlib
 from dataclasses import dataclass, field
 
 from solders.instruction import Instruction
-from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-from solders.system_program import CreateAccountParams, create_account
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
+from solders.system_program import (
+    AllocateWithSeedParams,
+    CreateAccountWithSeedParams,
+    TransferParams,
+    allocate_with_seed,
+    create_account_with_seed,
+    transfer,
+)
 from spl.token.constants import TOKEN_2022_PROGRAM_ID
 from spl.token.instructions import (
     AuthorityType,
@@ -49,7 +58,8 @@ SYMBOL = "FDRT"
 SHORT_COMMIT = 7
 TOKEN_ACCOUNT_LEN = 170  # a Token-2022 associated token account: 165 bytes + account type + ImmutableOwner TLV
 FEE_RESERVE = 10_000  # lamports per transaction kept for signature fees (5,000 per signature, two signers at most)
-_MINT_SEED_DOMAIN = b"federity/nft-mint/v1"
+_MINT_SEED_DOMAIN = b"federity/nft-mint/v2"
+_SEED_LEN = 32
 
 
 @dataclass(frozen=True)
@@ -132,10 +142,19 @@ class NftInfo:
         }
 
 
-def mint_keypair(minter: Keypair, repository: str, commit: str) -> Keypair:
-    """The mint's keypair for ``commit``: sha256 over the minter's secret, the repository id and the commit."""
-    seed = hashlib.sha256(b"\0".join([_MINT_SEED_DOMAIN, bytes(minter)[:32], repository.encode(), commit.encode()]))
-    return Keypair.from_seed(seed.digest())
+def mint_seed(repository: str, commit: str) -> str:
+    """The ``create_with_seed`` seed of ``commit``'s mint: 32 hex characters of sha256 over the repository id and
+    the commit (a seed is at most 32 bytes)."""
+    digest = hashlib.sha256(b"\0".join([_MINT_SEED_DOMAIN, repository.encode(), commit.encode()])).hexdigest()
+    return digest[:_SEED_LEN]
+
+
+def mint_address(minter: str | Pubkey, repository: str, commit: str) -> Pubkey:
+    """The address of ``commit``'s NFT when ``minter`` mints it: ``create_with_seed(minter, seed, Token-2022)``.
+
+    Public: a verifier derives it from the minter's public key alone, and only the minter can create it."""
+    base = minter if isinstance(minter, Pubkey) else Pubkey.from_string(minter)
+    return Pubkey.create_with_seed(base, mint_seed(repository, commit), TOKEN_2022_PROGRAM_ID)
 
 
 def _fund(ledger: Ledger, payer: Pubkey, lamports: int) -> None:
@@ -143,9 +162,18 @@ def _fund(ledger: Ledger, payer: Pubkey, lamports: int) -> None:
     ledger.fund(payer, lamports + ledger.rent_exempt_minimum(0))
 
 
+def _prefunded(ledger: Ledger, address: Pubkey) -> int:
+    """Lamports someone sent to ``address`` before its mint was created (a system account without data), else 0."""
+    account = ledger.get_account(address)
+    if account is None or account.owner != SYSTEM_PROGRAM_ID or bytes(account.data):
+        return 0
+    return account.lamports
+
+
 def _read_mint(ledger: Ledger, mint: Pubkey) -> MintState | None:
+    """The mint at ``mint``; ``None`` while there is none (no account, or only lamports sent to the address)."""
     account = ledger.get_account(mint)
-    if account is None:
+    if account is None or (account.owner == SYSTEM_PROGRAM_ID and not bytes(account.data)):
         return None
     try:
         return parse_mint(mint, account)
@@ -160,16 +188,32 @@ def _mismatch(mint: Pubkey, what: str, found: object, wanted: object) -> NftErro
     )
 
 
+def _create_steps(payer: Pubkey, mint: Pubkey, seed: str, lamports: int, prefunded: int) -> list[Instruction]:
+    """Create the mint account at ``create_with_seed(payer, seed, Token-2022)`` funded with ``lamports``. Lamports
+    already sent to the address (anyone may send some, which would make ``create_account_with_seed`` fail) are
+    topped up, and the account allocated and assigned to Token-2022 in place."""
+    if not prefunded:
+        return [create_account_with_seed(CreateAccountWithSeedParams(
+            from_pubkey=payer, to_pubkey=mint, base=payer, seed=seed, lamports=lamports,
+            space=mint_len_with_pointer(), owner=TOKEN_2022_PROGRAM_ID))]
+    steps = []
+    if lamports > prefunded:
+        steps.append(transfer(TransferParams(from_pubkey=payer, to_pubkey=mint, lamports=lamports - prefunded)))
+    steps.append(allocate_with_seed(AllocateWithSeedParams(address=mint, base=payer, seed=seed,
+                                                           space=mint_len_with_pointer(),
+                                                           owner=TOKEN_2022_PROGRAM_ID)))
+    return steps
+
+
 def _mint_steps(ledger: Ledger, state: MintState | None, wanted: TokenMetadata, payer: Pubkey,
-                recipient: Pubkey) -> list[list[Instruction]]:
+                recipient: Pubkey, seed: str, prefunded: int = 0) -> list[list[Instruction]]:
     """The instruction groups still needed to bring ``state`` (None: no account yet) to a finished NFT."""
     mint = wanted.mint
     groups: list[list[Instruction]] = []
     if state is None:
         lamports = ledger.rent_exempt_minimum(mint_len_with_metadata(wanted))
         groups.append([
-            create_account(CreateAccountParams(from_pubkey=payer, to_pubkey=mint, lamports=lamports,
-                                               space=mint_len_with_pointer(), owner=TOKEN_2022_PROGRAM_ID)),
+            *_create_steps(payer, mint, seed, lamports, prefunded),
             initialize_metadata_pointer(mint, None, mint),
             initialize_mint2(InitializeMint2Params(decimals=0, program_id=TOKEN_2022_PROGRAM_ID, mint=mint,
                                                    mint_authority=payer)),
@@ -218,14 +262,16 @@ def mint_nft(ledger: Ledger, minter: Wallet, record: NftRecord, recipient: str |
     as it is (``created=False``, nothing spent). An existing NFT with other metadata raises ``NftError``.
     """
     payer = minter.keypair
-    mint_kp = mint_keypair(payer, record.repository, record.commit)
-    wanted = TokenMetadata(None, mint_kp.pubkey(), record.token_name, SYMBOL, record.uri, record.fields())
+    mint, seed = mint_address(payer.pubkey(), record.repository, record.commit), mint_seed(record.repository,
+                                                                                         record.commit)
+    wanted = TokenMetadata(None, mint, record.token_name, SYMBOL, record.uri, record.fields())
     owner = Pubkey.from_string(recipient) if recipient else payer.pubkey()
     with ledger.session():
-        state = _read_mint(ledger, mint_kp.pubkey())
-        groups = _mint_steps(ledger, state, wanted, payer.pubkey(), owner)
+        state = _read_mint(ledger, mint)
+        prefunded = _prefunded(ledger, mint) if state is None else 0
+        groups = _mint_steps(ledger, state, wanted, payer.pubkey(), owner, seed, prefunded)
         if not groups:
-            return MintResult(str(mint_kp.pubkey()), created=False)
+            return MintResult(str(mint), created=False)
         batches = pack(groups, payer.pubkey())
         needed = FEE_RESERVE * len(batches) + ledger.rent_exempt_minimum(TOKEN_ACCOUNT_LEN)
         if state is None:
@@ -234,11 +280,11 @@ def mint_nft(ledger: Ledger, minter: Wallet, record: NftRecord, recipient: str |
         before = ledger.get_balance(payer.pubkey())
         signatures, sizes = [], []
         for batch in batches:
-            transaction = sign(batch, payer, [mint_kp], ledger.latest_blockhash())
+            transaction = sign(batch, payer, [], ledger.latest_blockhash())
             signatures.append(str(ledger.send(transaction)))
             sizes.append(len(bytes(transaction)))
         spent = before - ledger.get_balance(payer.pubkey())
-    return MintResult(str(mint_kp.pubkey()), created=True, signatures=signatures, transaction_sizes=sizes,
+    return MintResult(str(mint), created=True, signatures=signatures, transaction_sizes=sizes,
                       lamports_spent=spent)
 
 

@@ -44,6 +44,7 @@ class RpcLedger(Ledger):
     """A Solana cluster reached through its JSON-RPC endpoint."""
 
     name = "rpc"
+    version = 1
 
     def __init__(self, url: str) -> None:
         self.url = url

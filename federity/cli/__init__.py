@@ -16,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from federity.builders import code_notice, repository_code
 from federity.errors import FederityError
 from federity.identity import Wallet
 from federity.repo import Repository
@@ -93,6 +94,17 @@ def emit(data: dict[str, Any], human: Callable[[], None] | str) -> None:
         console.print(human)
     else:
         human()
+
+
+def show_repository_code(repo: Repository, rev: str) -> None:
+    """Say on stderr (stdout stays the JSON document) which of the repository's own modules the configuration at
+    ``rev`` runs; a configuration that cannot be read is said too (the command itself reports it if it needs it)."""
+    try:
+        notice = code_notice(repository_code(repo.config(repo.git.resolve(rev))))
+    except FederityError as exc:
+        notice = f"cannot tell which of its own code this repository runs at {rev}: {exc.message}"
+    if notice:
+        sys.stderr.write(f"notice: {notice}\n")
 
 
 @click.group(cls=FederityGroup, context_settings={"help_option_names": ["-h", "--help"]})

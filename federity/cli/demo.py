@@ -19,7 +19,7 @@ from federity.cli import FederityCommand, console, emit, state
                    "prove at once on 2 cores).")
 def demo(hospitals: int, rounds: int, workdir: Path, proofs: bool) -> None:
     """Run federated rounds on the breast-cancer dataset across simulated hospitals, beside a central baseline."""
-    from federity.demo import run_demo
+    from flows.demo import run_demo  # Prefect: outside the library, imported only here
 
     def progress(text: str) -> None:
         if not state().json:

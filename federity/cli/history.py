@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from federity.cli import FederityCommand, console, emit, open_repo
-from federity.repo.history import NO_PROOF
+from federity.repo.log import NO_PROOF
 
 
 def _num(value: float | None) -> str:

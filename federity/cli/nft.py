@@ -34,7 +34,10 @@ def show(rev: str) -> None:
 def transfer(rev: str, to: str) -> None:
     """Transfer a commit's NFT you hold; the genesis NFT transfers the repository's ownership."""
     data = open_repo().nft_transfer(load_wallet(), rev, to)
-    extra = f"; members commit {data['members_commit'][:12]} makes {to} the owner" if data["members_commit"] else ""
+    extra = (f"; members commit {data['members_commit'][:12]} makes {to} the sole owner and removes you"
+             if data["members_commit"] else "")
+    if data.get("pushed") is False:
+        extra += "; not pushed to origin: run `federity push`"
     emit(data, f"transferred the NFT of {data['commit'][:12]} ({data['mint']}) to {to}{extra}")
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from federity.cli import FederityCommand, emit, load_wallet, open_repo
+from federity.cli import FederityCommand, emit, load_wallet, open_repo, show_repository_code
 from federity.models import ZOO
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
+from federity.repo.history import recorded_genesis
 
 
 @click.command(cls=FederityCommand)
@@ -49,11 +50,15 @@ def init(directory: Path, name: str, framework: str, model: str, model_args: tup
 @click.command(cls=FederityCommand)
 @click.argument("url")
 @click.argument("directory", type=click.Path(path_type=Path))
-def clone(url: str, directory: Path) -> None:
-    """Clone a repository and fetch its checked-out weights."""
-    repo = Repository.clone(url, directory)
+@click.option("--genesis", help="The repository's genesis commit id (from its owner): refuse any other history.")
+def clone(url: str, directory: Path, genesis: str | None) -> None:
+    """Clone a repository, check its whole history, and fetch its checked-out weights; say which of its own
+    modules it runs."""
+    repo = Repository.clone(url, directory, genesis)
     head = repo.head()
-    emit({"repo": str(repo.root), "commit": head}, f"cloned into {repo.root} at {head[:12]}")
+    show_repository_code(repo, head)
+    emit({"repo": str(repo.root), "commit": head, "genesis": recorded_genesis(repo)},
+         f"cloned into {repo.root} at {head[:12]} (genesis {recorded_genesis(repo)})")
 
 
 @click.command(cls=FederityCommand)

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from federity.cli import FederityCommand, emit, load_wallet, open_repo
+from federity.cli import FederityCommand, emit, load_wallet, open_repo, show_repository_code
+from federity.repo import MAIN_BRANCH
 
 
 @click.command(cls=FederityCommand)
@@ -18,10 +19,13 @@ from federity.cli import FederityCommand, emit, load_wallet, open_repo
 def train(data: Path, epochs: int | None, base: str | None) -> None:
     """Check the data against the contract, train, and commit a signed update on a new branch.
 
-    In a repository that requires proofs of training, the audited steps are proved here; progress goes to stderr.
+    In a repository that requires proofs of training, the audited steps are proved here; progress goes to stderr,
+    as does the notice naming the repository's own modules (model builder, dataset loader) that training runs.
     """
+    repo = open_repo()
+    show_repository_code(repo, base or MAIN_BRANCH)
     with Console(stderr=True).status("training") as status:
-        result = open_repo().train(load_wallet(), data, base=base, epochs=epochs, progress=status.update)
+        result = repo.train(load_wallet(), data, base=base, epochs=epochs, progress=status.update)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     proof = result.proof
     proof_line = (f"proof: {len(proof['audited'])} of {proof['steps']} steps proved in {proof['prove_seconds']:.1f} s "

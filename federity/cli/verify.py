@@ -1,4 +1,4 @@
-"""``federity verify``: check every commit's signature, role, config and weights."""
+"""``federity verify``: check the whole history; list rejected updates and unchecked items apart."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ def verify() -> None:
     def human() -> None:
         for f in report.failures:
             console.print(f"[red]FAIL[/] {f['commit'][:12]} {f['check']}: {f['reason']}")
+        for r in report.rejected:
+            console.print(f"[yellow]REJECTED UPDATE[/] {r['update'][:12]} ({r['branch']}): {'; '.join(r['reasons'])}")
+        for u in report.unchecked:
+            console.print(f"[yellow]UNCHECKED[/] {u['check']}: {u['reason']}")
         verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.failures)} failure(s)[/]"
         console.print(f"{report.commits_checked} commits checked: {verdict}")
 

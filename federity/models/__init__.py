@@ -1,21 +1,22 @@
 """The model zoo: architectures a repository can name by id, so ``federity init`` needs no user code.
 
 A repository names its model in ``federity.yaml`` either by zoo id with arguments, or as ``module:function``,
-a builder that lives in the repository itself (``init`` copies ``module.py`` from the current directory into
-the repository; importing it runs the repository's code, as ``dvc repro`` runs
-a pipeline's; only use repositories you trust for that).
+a builder stored in the repository itself (``init`` copies ``module.py`` from the current directory into the
+repository and commits it). A builder is code the repository's owner wrote, and every contributor who trains
+runs it on their own machine: it is resolved only to a module file the repository tracks, never to an installed
+module, and ``clone`` and ``train`` name it (:mod:`federity.builders`).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from federity.builders import MODEL_BUILDER, is_code_spec, load_repository_function
 from federity.errors import ConfigError, UnknownPluginError
 
 
@@ -74,7 +75,7 @@ def zoo_model(model_id: str, framework: str) -> ZooModel:
 
 def is_repository_builder(model_id: str) -> bool:
     """Whether ``model_id`` names a ``module:function`` builder rather than a zoo entry."""
-    return ":" in model_id
+    return is_code_spec(model_id)
 
 
 def parse_model_args(model_id: str, framework: str, pairs: list[str]) -> dict[str, Any]:
@@ -107,27 +108,19 @@ def parse_model_args(model_id: str, framework: str, pairs: list[str]) -> dict[st
 
 
 def build_model(model_id: str, framework: str, args: dict[str, Any], repo_root: Path | None = None) -> Any:
-    """Construct the model: a zoo entry, or the repository's own ``module:function`` builder."""
+    """Construct the model: a zoo entry, or the repository's own ``module:function`` builder, which must be a
+    module the repository at ``repo_root`` tracks (:func:`federity.builders.load_repository_function`)."""
     if is_repository_builder(model_id):
         if repo_root is None:
             raise ConfigError(f"model {model_id!r} lives in a repository", "build it from inside the repository")
-        builder_path, root = model_id, str(Path(repo_root).resolve())
-        sys.path.insert(0, root)
+        builder = load_repository_function(model_id, repo_root, MODEL_BUILDER)
     else:
-        builder_path, root = zoo_model(model_id, framework).builder, None
-    module_name, _, function_name = builder_path.partition(":")
-    try:
+        module_name, _, function_name = zoo_model(model_id, framework).builder.partition(":")
         builder = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"cannot load model builder {builder_path!r}: {exc}",
-            "check that the module is in the repository's top directory and defines that function",
-        ) from None
-    finally:
-        if root is not None:
-            sys.path.remove(root)
+    failure = None
     try:
         return builder(**args)
-    except TypeError as exc:
-        raise ConfigError(f"model builder {builder_path!r} rejected its arguments: {exc}",
-                          "fix the model arguments in federity.yaml") from None
+    except Exception as exc:  # the repository's code: its failure is reported, not raised as a traceback
+        failure = f"{type(exc).__name__}: {exc}"
+    raise ConfigError(f"model builder {model_id!r} failed with its arguments ({failure})",
+                      "fix the model arguments in federity.yaml, or the builder in the repository")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,6 @@ from federity.proofs import srs as proof_srs
 from federity.proofs.circuit import CircuitFiles, StepCircuit, compile_step, logrows, prepare
 
 if TYPE_CHECKING:
-    from federity.repo import Repository
     from federity.training import TrainingParams
 
 SETTINGS_FILE = "proof-settings.json"
@@ -85,14 +85,26 @@ def step_circuit(policy: dict[str, Any], params: TrainingParams, weight: np.ndar
     return circuit
 
 
-def circuit_files(repo: Repository, commit: str, policy: dict[str, Any]) -> CircuitFiles:
-    """The repository's compiled circuit (as of ``commit``, checked against the recorded sha256s) and its keys
+@dataclass(frozen=True)
+class StoredCircuit:
+    """The circuit files a repository stores under ``model/`` as of ``commit``: the settings and compiled circuit
+    (:data:`SETTINGS_FILE`, :data:`COMPILED_FILE`) as bytes, and ``read_srs``, which returns the stored SRS
+    (called only when the cache holds no copy of it: an SRS is megabytes)."""
+
+    commit: str
+    settings: bytes
+    compiled: bytes
+    read_srs: Callable[[], bytes]
+
+
+def circuit_files(policy: dict[str, Any], stored: StoredCircuit) -> CircuitFiles:
+    """The repository's compiled circuit (``stored``, checked against the sha256s ``policy`` records) and its keys
     for the repository's SRS, from the cache or made now."""
     recorded = policy["circuit"]
-    settings, compiled = repo.store.read(commit, SETTINGS_FILE), repo.store.read(commit, COMPILED_FILE)
-    if (hashlib.sha256(settings).hexdigest(), hashlib.sha256(compiled).hexdigest()) != (
+    if (hashlib.sha256(stored.settings).hexdigest(), hashlib.sha256(stored.compiled).hexdigest()) != (
             recorded["settings_sha256"], recorded["compiled_sha256"]):
-        raise ProofError(f"the compiled circuit at {commit[:12]} does not match the sha256 in federity.yaml",
+        raise ProofError(f"the compiled circuit at {stored.commit[:12]} does not match the sha256 in federity.yaml",
                          "restore model/proof-circuit.ezkl and model/proof-settings.json from the genesis commit")
     srs = policy["srs"]
-    return prepare(settings, compiled, proof_srs.local_copy(repo, commit, srs), srs["sha256"])
+    return prepare(stored.settings, stored.compiled, proof_srs.local_copy(srs, stored.read_srs, stored.commit),
+                   srs["sha256"])

@@ -4,6 +4,9 @@ The artifacts go into the update's ``model/`` directory (stored by DVC): ``proof
 public part: circuit, head, base, author, nonce, the hash chain, the commitment, the audited steps and their
 proofs' sha256) and ``proof/step-<i>.json`` (ezkl's proof of step ``i``). The update commit signs the sha256 of
 ``chain.json`` (``Federity-Proof-Sha256``).
+
+Proving takes bytes and tensors (the base weights, the head's input features, the stored circuit), never a
+repository: :func:`federity.repo.proof_inputs.prove_training` gathers them from one.
 """
 
 from __future__ import annotations
@@ -23,12 +26,10 @@ import numpy as np
 from federity.proofs import chain as proof_chain
 from federity.proofs import srs as proof_srs
 from federity.proofs.circuit import call_ezkl
-from federity.proofs.policy import circuit_files, step_circuit
+from federity.proofs.policy import StoredCircuit, circuit_files, step_circuit
 
 if TYPE_CHECKING:
-    from federity.data import Dataset
     from federity.identity import Wallet
-    from federity.repo import Repository
     from federity.training import TrainingParams
 
 CHAIN_SCHEMA = 1
@@ -63,30 +64,27 @@ class ProvedUpdate:
     summary: dict[str, Any]
 
 
-def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: dict[str, np.ndarray],
-                   data: Dataset, params: TrainingParams, nonce: str | None,
-                   progress: Callable[[str], None] | None = None) -> ProvedUpdate:
-    """Train the head of ``base``'s model on ``data`` in the circuit, commit to the chain and prove the audited
-    steps. The body's tensors are left exactly as in ``base``."""
-    from federity.training import build_with_tensors, get_trainer
-
+def prove_head(policy: dict[str, Any], stored: StoredCircuit, *, repository: str, base: str, wallet: Wallet,
+               head: tuple[str, str], base_tensors: dict[str, np.ndarray], features: np.ndarray, labels: np.ndarray,
+               params: TrainingParams, nonce: str | None,
+               progress: Callable[[str], None] | None = None) -> ProvedUpdate:
+    """Train the head (``head``: its weight and bias tensor names in ``base_tensors``, the weights of commit
+    ``base`` of repository ``repository``) on ``features`` (the data as the head sees it) and ``labels`` in the
+    circuit that ``policy`` (``federity.yaml``'s ``proofs``) and ``stored`` fix; commit to the chain and prove the
+    audited steps. The other tensors are left exactly as in ``base_tensors``."""
     say = progress or (lambda _message: None)
-    config = repo.config(base)
-    policy = config.proofs or {}
-    trainer = get_trainer(config.framework)
-    model = build_with_tensors(config, repo.root, base_tensors)
-    weight_name, bias_name, features = trainer.head_features(model, data)
+    weight_name, bias_name = head
     circuit = step_circuit(policy, params, base_tensors[weight_name])
     say(f"preparing the circuit's keys ({circuit.parameters} parameters, batch {circuit.batch}); cached after the "
         "first time")
-    files = circuit_files(repo, base, policy)
+    files = circuit_files(policy, stored)
     started = time.perf_counter()
     trained = proof_chain.train(circuit, files, base_tensors[weight_name].T, base_tensors[bias_name], features,
-                                data.labels, epochs=params.epochs, seed=params.seed,
+                                labels, epochs=params.epochs, seed=params.seed,
                                 salt=proof_chain.batch_salt(bytes(wallet.keypair.secret()), circuit),
                                 progress=say)
     training_seconds = time.perf_counter() - started
-    commitment = proof_chain.commitment(config.id, base, wallet.pubkey, circuit, trained.weight_hashes,
+    commitment = proof_chain.commitment(repository, base, wallet.pubkey, circuit, trained.weight_hashes,
                                         trained.batch_hashes)
     audited = proof_chain.challenge(commitment, nonce, trained.steps, int(policy["audits"]))
     proofs: dict[str, bytes] = {}
@@ -103,7 +101,7 @@ def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: di
     record = {
         "schema": CHAIN_SCHEMA, "circuit": circuit.to_json(),
         "compiled_circuit_sha256": policy["circuit"]["compiled_sha256"],
-        "head": {"weight": weight_name, "bias": bias_name}, "repository": config.id, "base": base,
+        "head": {"weight": weight_name, "bias": bias_name}, "repository": repository, "base": base,
         "author": wallet.pubkey, "nonce": nonce, "weights": trained.weight_hashes, "batches": trained.batch_hashes,
         "commitment": commitment, "audited": audited,
         "proofs": {str(i): hashlib.sha256(proofs[step_file(i)]).hexdigest() for i in audited},

@@ -18,13 +18,11 @@ import hashlib
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from federity.errors import ProofError
-
-if TYPE_CHECKING:
-    from federity.repo import Repository
 
 SRS_FILE = "proof-srs.bin"
 GENERATED = "generated-offline"
@@ -77,15 +75,16 @@ def describe(srs: dict[str, Any]) -> str:
     return INSECURE_NOTE
 
 
-def local_copy(repo: Repository, commit: str, srs: dict[str, Any]) -> Path:
-    """The repository's SRS as a file in the cache (ezkl reads paths); both the cached copy and the repository's
-    file are checked against the recorded sha256."""
+def local_copy(srs: dict[str, Any], read: Callable[[], bytes], commit: str) -> Path:
+    """The repository's SRS (recorded as ``srs`` in ``federity.yaml``) as a file in the cache (ezkl reads paths).
+    ``read`` returns the SRS bytes the repository stores at ``commit``; it is called only when the cache holds no
+    good copy. Both the cached copy and the repository's bytes are checked against the recorded sha256."""
     from federity.proofs.circuit import cache_root
 
     path = cache_root().parent / "srs" / f"{srs['sha256']}.srs"
     if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == srs["sha256"]:
         return path
-    data = repo.store.read(commit, srs["file"])
+    data = read()
     if hashlib.sha256(data).hexdigest() != srs["sha256"]:
         raise ProofError(f"the SRS at commit {commit[:12]} does not match the sha256 in federity.yaml",
                          "restore model/proof-srs.bin from the genesis commit")

@@ -2,6 +2,8 @@
 
 Every check rebuilds what it compares against from the base commit (circuit, weights hash, SRS, keys) and never
 trusts a value the update supplies about itself. Each failure is one sentence that says what does not hold.
+Verification takes bytes and tensors (:class:`ProofInputs`), never a repository:
+:func:`federity.repo.proof_inputs.check_update_proof` gathers them from one.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import numpy as np
 from federity.errors import FederityError
 from federity.proofs import chain as proof_chain
 from federity.proofs.circuit import StepCircuit, call_ezkl, quantize
-from federity.proofs.policy import circuit_files, step_circuit
-from federity.proofs.prove import CHAIN_FILE, ezkl_proof, step_file
+from federity.proofs.policy import StoredCircuit, circuit_files, step_circuit
+from federity.proofs.prove import ezkl_proof
 
 if TYPE_CHECKING:
-    from federity.repo import Repository
-    from federity.repo.commits import CommitRecord
+    from federity.training import TrainingParams
+
+Tensors = dict[str, np.ndarray]
 
 
 @dataclass
@@ -40,54 +43,72 @@ class ProofCheck:
         return not self.problems
 
 
-def _chain_bytes(repo: Repository, commit: str) -> bytes | None:
-    """An update's ``proof/chain.json``, or ``None`` when it carries none."""
-    return repo.store.read(commit, CHAIN_FILE) if CHAIN_FILE in repo.store.files(commit) else None
+@dataclass(frozen=True)
+class ProofInputs:
+    """Everything verifying one update's proof reads, as bytes and tensors (gathered from a repository by
+    :func:`federity.repo.proof_inputs.update_proof_inputs`).
+
+    ``policy`` is the ``proofs`` section of the base commit's ``federity.yaml`` and ``repository`` its id;
+    ``author`` and ``proof_sha256`` come from the update's signed metadata, ``nonce`` from its ``update.json``;
+    ``chain`` is its ``proof/chain.json`` (``None``: it stores none) and ``steps`` its ``proof/step-<i>.json``
+    files by ``i``; ``params`` is ``params.yaml`` at the base; ``circuit`` the circuit files the base stores.
+    """
+
+    policy: dict[str, Any]
+    repository: str
+    base: str
+    update: str
+    author: str
+    nonce: Any
+    proof_sha256: str | None
+    chain: bytes | None
+    params: TrainingParams | None = None
+    base_tensors: Tensors = field(default_factory=dict)
+    tensors: Tensors = field(default_factory=dict)
+    circuit: StoredCircuit | None = None
+    steps: dict[int, bytes] = field(default_factory=dict)
 
 
-def check_update_proof(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> ProofCheck:
-    """Verify the proof of training of update ``commit`` (whose ``update.json`` is ``record``)."""
+def signed_chain(chain: bytes | None, proof_sha256: str | None) -> str | None:
+    """The problem with an update's ``proof/chain.json`` before anything else is read: missing, or not the one its
+    signature covers; ``None`` when it is."""
+    if chain is None or proof_sha256 is None:
+        return "proof: the update carries no proof of training, and this repository requires one"
+    if hashlib.sha256(chain).hexdigest() != proof_sha256:
+        return "proof: proof/chain.json does not match the sha256 the update's signature covers"
+    return None
+
+
+def verify_proof(inputs: ProofInputs) -> ProofCheck:
+    """Verify the proof of training ``inputs`` describe (every check but batch reuse across updates:
+    :func:`reused_batch`). Malformed input is a problem, never an exception."""
     try:
-        return _check(repo, commit, record)
+        return _check(inputs)
     except FederityError as exc:
         return ProofCheck([f"proof: {exc.message}"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
         return ProofCheck(["proof: proof/chain.json is malformed"])
 
 
-def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> ProofCheck:
-    from federity.repo.train import training_params
-    from federity.repo.updates import list_updates
-    from federity.weights import read_tensors
-
-    base = commit.parents[0]
-    config = repo.config(base)
-    policy = config.proofs
-    if policy is None:
-        return ProofCheck()
-    meta = commit.meta
-    assert meta is not None
-    chain_bytes = _chain_bytes(repo, commit.commit)
-    if chain_bytes is None or meta.proof_sha256 is None:
-        return ProofCheck(["proof: the update carries no proof of training, and this repository requires one"])
-    if hashlib.sha256(chain_bytes).hexdigest() != meta.proof_sha256:
-        return ProofCheck(["proof: proof/chain.json does not match the sha256 the update's signature covers"])
-    chain = json.loads(chain_bytes)
-
-    params = training_params(repo, base)
-    base_tensors = read_tensors(repo.store.read(base), f"the weights of {base[:12]}")
+def _check(inputs: ProofInputs) -> ProofCheck:
+    problem = signed_chain(inputs.chain, inputs.proof_sha256)
+    if problem is not None:
+        return ProofCheck([problem])
+    assert inputs.chain is not None and inputs.params is not None and inputs.circuit is not None
+    policy, base, base_tensors = inputs.policy, inputs.base, inputs.base_tensors
+    chain = json.loads(inputs.chain)
     head = chain.get("head") or {}
     weight_name, bias_name = head.get("weight"), head.get("bias")
     if weight_name not in base_tensors or bias_name not in base_tensors:
         return ProofCheck(["proof: it names a head that is not in the model"])
-    circuit = step_circuit(policy, params, base_tensors[weight_name])
+    circuit = step_circuit(policy, inputs.params, base_tensors[weight_name])
     if (StepCircuit.from_json(chain["circuit"]), chain.get("compiled_circuit_sha256")) != (
             circuit, policy["circuit"]["compiled_sha256"]):
         return ProofCheck(["proof: it was made for another circuit than the one the base commit's model and "
                            "params.yaml fix"])
-    if (chain.get("repository"), chain.get("base"), chain.get("author")) != (config.id, base, meta.author):
+    if (chain.get("repository"), chain.get("base"), chain.get("author")) != (inputs.repository, base, inputs.author):
         return ProofCheck(["proof: it was made for another base commit, repository or author"])
-    if chain.get("nonce") != record.get("nonce"):
+    if chain.get("nonce") != inputs.nonce:
         return ProofCheck(["proof: it was made for another round (its nonce is not the update's)"])
     weights, batches = chain["weights"], chain["batches"]
     if not batches or len(weights) != len(batches) + 1:
@@ -95,7 +116,7 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
     if proof_chain.weights_hash(circuit, base_tensors[weight_name].T, base_tensors[bias_name]) != weights[0]:
         return ProofCheck(["proof: the chain does not start at the base commit's weights"])
 
-    tensors = read_tensors(repo.store.read(commit.commit), f"the weights of update {commit.commit[:12]}")
+    tensors = inputs.tensors
     frozen = [n for n in base_tensors if n not in (weight_name, bias_name)
               and not np.array_equal(tensors.get(n), base_tensors[n])]
     if frozen:
@@ -107,46 +128,52 @@ def _check(repo: Repository, commit: CommitRecord, record: dict[str, Any]) -> Pr
         return ProofCheck(["proof: the submitted weights are not the end of the proved chain (changed after "
                            "proving)"])
 
-    commitment = proof_chain.commitment(config.id, base, meta.author, circuit, weights, batches)
+    commitment = proof_chain.commitment(inputs.repository, base, inputs.author, circuit, weights, batches)
     if commitment != chain.get("commitment"):
         return ProofCheck(["proof: the commitment does not match the hash chain"])
-    audited = proof_chain.challenge(commitment, record.get("nonce"), len(batches), int(policy["audits"]))
+    audited = proof_chain.challenge(commitment, inputs.nonce, len(batches), int(policy["audits"]))
     if chain.get("audited") != audited:
         return ProofCheck([f"proof: it audits steps {chain.get('audited')}, but the challenge draws {audited}"])
-    check = _verify_steps(repo, base, commit.commit, chain, policy, audited)
+    check = _verify_steps(inputs.circuit, inputs.steps, chain, policy, audited)
     if check.ok and len(set(batches)) != len(batches):
         check.problems.append("proof: a batch is used twice in the chain (reused batch)")
-    if check.ok:
-        earlier = _earlier_batches(repo, commit, list_updates(repo))
-        reused = earlier.keys() & set(batches)
-        if reused:
-            check.problems.append(f"proof: a batch was already used by update {earlier[min(reused)][:12]} "
-                                  "(reused batch)")
     return check
 
 
-def _earlier_batches(repo: Repository, commit: CommitRecord, updates: list[Any]) -> dict[str, str]:
-    """Batch hashes committed by the same author's earlier updates → the update that committed them."""
+def chain_batches(chain: bytes | None) -> list[str]:
+    """The batch hashes an update's ``proof/chain.json`` commits to (none when it has no readable chain)."""
+    if chain is None:
+        return []
+    try:
+        batches = json.loads(chain)["batches"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [b for b in batches if isinstance(b, str)] if isinstance(batches, list) else []
+
+
+def reused_batch(chain: bytes, earlier: dict[str, bytes]) -> str | None:
+    """The problem when ``chain`` commits to a batch that one of ``earlier`` (the same author's earlier updates'
+    chains, by update id, oldest first) already committed to; ``None`` otherwise."""
     seen: dict[str, str] = {}
-    for other in updates:
-        if other.id == commit.commit or other.author != commit.meta.author or other.round > commit.meta.round:
-            continue
-        if other.round == commit.meta.round and other.id > commit.commit:
-            continue
-        other_chain = _chain_bytes(repo, other.id)
-        for batch in json.loads(other_chain)["batches"] if other_chain else []:
-            seen.setdefault(batch, other.id)
-    return seen
+    for update, other in earlier.items():
+        for batch in chain_batches(other):
+            seen.setdefault(batch, update)
+    reused = seen.keys() & set(chain_batches(chain))
+    if reused:
+        return f"proof: a batch was already used by update {seen[min(reused)][:12]} (reused batch)"
+    return None
 
 
-def _verify_steps(repo: Repository, base: str, update: str, chain: dict[str, Any], policy: dict[str, Any],
+def _verify_steps(stored: StoredCircuit, steps: dict[int, bytes], chain: dict[str, Any], policy: dict[str, Any],
                   audited: list[int]) -> ProofCheck:
-    files = circuit_files(repo, base, policy)
+    files = circuit_files(policy, stored)
     weights, batches = chain["weights"], chain["batches"]
     elapsed = 0.0
     with tempfile.TemporaryDirectory(prefix="federity-verify-") as tmp:
         for index in audited:
-            data = repo.store.read(update, step_file(index))
+            data = steps.get(index)
+            if data is None:
+                return ProofCheck([f"proof: the update stores no proof of step {index}"])
             if hashlib.sha256(data).hexdigest() != (chain.get("proofs") or {}).get(str(index)):
                 return ProofCheck([f"proof: the proof of step {index} does not match its sha256 in the chain"])
             try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import NotARepositoryError, WorkingTreeError
-from federity.repo.git import Git, GitError
+from federity.git import Git, GitError
 from federity.repo.storage import MODEL_DIR, WeightsStore
 from federity.weights import WEIGHTS_FILE
 
@@ -23,8 +23,8 @@ class Repository:
     from federity.repo.clone import clone  # type: ignore[misc]
     from federity.repo.commit import commit  # type: ignore[misc]
     from federity.repo.diff import diff  # type: ignore[misc]
-    from federity.repo.history import graph, log, show  # type: ignore[misc]
     from federity.repo.init import init  # type: ignore[misc]
+    from federity.repo.log import graph, log, show  # type: ignore[misc]
     from federity.repo.members import add_member, list_members, remove_member  # type: ignore[misc]
     from federity.repo.nft import mints_main_line
     from federity.repo.nft import show as nft_show  # type: ignore[misc]

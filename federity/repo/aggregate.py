@@ -7,7 +7,8 @@ strategy's combination of each update's change from its own base (see :mod:`fede
 Finalising a round is idempotent: when main already holds an aggregate commit for the round, that commit is
 returned and nothing new is made.
 
-The aggregate commit names its strategy (the signed ``Federity-Strategy`` trailer), and everything else the
+The aggregate commit names its strategy and the strategy's version (the signed ``Federity-Strategy`` trailer,
+e.g. ``fedavg@1``, so a later version's maths never changes what ``verify`` recomputes), and everything else the
 combination uses is in the history: each update's weights, base, round and ``n_samples``. So ``federity verify``
 recomputes every aggregate's weights from its parents (:func:`aggregate_problems`) and reports one that differs.
 """
@@ -23,9 +24,11 @@ from federity.aggregation import Contribution, Strategy, get_strategy
 from federity.aggregation.aggregate import Tensors, apply_delta, deltas
 from federity.errors import FederityError, UpdateError, WorkingTreeError
 from federity.identity import Wallet
+from federity.repo.checks import update_problems
 from federity.repo.commits import CommitRecord, create_commit, read_commit, read_commits
+from federity.repo.history import History
 from federity.repo.storage import MODEL_DVC_FILE
-from federity.repo.updates import UpdateInfo, list_updates, read_update_record, record_review, update_problems
+from federity.repo.updates import UpdateInfo, list_updates, record_review
 from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
@@ -86,13 +89,14 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, 
     config = repo.config(main)
     strategy_name = strategy or str(config.aggregation.get("strategy", "fedavg"))
     combiner = get_strategy(strategy_name)  # an unknown name fails here, before any review is recorded
-    chosen = _approved(repo, wallet, updates)
+    history = History.load(repo)
+    chosen = _approved(repo, history, wallet, updates)
     if len(chosen) < max(min_updates, 1):
         raise UpdateError(f"{len(chosen)} approved update(s) can be aggregated, {max(min_updates, 1)} needed",
                           "review pending updates with `federity updates` and `federity review approve`")
 
     chosen.sort(key=lambda u: u.id)  # the parents' order, in which verify recomputes the weights
-    new = aggregate_weights(repo, main, [u.id for u in chosen], combiner, round)
+    new = aggregate_weights(history, main, [u.id for u in chosen], combiner, round)
     if not all(np.isfinite(t).all() for t in new.values()):
         raise UpdateError("the aggregate has non-finite values", "reject the update that causes it, then retry")
 
@@ -103,12 +107,12 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, 
         repo.weights_path.write_bytes(tensors_to_bytes(new))
         repo.store.track()
         record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
-                               round=round, strategy=strategy_name, paths=(MODEL_DVC_FILE,))
+                               round=round, strategy=f"{combiner.name}@{combiner.version}", paths=(MODEL_DVC_FILE,))
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
 
 
-def _approved(repo: Repository, wallet: Wallet, refs: list[str] | None) -> list[UpdateInfo]:
-    approved = list_updates(repo, "approved")
+def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None) -> list[UpdateInfo]:
+    approved = list_updates(repo, "approved", history)
     if refs is not None:
         by_ref = {u.id: u for u in approved}
         missing = [r for r in refs if not any(uid.startswith(r) for uid in by_ref)]
@@ -117,34 +121,39 @@ def _approved(repo: Repository, wallet: Wallet, refs: list[str] | None) -> list[
                               "approve them with `federity review approve UPDATE` first")
         approved = [u for u in approved if any(u.id.startswith(r) for r in refs)]
     usable = []
+    main = repo.head()
     for update in approved:
-        problems = update_problems(repo, update)
+        problems = update_problems(history, update, main)
         if problems:
-            record_review(repo, wallet, update, "rejected", "; ".join(problems))
+            record_review(repo, wallet, update, "rejected", "; ".join(problems), history)
         else:
             usable.append(update)
     return usable
 
 
-def aggregate_weights(repo: Repository, main: str, updates: list[str], strategy: Strategy, round: int) -> Tensors:
+def aggregate_weights(history: History, main: str, updates: list[str], strategy: Strategy, round: int) -> Tensors:
     """The weights of round ``round``'s aggregate of ``updates`` (commit ids, combined in this order) onto ``main``.
 
     Each update contributes its change from its own base (its first parent), its ``n_samples`` from update.json
     and its staleness, ``round`` minus the update's round.
     """
+    store = history.repo.store
     contributions = []
     for update in updates:
-        record = read_commit(repo, update)
+        record = history.commit(update)
         base = record.parents[0]
-        change = deltas([read_tensors(repo.store.read(update), f"update {update[:12]}")],
-                        [read_tensors(repo.store.read(base), f"base {base[:12]}")])[0]
-        n_samples = int((read_update_record(repo, update) or {}).get("n_samples") or 0)
+        change = deltas([read_tensors(store.read(update), f"update {update[:12]}")],
+                        [read_tensors(store.read(base), f"base {base[:12]}")])[0]
+        n_samples = (history.update_record(update) or {}).get("n_samples")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or not 0 < n_samples <= 10**12:
+            raise UpdateError(f"update {update[:12]} claims {str(n_samples)[:20]!r} samples, not a count",
+                              "reject the update")
         staleness = round - (record.meta.round if record.meta else 0)
         contributions.append(Contribution(change, n_samples, staleness))
-    return apply_delta(read_tensors(repo.store.read(main), "the weights of main"), strategy.combine(contributions))
+    return apply_delta(read_tensors(store.read(main), "the weights of main"), strategy.combine(contributions))
 
 
-def aggregate_problems(repo: Repository, record: CommitRecord) -> list[str]:
+def aggregate_problems(history: History, record: CommitRecord) -> list[str]:
     """Why an aggregate commit's weights are not its strategy's combination of its parents (empty when they are).
 
     The weights are recomputed from the first parent and the aggregated updates and serialised canonically, as
@@ -158,11 +167,11 @@ def aggregate_problems(repo: Repository, record: CommitRecord) -> list[str]:
     updates = record.parents[1:]
     if not updates:
         return ["the aggregate commit has no update among its parents"]
-    not_updates = [p[:12] for p in updates if getattr(read_commit(repo, p).meta, "kind", None) != "update"]
+    not_updates = [p[:12] for p in updates if history.kind(p) != "update"]
     if not_updates:
         return [f"its parents after the first must be update commits, and these are not: {', '.join(not_updates)}"]
     try:
-        expected = aggregate_weights(repo, record.parents[0], updates, get_strategy(meta.strategy), meta.round)
+        expected = aggregate_weights(history, record.parents[0], updates, get_strategy(meta.strategy), meta.round)
     except FederityError as exc:
         return [f"its weights cannot be recomputed: {exc.message}"]
     except (ValueError, ArithmeticError) as exc:  # e.g. sample counts summing to zero, an update from a later round

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from federity.errors import ConfigError, WorkingTreeError
-from federity.repo.git import GitError
+from federity.git import GitError
 
 if TYPE_CHECKING:
     from federity.repo import Repository

@@ -1,4 +1,12 @@
-"""``federity clone``: a repository and its checked-out weights from a remote."""
+"""``federity clone``: a repository and its checked-out weights from a remote.
+
+The remote is hostile until checked: git fetches its history without checking anything out, the same checks as
+``pull`` run over everything it presents (one root, the main-line rule, every commit's signature, role and
+config), and only then is main checked out and its weights fetched. The genesis commit is recorded
+(``federity.genesis`` in the clone's git config), so every later pull is held to the same root. ``genesis``
+pins it: pass the repository's genesis commit id, learnt from its owner, to refuse a remote that presents
+another history (without it, the clone trusts the root of the remote's main on first use).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from federity.config import CONFIG_FILE
-from federity.errors import NotARepositoryError
-from federity.repo.git import Git
+from federity.errors import NotARepositoryError, RemoteError
+from federity.git import Git
+from federity.repo.checks import incoming_problems
+from federity.repo.history import ORIGIN_MAIN_REF, History, record_genesis
 from federity.repo.notes import fetch_notes
 from federity.repo.paths import is_local_url, local_path, require_empty_dir, restored_on_failure
 from federity.repo.storage import UnsafeCommitError, tree_problems
@@ -16,15 +26,15 @@ if TYPE_CHECKING:
     from federity.repo import Repository
 
 
-def clone(url: str, directory: Path) -> Repository:
-    """Clone ``url`` into ``directory`` (new or empty) with its notes, and fetch the checked-out weights from DVC
-    storage.
+def clone(url: str, directory: Path, genesis: str | None = None) -> Repository:
+    """Clone ``url`` into ``directory`` (new or empty) with its notes, check what it presents, and fetch the
+    checked-out weights from DVC storage. ``genesis``: the commit id the repository's history must start from.
 
     git clones without checking out; the commit to check out is validated first (its tracked tree: no symlinks,
     gitlinks or files git tracks under ``model/``; then, with the tracked files in place, its DVC manifest),
     and only then does DVC write ``model/``. On failure the directory is left as it was found.
     """
-    from federity.repo import Repository
+    from federity.repo import MAIN_BRANCH, Repository
 
     directory = Path(directory).expanduser().resolve()
     require_empty_dir(directory, "directory")
@@ -33,17 +43,41 @@ def clone(url: str, directory: Path) -> Repository:
     with restored_on_failure(directory):
         Git(directory.parent).remote_run("clone", "--quiet", "--no-checkout", source, str(directory))
         repo = Repository(directory)
-        head = repo.git.try_resolve("HEAD")
-        if head is None or repo.git.show_file(head, CONFIG_FILE) is None:
-            raise NotARepositoryError(f"{url} is not a Federity repository (no {CONFIG_FILE})",
-                                      "check the URL; `federity init` creates repositories")
-        problems = tree_problems(repo.git, head)
-        if problems:
+        fetch_notes(repo)  # reviews, MLflow runs and NFT mints: git clone leaves notes behind
+        _check_remote(repo, url, genesis)
+        target = repo.git.resolve(ORIGIN_MAIN_REF)
+        problems = tree_problems(repo.git, target)
+        if problems:  # before git writes a single file: no symlink, gitlink or file git tracks under model/
             raise UnsafeCommitError(
-                f"{url} cannot be cloned safely: commit {head[:12]} {'; '.join(problems[:5])}",
+                f"{url} cannot be cloned safely: commit {target[:12]} {'; '.join(problems[:5])}",
                 "nothing was cloned; do not use this repository, or ask its owner to remove what is named",
             )
-        repo.git.run("checkout", "--quiet")  # the tracked files only: model/ is DVC's, checked below
-        fetch_notes(repo)  # reviews, MLflow runs and NFT mints: git clone leaves notes behind
-        repo.store.pull()  # validates the manifest (WeightsStore.require_safe) before DVC writes model/
+        repo.git.run("checkout", "--quiet", MAIN_BRANCH)  # the tracked files only: model/ is DVC's
+        if not (directory / CONFIG_FILE).is_file():
+            raise NotARepositoryError(f"{url} is not a Federity repository (no {CONFIG_FILE})",
+                                      "check the URL; `federity init` creates repositories")
+        repo.store.pull()  # validates the DVC manifest (WeightsStore.require_safe) before DVC writes model/
         return repo
+
+
+def _check_remote(repo: Repository, url: str, genesis: str | None) -> None:
+    """Refuse a remote whose history the checks reject; record its genesis otherwise."""
+    origin_main = repo.git.try_resolve(ORIGIN_MAIN_REF)
+    if origin_main is None:
+        raise NotARepositoryError(f"{url} has no main branch, so it is not a Federity repository",
+                                  "check the URL; `federity init` creates repositories")
+    pinned = repo.git.try_resolve(genesis) if genesis else None
+    if genesis and pinned is None:
+        raise RemoteError(f"{url} does not hold the genesis commit {genesis}",
+                          "check the genesis id with the repository's owner, or the URL")
+    history = History.load(repo, "refs/remotes", "refs/tags", genesis=pinned)
+    if pinned is None:
+        history.genesis = history.first_parent_line(origin_main)[-1]
+    problems = incoming_problems(history, history.refs, {})
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise RemoteError(f"{url} presents a history this repository's checks reject, so it was not cloned: {shown}",
+                          "tell the repository's maintainers (the remote may have been tampered with); pass "
+                          "--genesis COMMIT to name the history you expect")
+    assert history.genesis is not None
+    record_genesis(repo, history.genesis)

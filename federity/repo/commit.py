@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from federity.errors import WeightsError
 from federity.identity import Wallet
+from federity.repo.checks import non_finite_tensors
 from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
@@ -30,6 +31,10 @@ def commit(repo: Repository, wallet: Wallet, weights: Path, message: str) -> Com
     _, tensors = read_tensor_file(weights)
     current = read_tensors(repo.weights_path.read_bytes(), "the checked-out weights")
     require_layout(tensor_layout(current), tensors, str(weights))
+    non_finite = non_finite_tensors(tensors.items())
+    if non_finite:
+        raise WeightsError(f"{weights} holds non-finite values (NaN or infinity) in {', '.join(non_finite)}",
+                           "every contributor trains from these weights: fix them before committing")
     data = tensors_to_bytes(tensors)
     if data == tensors_to_bytes(current):
         raise WeightsError(

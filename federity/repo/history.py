@@ -1,68 +1,324 @@
-"""``federity log`` and ``federity show``: reading the signed history."""
+"""The history layer: a read-only snapshot of a repository's refs, commits, ``federity.yaml`` files, update
+records and reviews, read once per operation and shared by the checks (:mod:`federity.repo.checks`).
+
+Loading costs a fixed handful of git processes whatever the size of the history: one ``for-each-ref``, one
+``git log`` for every commit the refs reach, one ``cat-file --batch`` for all ``federity.yaml`` files, one for
+all ``update.json`` files, and two for every review ever published. Nothing here writes.
+
+**One root.** A repository *is* its genesis commit: ``init`` and ``clone`` record it in the local git config
+(``federity.genesis``), and every commit the checks accept descends from it and from no other root.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from federity.proofs.prove import describe as describe_proof
-from federity.repo.commits import CommitRecord, read_commit, read_commits
-from federity.repo.notes import MLFLOW, NFT, read_note, read_notes
-from federity.repo.updates import read_update_record
-from federity.weights import read_tensors, sha256_bytes
+from federity.config import CONFIG_FILE, RepoConfig
+from federity.errors import FederityError
+from federity.git import GitError
+from federity.repo.commits import CommitRecord, read_commits
+from federity.repo.metadata import ParentRef
+from federity.repo.notes import REVIEWS, read_note_history
 
 if TYPE_CHECKING:
     from federity.repo import Repository
 
-NO_PROOF = "none: this commit carries no proof of training"
-
-_GRAPH_FORMAT = (
-    "%C(auto)%h%d %C(reset)%<(9,trunc)%(trailers:key=Federity-Kind,valueonly,separator=) "
-    "%C(dim)%<(12,trunc)%(trailers:key=Federity-Author,valueonly,separator=)%C(reset) %s"
-)
-
-
-def log(repo: Repository, rev: str | None = None, all: bool = False) -> list[CommitRecord]:
-    """The history reachable from ``rev`` (default HEAD), or from every branch and tag with ``all``, with each
-    commit's MLflow run id from the notes."""
-    if all:
-        records = read_commits(repo, "--branches", "--tags", "--remotes")
-    else:
-        records = read_commits(repo, repo.git.resolve(rev or "HEAD"))
-    runs, mints = read_notes(repo, MLFLOW), read_notes(repo, NFT)
-    for record in records:
-        record.mlflow_run = runs.get(record.commit, {}).get("run_id")
-        record.nft = mints.get(record.commit, {}).get("mint")
-    return records
+GENESIS_KEY = "federity.genesis"
+"""The local git config key that records the repository's genesis commit (written by ``init`` and ``clone``)."""
+MAIN_REF = "refs/heads/main"
+ORIGIN_MAIN_REF = "refs/remotes/origin/main"
+UPDATE_REF_PREFIXES = ("refs/heads/updates/", "refs/remotes/origin/updates/")
+UPDATE_FILE = "update.json"
+UPDATE_SCHEMA = "federity/update/v1"
+REVIEWS_SCHEMA = "federity/reviews/v2"
+REVIEW_SCHEMA = "federity/review/v2"
+LOADED_REFS = ("refs/heads", "refs/tags", "refs/remotes")
 
 
-def graph(repo: Repository, rev: str | None = None, all: bool = False, color: bool = False) -> str:
-    """``git log --graph`` of the history with each commit's kind and author."""
-    revs = ["--branches", "--tags", "--remotes"] if all else [repo.git.resolve(rev or "HEAD")]
-    return repo.git.run("log", "--graph", f"--color={'always' if color else 'never'}",
-                        f"--format={_GRAPH_FORMAT}", *revs, "--")
+def recorded_genesis(repo: Repository) -> str | None:
+    """The genesis commit recorded in the local git config, or ``None`` (a repository made before it was)."""
+    try:
+        return repo.git.run("config", "--get", GENESIS_KEY) or None
+    except GitError:
+        return None
 
 
-def tensor_sha256(value: np.ndarray) -> str:
-    """sha256 of a tensor's raw little-endian bytes (C order)."""
-    return sha256_bytes(np.ascontiguousarray(value).tobytes())
+def record_genesis(repo: Repository, commit: str) -> None:
+    """Record ``commit`` as the repository's genesis in the local git config."""
+    repo.git.run("config", GENESIS_KEY, commit)
 
 
-def show(repo: Repository, rev: str) -> dict[str, Any]:
-    """One commit as ``log`` lists it, plus its tensors and what its proof covers."""
-    record = read_commit(repo, rev)
-    record.mlflow_run = (read_note(repo, MLFLOW, record.commit) or {}).get("run_id")
-    record.nft = (read_note(repo, NFT, record.commit) or {}).get("mint")
-    update = read_update_record(repo, record.commit) if record.meta and record.meta.kind == "update" else None
-    tensors = read_tensors(repo.store.read(record.commit), f"the weights of {record.commit[:12]}")
-    return {
-        **record.to_json(),
-        "update": update,
-        "tensors": [
-            {"name": name, "shape": list(value.shape), "dtype": str(value.dtype), "sha256": tensor_sha256(value)}
-            for name, value in tensors.items()
-        ],
-        "proof": describe_proof(update["proof"]) if update and update.get("proof") else None,
-    }
+def list_refs(repo: Repository, *namespaces: str) -> tuple[dict[str, str], list[str]]:
+    """Refs under ``namespaces`` → the commit each names (annotated tags peeled), and the names of refs that name
+    no commit (a tag of a tree or blob)."""
+    listing = repo.git.run("for-each-ref", "--format=%(refname) %(objecttype) %(objectname) %(*objecttype) "
+                           "%(*objectname)", *namespaces)
+    refs: dict[str, str] = {}
+    not_commits: list[str] = []
+    for line in listing.splitlines():
+        name, kind, target, peeled_kind, peeled = [*line.split(" "), "", ""][:5]
+        if kind == "commit":
+            refs[name] = target
+        elif kind == "tag" and peeled_kind == "commit":
+            refs[name] = peeled
+        else:
+            not_commits.append(name)
+    return refs, not_commits
 
+
+@dataclass
+class Review:
+    """One signed review of an update, as a review note records it (validity is judged by the checks)."""
+
+    update: str
+    status: str
+    reason: str | None
+    reviewer: str
+    seq: int
+    signature: str
+
+    def to_json(self) -> dict[str, Any]:
+        """As the review note stores it."""
+        return {"update": self.update, "status": self.status, "reason": self.reason, "reviewer": self.reviewer,
+                "seq": self.seq, "signature": self.signature}
+
+
+def review_payload(repository_id: str, update: str, status: str, reason: str | None, reviewer: str,
+                   seq: int) -> bytes:
+    """The canonical bytes a reviewer signs: ``seq`` orders a reviewer's decisions on one update, so an earlier
+    signed review can never be replayed over a later one."""
+    document = {"schema": REVIEW_SCHEMA, "repository": repository_id, "update": update, "status": status,
+                "reason": reason, "reviewer": reviewer, "seq": seq}
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_reviews(document: dict[str, Any], update: str) -> list[Review]:
+    """The well-formed reviews of ``update`` in one review note; a malformed entry is skipped on its own, so it
+    never hides the valid ones beside it."""
+    if document.get("schema") != REVIEWS_SCHEMA or not isinstance(document.get("reviews"), list):
+        return []
+    reviews = []
+    for entry in document["reviews"][:10_000]:
+        if not isinstance(entry, dict):
+            continue
+        reason, seq = entry.get("reason"), entry.get("seq")
+        strings = all(isinstance(entry.get(k), str) for k in ("status", "reviewer", "signature"))
+        if (not strings or entry.get("update") != update or not (reason is None or isinstance(reason, str))
+                or isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53):
+            continue
+        reviews.append(Review(update, entry["status"], reason, entry["reviewer"], seq, entry["signature"]))
+    return reviews
+
+
+@dataclass
+class UpdateInfo:
+    """One update and where it stands."""
+
+    id: str
+    branch: str
+    author: str
+    base: str | None
+    round: int
+    nonce: str | None
+    n_samples: int
+    metrics: dict[str, float]
+    status: str = "pending"
+    reason: str | None = None
+    reviewer: str | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The update as ``federity updates --json`` lists it."""
+        return {"id": self.id, "author": self.author, "base": self.base, "status": self.status,
+                "reason": self.reason, "branch": self.branch, "round": self.round, "n_samples": self.n_samples,
+                "metrics": self.metrics, "reviewer": self.reviewer}
+
+
+@dataclass
+class History:
+    """Every commit the loaded refs reach, with lazily read configs, update records and reviews."""
+
+    repo: Repository
+    refs: dict[str, str]
+    commits: dict[str, CommitRecord]
+    genesis: str | None
+    not_commit_refs: list[str] = field(default_factory=list)
+    _configs: dict[str, RepoConfig | str] = field(default_factory=dict, repr=False)
+    _records: dict[str, Any] = field(default_factory=dict, repr=False)
+    _files: dict[str, dict[str, bytes | None]] = field(default_factory=dict, repr=False)
+    _ancestors: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _rooted: dict[str, bool] = field(default_factory=dict, repr=False)
+    _reviews: dict[str, list[Review]] | None = field(default=None, repr=False)
+    review_refs: tuple[str, ...] = (REVIEWS,)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    """What the checks derive once per snapshot (e.g. the valid updates)."""
+
+    @classmethod
+    def load(cls, repo: Repository, *namespaces: str, genesis: str | None = None) -> History:
+        """The history of every branch, tag and remote-tracking branch (or of the refs under ``namespaces``).
+
+        ``genesis`` defaults to the recorded one, else to the root of local main (a repository made before
+        roots were recorded)."""
+        refs, not_commits = list_refs(repo, *(namespaces or LOADED_REFS))
+        commits = {r.commit: r for r in read_commits(repo, *sorted(set(refs.values())))} if refs else {}
+        history = cls(repo, refs, commits, genesis or recorded_genesis(repo), not_commits)
+        if history.genesis is None and MAIN_REF in refs:
+            history.genesis = history.first_parent_line(refs[MAIN_REF])[-1]
+        return history
+
+    # -- commits and the graph ------------------------------------------------------------------------------
+
+    def commit(self, commit: str) -> CommitRecord:
+        """The record of ``commit`` (which the loaded refs reach)."""
+        return self.commits[commit]
+
+    def kind(self, commit: str) -> str | None:
+        """The kind ``commit``'s metadata claims, or ``None``."""
+        record = self.commits.get(commit)
+        return record.meta.kind if record and record.meta else None
+
+    def parent_refs(self, parents: list[str]) -> list[ParentRef]:
+        """Parents as a signed payload names them: commit id and recorded weights sha256."""
+        refs = []
+        for parent in parents:
+            meta = self.commits[parent].meta if parent in self.commits else None
+            refs.append(ParentRef(parent, meta.weights_sha256 if meta else None))
+        return refs
+
+    def ancestors(self, tip: str) -> frozenset[str]:
+        """``tip`` and every commit it descends from."""
+        if tip not in self._ancestors:
+            seen: set[str] = set()
+            stack = [tip]
+            while stack:
+                commit = stack.pop()
+                if commit in seen:
+                    continue
+                seen.add(commit)
+                if commit in self._ancestors:
+                    seen |= self._ancestors[commit]
+                    continue
+                stack.extend(self.commits[commit].parents if commit in self.commits else [])
+            self._ancestors[tip] = frozenset(seen)
+        return self._ancestors[tip]
+
+    def is_ancestor(self, commit: str, of: str) -> bool:
+        """Whether ``commit`` is ``of`` or one of its ancestors."""
+        return commit in self.ancestors(of)
+
+    def first_parent_line(self, tip: str) -> list[str]:
+        """``tip``, its first parent, that one's first parent… down to a root."""
+        line = [tip]
+        while line[-1] in self.commits and self.commits[line[-1]].parents:
+            line.append(self.commits[line[-1]].parents[0])
+        return line
+
+    def rooted(self, commit: str) -> bool:
+        """Whether every root ``commit`` descends from is the genesis (and it descends from it)."""
+        if commit not in self._rooted:
+            stack = [commit]
+            while stack:  # iterative, so long histories need no recursion
+                current = stack[-1]
+                record = self.commits.get(current)
+                pending = [p for p in (record.parents if record else []) if p not in self._rooted]
+                if pending:
+                    stack.extend(pending)
+                    continue
+                stack.pop()
+                if record is None:
+                    self._rooted[current] = False
+                elif not record.parents:
+                    self._rooted[current] = current == self.genesis
+                else:
+                    self._rooted[current] = all(self._rooted[p] for p in record.parents)
+        return self._rooted[commit]
+
+    def main_tip(self) -> str | None:
+        """Local main's commit, or ``None``."""
+        return self.refs.get(MAIN_REF)
+
+    def aggregated(self, tip: str) -> dict[str, str]:
+        """Update commits aggregated on ``tip``'s first-parent line → the aggregate commit that merged each."""
+        merged: dict[str, str] = {}
+        for commit in self.first_parent_line(tip):
+            if self.kind(commit) == "aggregate":
+                for update in self.commits[commit].parents[1:]:
+                    merged.setdefault(update, commit)
+        return merged
+
+    def update_tips(self) -> dict[str, str]:
+        """Commits at the tip of a local or ``origin`` ``updates/…`` branch → the branch name (local first)."""
+        tips: dict[str, str] = {}
+        for prefix in UPDATE_REF_PREFIXES:
+            for ref, commit in sorted(self.refs.items()):
+                if ref.startswith(prefix):
+                    tips.setdefault(commit, "updates/" + ref.removeprefix(prefix))
+        return tips
+
+    # -- files at commits -----------------------------------------------------------------------------------
+
+    def file(self, commit: str, path: str) -> bytes | None:
+        """The content of ``path`` at ``commit``, or ``None`` when absent; the first call for a path reads it at
+        every loaded commit in one git call."""
+        if path not in self._files:
+            names = [f"{c}:{path}" for c in self.commits]
+            contents = self.repo.git.read_objects(names)
+            self._files[path] = {name.partition(":")[0]: data for name, data in contents.items()}
+        if commit not in self._files[path]:
+            self._files[path][commit] = self.repo.git.show_file(commit, path)
+        return self._files[path][commit]
+
+    def config(self, commit: str) -> RepoConfig | str:
+        """``federity.yaml`` at ``commit``, or the reason it cannot be read."""
+        if commit not in self._configs:
+            self._configs[commit] = _parse_config(commit, self.file(commit, CONFIG_FILE))
+        return self._configs[commit]
+
+    def update_record(self, commit: str) -> dict[str, Any] | None:
+        """``update.json`` of an update commit, or ``None`` when it is absent or not a JSON object."""
+        if commit not in self._records:
+            self._records[commit] = _parse_record(self.file(commit, UPDATE_FILE))
+        return self._records[commit]
+
+    # -- reviews --------------------------------------------------------------------------------------------
+
+    def reviews(self, update: str) -> list[Review]:
+        """Every well-formed review ever published on ``update`` (a later note never erases an earlier one)."""
+        if self._reviews is None:
+            found: dict[str, dict[str, Review]] = {}
+            for ref in self.review_refs:
+                for commit, versions in read_note_history(self.repo, ref).items():
+                    for document in versions:
+                        for review in parse_reviews(document, commit):
+                            found.setdefault(commit, {}).setdefault(review.signature, review)
+            self._reviews = {commit: list(reviews.values()) for commit, reviews in found.items()}
+        return self._reviews.get(update, [])
+
+    def add_review(self, review: Review) -> None:
+        """Take a review just written into account (the snapshot stays current within one operation)."""
+        self.reviews(review.update)
+        assert self._reviews is not None
+        self._reviews.setdefault(review.update, []).append(review)
+
+
+def _parse_config(commit: str, raw: bytes | None) -> RepoConfig | str:
+    if raw is None:
+        return f"commit {commit[:12]} has no {CONFIG_FILE}"
+    try:
+        return RepoConfig.from_yaml(raw.decode(), f"{CONFIG_FILE} at {commit[:12]}")
+    except UnicodeDecodeError:
+        return f"{CONFIG_FILE} at {commit[:12]} is not UTF-8 text"
+    except FederityError as exc:
+        return exc.message
+
+
+def _parse_record(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    with contextlib.suppress(ValueError, RecursionError):
+        data = json.loads(raw)
+        return data if isinstance(data, dict) else None
+    return None

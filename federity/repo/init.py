@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from federity.builders import MODEL_BUILDER, parse_code_spec
 from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, RepoConfig, Role
 from federity.errors import ConfigError
+from federity.git import Git
 from federity.identity import Wallet
 from federity.models import build_model, is_repository_builder, parse_model_args
 from federity.repo.commits import CommitRecord, create_commit
-from federity.repo.git import Git
+from federity.repo.history import record_genesis
 from federity.repo.nft import mint_new_commits
 from federity.repo.paths import (
     default_storage_for,
@@ -73,7 +75,7 @@ def init(
     args = parse_model_args(model, framework, list(model_args))
     builder_file = None
     if is_repository_builder(model):
-        builder_file = Path.cwd() / (model.partition(":")[0].replace(".", "/") + ".py")
+        builder_file = Path.cwd() / parse_code_spec(model, MODEL_BUILDER).path
         if not builder_file.is_file():
             raise ConfigError(f"model builder {model!r} needs {builder_file}, which does not exist",
                               "run init from the directory holding the builder module; it is copied into the "
@@ -114,6 +116,7 @@ def init(
                 builder_paths = (str(builder_file.relative_to(Path.cwd())),)
                 (directory / builder_paths[0]).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(builder_file, directory / builder_paths[0])
+                git.run("add", "--", builder_paths[0])  # a builder runs only as a file the repository tracks
             adapter.seed(seed)
             built = build_model(model, framework, args, directory)
             (directory / MODEL_DIR).mkdir()
@@ -130,6 +133,7 @@ def init(
                 paths=(CONFIG_FILE, PARAMS_FILE, CONTRACT_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore",
                        *builder_paths),
             )
+            record_genesis(repo, record.commit)
             if remote_url:
                 if is_local_url(remote_url):
                     Git(directory).run("init", "--quiet", "--bare", "--initial-branch", MAIN_BRANCH, remote_url)
@@ -150,17 +154,14 @@ def init(
 
 def _contract_suite(contract: Path | None, model_args: dict[str, Any]) -> dict[str, Any]:
     """The data contract for a new repository: the given suite file, or one derived from the model."""
-    from federity.contract import default_suite
+    from federity.contract import default_suite, read_suite
 
     if contract is None:
         return default_suite(label="label", num_classes=int(model_args.get("num_classes", 2)),
                              in_features=model_args.get("in_features"))
     try:
-        suite = json.loads(Path(contract).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read the data contract {contract}: {exc}",
+        raw = Path(contract).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the data contract {contract}: {exc.strerror}",
                           "pass a great-expectations suite saved as JSON") from None
-    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
-        raise ConfigError(f"{contract} is not a great-expectations suite (no 'expectations' list)",
-                          "pass a suite saved with ExpectationSuite.to_json_dict()")
-    return suite
+    return read_suite(raw, str(contract))

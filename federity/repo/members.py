@@ -48,8 +48,9 @@ def change_members(repo: Repository, wallet: Wallet, changes: dict[str, Role | N
                    check_holder: bool = True) -> CommitRecord:
     """Commit the membership with ``changes`` applied (a role, or ``None`` to remove), signed by ``wallet``.
 
-    A change only an owner may make also needs ``wallet`` to hold the repository's genesis NFT on the ledger
-    (once it is minted); ``nft transfer`` passes ``check_holder=False`` as it has just checked it."""
+    A change only an owner may make also needs ``wallet`` to hold the repository's genesis NFT, by the history
+    and on the ledger once it is minted (:func:`federity.repo.nft.require_repository_holder`), and the holder
+    stays an owner; ``nft transfer`` passes ``check_holder=False`` as it has just checked it and hands over."""
     from federity.repo.nft import require_repository_holder
 
     repo.require_branch()
@@ -70,6 +71,9 @@ def change_members(repo: Repository, wallet: Wallet, changes: dict[str, Role | N
         raise ConfigError(f"cannot change members: {invalid}", "check `federity members list` and the request")
     if check_holder and permission_problem(Role.MAINTAINER, config.members, after):
         require_repository_holder(repo, wallet)
+        if after.get(wallet.pubkey) != Role.OWNER:
+            raise ConfigError("the genesis NFT's holder must stay an owner",
+                              "hand the repository over with `federity nft transfer GENESIS --to PUBKEY`")
     updated = RepoConfig(**{**vars(config), "members": after})
     with repo.transaction():
         (repo.root / CONFIG_FILE).write_text(updated.to_yaml())

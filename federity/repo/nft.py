@@ -6,7 +6,11 @@ ledger, minter, recipient, lamports spent) is done; every other one is *queued*.
 commit mint right after it, and a ledger that cannot be reached leaves the commit standing and its NFT queued for
 ``federity nft sync`` or the next round. Minting is idempotent per commit and minter (:mod:`federity.chain.nft`).
 
-The genesis NFT is the repository: its holder on the ledger is the owner, and owner-only actions check it.
+The genesis NFT is the repository: its holder on the ledger is the owner. Its address is derived from the genesis
+commit's author (who mints it) and the commit, never read from the unsigned notes. The history says who holds it
+too: the genesis author, until a ``members`` commit by the holder hands the repository over (``nft transfer``).
+Owner-only actions need the wallet to be that holder by the history and, once minted, on the ledger (fail closed);
+``verify`` checks the hand-over chain and, when the ledger can be read, that it ends at the ledger's holder.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from federity.chain.nft import NftRecord
-from federity.config import Role
-from federity.errors import LedgerError, NftError, PermissionDeniedError
-from federity.repo.commits import CommitRecord, read_commit
+from federity.chain.nft import NftInfo, NftRecord
+from federity.config import RepoConfig, Role
+from federity.errors import ConfigError, FederityError, LedgerError, NftError, PermissionDeniedError
+from federity.repo.commits import CommitRecord, read_commit, read_commits
 from federity.repo.notes import NFT, read_note, read_notes, write_note
 
 if TYPE_CHECKING:
@@ -89,16 +93,29 @@ def sync(repo: Repository, wallet: Wallet) -> SyncReport:
     """Mint every queued NFT, oldest first, paid and signed by ``wallet``; an update's NFT goes to its author.
 
     Stops at the first ledger failure: what is left stays queued (``error`` says why) and nothing is lost."""
+    require_minter(repo, wallet)
+    return _mint_queued(repo, wallet)
+
+
+def _mint_queued(repo: Repository, wallet: Wallet) -> SyncReport:
+    """:func:`sync` without the role check (``nft transfer`` mints its hand-over commit with the seller's wallet).
+
+    The genesis NFT is minted by the genesis author only (its address derives from the author's key): another
+    wallet leaves it queued, says so, and mints the rest."""
     from federity.chain.nft import mint_nft
 
     report = SyncReport()
-    require_minter(repo, wallet)
     waiting = queued(repo)
     if not waiting:
         return report
     try:
         ledger = _ledger(repo)
         for commit in waiting:
+            assert commit.meta is not None  # queued() lists Federity commits only
+            if commit.meta.kind == "genesis" and commit.meta.author != wallet.pubkey:
+                report.error = (f"the genesis NFT is minted by the genesis author {commit.meta.author} (its address "
+                                "derives from that wallet); run `federity nft sync` with that wallet")
+                continue
             result = mint_nft(ledger, wallet, nft_record(repo, commit), recipient=commit.meta.author)
             note = {"mint": result.mint, "ledger": repo.config(commit.commit).ledger, "minter": wallet.pubkey,
                     "recipient": commit.meta.author, "lamports_spent": result.lamports_spent,
@@ -107,7 +124,8 @@ def sync(repo: Repository, wallet: Wallet) -> SyncReport:
             report.minted.append({"commit": commit.commit, **note})
     except LedgerError as exc:
         report.error = f"{exc.message} ({exc.hint})"
-    report.queued = [c.commit for c in waiting[len(report.minted):]]
+    minted = {m["commit"] for m in report.minted}
+    report.queued = [c.commit for c in waiting if c.commit not in minted]
     return report
 
 
@@ -153,69 +171,237 @@ def show(repo: Repository, rev: str) -> dict[str, Any]:
     from federity.chain.nft import read_nft
 
     commit = repo.git.resolve(rev)
-    note = read_note(repo, NFT, commit)
-    if not note:
+    note = read_note(repo, NFT, commit) or {}
+    root = genesis(repo)
+    if commit == root.commit:  # the genesis NFT's address is derived, not read from the note
+        mint, ledger = root.mint, _genesis_ledger(repo, root)
+        note = note if note.get("mint") == mint else {}
+    else:
+        mint, ledger = note.get("mint"), _ledger(repo)
+    if not mint:
         raise NftError(f"commit {commit[:12]} has no NFT yet",
                        "main-line commits and aggregated updates are minted; `federity nft sync` mints queued ones")
-    info = read_nft(_ledger(repo), note["mint"]).to_dict()
+    info = read_nft(ledger, str(mint)).to_dict()
     return {"commit": commit, **info, "ledger": note.get("ledger"), "lamports_spent": note.get("lamports_spent")}
+
+
+@dataclass(frozen=True)
+class Genesis:
+    """The root of main's first-parent line, and where its NFT must be: at the address derived from the genesis
+    author's public key, the repository id and the commit (:func:`federity.chain.nft.mint_address`), all read
+    from the signed genesis commit — never from a note."""
+
+    commit: str
+    author: str
+    config: RepoConfig
+    mint: str
+
+
+def genesis(repo: Repository) -> Genesis:
+    """The repository's genesis (the root of main's first-parent line) and its NFT's derived address."""
+    from federity.chain.nft import mint_address as derive_mint_address
+    from federity.repo import MAIN_BRANCH
+
+    roots = repo.git.run("rev-list", "--first-parent", "--max-parents=0", MAIN_BRANCH).split()
+    record = read_commit(repo, roots[-1])
+    if record.meta is None or record.meta.kind != "genesis":
+        raise NftError(f"the root {record.commit[:12]} of main is not a Federity genesis commit",
+                       "run `federity verify`; this history is not a Federity repository's")
+    config = repo.config(record.commit)
+    try:
+        mint = str(derive_mint_address(record.meta.author, config.id, record.commit))
+    except ValueError:
+        raise NftError(f"the genesis author {record.meta.author!r} is not a wallet public key",
+                       "run `federity verify`; this history is not a Federity repository's") from None
+    return Genesis(record.commit, record.meta.author, config, mint)
+
+
+def _genesis_ledger(repo: Repository, root: Genesis) -> Ledger:
+    from federity.chain.ledger import open_ledger
+
+    return open_ledger(root.config.ledger)
+
+
+def read_genesis_nft(repo: Repository, root: Genesis | None = None) -> NftInfo | None:
+    """The genesis NFT at its derived address, or ``None`` while it is not minted (no account, or a mint that was
+    interrupted before its token existed). Raises ``LedgerError`` when the ledger cannot be read, and
+    ``NftError`` when the account there is not a finished NFT recording the genesis commit."""
+    from federity.chain.nft import nft_mismatches, read_nft
+
+    root = root or genesis(repo)
+    try:
+        info = read_nft(_genesis_ledger(repo, root), root.mint)
+    except NftError as exc:
+        if exc.message.startswith("no NFT at"):
+            return None
+        raise
+    if info.supply == 0 and info.owner is None:
+        return None
+    problems = nft_mismatches(info, nft_record(repo, read_commit(repo, root.commit)))
+    if problems:
+        raise NftError(f"the genesis NFT at {root.mint} does not record the genesis commit: {'; '.join(problems)}",
+                       "run `federity verify`; no owner-only action is allowed until this is resolved")
+    return info
+
+
+def handover_changes(config: RepoConfig, seller: str, buyer: str) -> dict[str, Role | None]:
+    """The membership change a sale of the genesis NFT makes: ``buyer`` becomes the sole owner, ``seller`` is
+    removed, and every other owner becomes a maintainer (the buyer may grant or revoke roles afterwards)."""
+    changes: dict[str, Role | None] = {pubkey: Role.MAINTAINER for pubkey, role in config.members.items()
+                                       if role == Role.OWNER and pubkey not in (seller, buyer)}
+    changes[seller] = None
+    changes[buyer] = Role.OWNER
+    return changes
+
+
+def is_handover(holder: str, author: str, before: dict[str, Role], after: dict[str, Role]) -> str | None:
+    """The new holder when the members change from ``before`` to ``after`` signed by ``author`` hands the
+    repository over from ``holder`` (the holder leaves, one other wallet is the sole owner), else ``None``."""
+    owners = [pubkey for pubkey, role in after.items() if role == Role.OWNER]
+    if author == holder and before.get(holder) == Role.OWNER and holder not in after and len(owners) == 1:
+        return owners[0]
+    return None
+
+
+def history_holder(repo: Repository) -> tuple[str, list[tuple[str, str]]]:
+    """Who holds the genesis NFT at main's head by the signed history, and (commit, reason) for every members
+    commit on main's first-parent line that breaks the hand-over chain.
+
+    The chain starts at the genesis author (the genesis NFT is minted to it). A ``members`` commit signed by the
+    holder that removes the holder and leaves one new sole owner (:func:`is_handover`, what ``nft transfer``
+    makes) hands it to that owner. Every other members change only an owner may make must be signed by the
+    holder of its time, and the holder must stay an owner."""
+    from federity.repo import MAIN_BRANCH
+    from federity.repo.members import permission_problem
+
+    root = genesis(repo)
+    holder, problems = root.author, []
+    for record in reversed(read_commits(repo, "--first-parent", MAIN_BRANCH)):
+        if not record.parents or record.meta is None or record.meta.kind != "members":
+            continue
+        commit = record.commit
+        try:
+            before, after = repo.config(record.parents[0]).members, repo.config(commit).members
+        except FederityError:
+            continue  # verify's config check names an unreadable federity.yaml
+        author = record.meta.author
+        new_holder = is_handover(holder, author, before, after)
+        if new_holder is not None:
+            holder = new_holder
+            continue
+        if permission_problem(Role.MAINTAINER, before, after) and author != holder:
+            problems.append((commit, f"an owner-only members change signed by {author}, who did not hold the "
+                                     f"genesis NFT at this point ({holder} did, by the history)"))
+        if after.get(holder) != Role.OWNER:
+            problems.append((commit, f"the genesis NFT's holder {holder} lost the owner role without handing the "
+                                     "repository over (`federity nft transfer`)"))
+    return holder, problems
+
+
+def repository_holder(repo: Repository) -> str | None:
+    """The wallet holding the repository's genesis NFT on the ledger, or ``None`` while it is not minted.
+
+    Raises ``LedgerError`` when the ledger cannot be read."""
+    info = read_genesis_nft(repo)
+    return None if info is None else info.owner
+
+
+def require_repository_holder(repo: Repository, wallet: Wallet) -> None:
+    """Raise ``PermissionDeniedError`` unless ``wallet`` holds the genesis NFT: the check of every owner-only action.
+
+    ``wallet`` must be the holder by the signed history (:func:`history_holder`) and, once the NFT is minted, on
+    the ledger, read at the address derived from the genesis (the notes are not trusted). Fails closed: a ledger
+    that cannot be read, or a genesis NFT that does not record the genesis, refuses the action."""
+    holder, _ = history_holder(repo)
+    if holder != wallet.pubkey:
+        raise PermissionDeniedError(
+            f"wallet {wallet.pubkey} does not hold the repository's genesis NFT ({holder} does, by the history), "
+            "so it is not the owner", "act with the holder's wallet, or ask the holder to `federity nft transfer` "
+            "the genesis commit")
+    try:
+        on_ledger = repository_holder(repo)
+    except LedgerError as exc:
+        raise PermissionDeniedError(
+            f"cannot check that wallet {wallet.pubkey} holds the repository's genesis NFT: {exc.message}",
+            "owner-only actions wait until the ledger can be read; retry then") from None
+    except NftError as exc:
+        raise PermissionDeniedError(f"cannot check who owns the repository: {exc.message}", exc.hint) from None
+    if on_ledger is not None and on_ledger != wallet.pubkey:
+        raise PermissionDeniedError(
+            f"wallet {wallet.pubkey} does not hold the repository's genesis NFT ({on_ledger} does, on the ledger), "
+            "so it is not the owner", "the NFT was transferred outside `federity nft transfer`: transfer it back to "
+            f"{wallet.pubkey}, who then runs `federity nft transfer` so the history hands the repository over")
+
+
+def _require_main_up_to_date(repo: Repository) -> None:
+    """Refuse a hand-over that origin's main could not fast-forward to (it would be published after the sale)."""
+    from federity.git import GitError
+    from federity.repo import MAIN_BRANCH
+
+    try:
+        repo.git.run("remote", "get-url", "origin")
+    except GitError:
+        return
+    listed = repo.git.remote_run("ls-remote", "origin", f"refs/heads/{MAIN_BRANCH}").split()
+    if listed and not (repo.git.try_resolve(listed[0]) and repo.git.is_ancestor(listed[0], repo.head())):
+        raise ConfigError("origin's main has commits this repository does not have, so the hand-over could not "
+                          "be published after the sale", "run `federity pull`, then transfer again")
 
 
 def transfer(repo: Repository, wallet: Wallet, rev: str, to: str) -> dict[str, Any]:
     """Transfer ``rev``'s NFT from ``wallet`` (its holder) to ``to``.
 
-    The genesis NFT is the repository: transferring it also makes ``to`` an owner in ``federity.yaml`` and the
-    previous holder a maintainer, in a signed ``members`` commit made before the ledger transfer and undone if the
-    transfer fails, so the history and the ledger agree."""
+    The genesis NFT is the repository, and selling it hands over full control: a signed ``members`` commit on
+    main (:func:`handover_changes`: ``to`` the sole owner, ``wallet`` removed, other owners maintainers) is made
+    before the ledger transfer, in one transaction that undoes it if the transfer fails. After the transfer the
+    commit's NFT is minted (by ``wallet``) and main and the notes are pushed to origin, if there is one; a push
+    that fails then only warns (``pushed`` is false: run ``federity push``), as the sale has happened."""
     from federity.chain.nft import read_nft, transfer_nft
+    from federity.repo import MAIN_BRANCH
     from federity.repo.members import change_members, require_member_pubkey
+    from federity.repo.sync import push
 
     require_member_pubkey(to)
     commit = repo.git.resolve(rev)
-    mint = mint_address(repo, commit)
+    root = genesis(repo)
+    mint = root.mint if commit == root.commit else mint_address(repo, commit)
     if mint is None:
         raise NftError(f"commit {commit[:12]} has no NFT yet", "run `federity nft sync` first")
-    ledger = _ledger(repo)
+    ledger = _genesis_ledger(repo, root) if commit == root.commit else _ledger(repo)
     holder = read_nft(ledger, mint).owner
     if holder != wallet.pubkey:
         raise PermissionDeniedError(f"{wallet.pubkey} does not hold the NFT of {commit[:12]}; {holder} does",
                                     "transfer it with the holder's wallet (--wallet)")
-    members_commit = None
-    if read_commit(repo, commit).meta.kind == "genesis":  # type: ignore[union-attr]
-        head = repo.head()
-        members_commit = change_members(repo, wallet, {to: Role.OWNER, wallet.pubkey: Role.MAINTAINER},
-                                        f"Transfer ownership to {to}", check_holder=False)
+    result: dict[str, Any] = {"commit": commit, "mint": mint, "owner": to, "members_commit": None, "pushed": None}
+    if commit != root.commit:
+        result["signature"] = transfer_nft(ledger, wallet, mint, to)
+        return result
+    if to == wallet.pubkey:
+        raise ConfigError(f"{to} already holds the genesis NFT", "name the buyer's wallet with --to")
+    if repo.require_branch() != MAIN_BRANCH:
+        raise ConfigError("the repository's hand-over is a commit on main, and another branch is checked out",
+                          "`federity checkout main`, then transfer again")
+    require_repository_holder(repo, wallet)
+    _require_main_up_to_date(repo)
+    with repo.transaction():
+        members = change_members(repo, wallet, handover_changes(repo.config(repo.head()), wallet.pubkey, to),
+                                 f"Transfer ownership to {to}", check_holder=False)
+        result["signature"] = transfer_nft(ledger, wallet, mint, to)
+    result["members_commit"] = members.commit
+    report = _mint_queued(repo, wallet)
+    if report.error:
+        log.warning("%d NFT(s) queued, not minted: %s", len(report.queued), report.error)
     try:
-        signature = transfer_nft(ledger, wallet, mint, to)
-    except BaseException:
-        if members_commit is not None:
-            repo.git.run("reset", "--quiet", "--hard", head)
-        raise
-    result = {"commit": commit, "mint": mint, "owner": to, "signature": signature,
-              "members_commit": members_commit.commit if members_commit else None}
-    if members_commit is not None:
-        mint_new_commits(repo, wallet)
+        repo.git.run("remote", "get-url", "origin")
+    except FederityError:
+        return result
+    try:
+        push(repo)
+        result["pushed"] = True
+    except FederityError as exc:
+        result["pushed"] = False
+        log.warning("the repository was handed over but not published: %s. Run `federity push`.", exc.message)
     return result
-
-
-def repository_holder(repo: Repository) -> str | None:
-    """The wallet holding the repository's genesis NFT, or ``None`` when it is not minted yet."""
-    from federity.chain.nft import read_nft
-
-    genesis = repo.git.run("rev-list", "--max-parents=0", "HEAD").split()[0]
-    mint = mint_address(repo, genesis)
-    return None if mint is None else read_nft(_ledger(repo), mint).owner
-
-
-def require_repository_holder(repo: Repository, wallet: Wallet) -> None:
-    """Raise unless ``wallet`` holds the genesis NFT (when it is minted): the check of every owner-only action.
-
-    Fails closed: an unreachable ledger refuses the action."""
-    holder = repository_holder(repo)
-    if holder is not None and holder != wallet.pubkey:
-        raise PermissionDeniedError(
-            f"wallet {wallet.pubkey} does not hold the repository's genesis NFT ({holder} does), so it is not the "
-            "owner", "act with the holder's wallet, or ask the holder to `federity nft transfer` the genesis commit")
 
 
 def verify_nfts(repo: Repository) -> list[tuple[str, str]]:
@@ -240,3 +426,52 @@ def verify_nfts(repo: Repository) -> list[tuple[str, str]]:
     except LedgerError as exc:
         problems.append((next(iter(minted)), f"the ledger could not be read: {exc.message}"))
     return problems
+
+
+def ownership_problems(repo: Repository) -> tuple[list[tuple[str, str]], list[str]]:
+    """``verify``'s ownership check: ((commit, reason) failures, reasons it could not be checked).
+
+    Offline, always: the hand-over chain of main's first-parent line (:func:`history_holder`), and a genesis NFT
+    note that names another mint than the one derived from the genesis. With the ledger: the genesis NFT exists at
+    the derived address and records the genesis commit, its holder is the holder the history ends at (so
+    owner-only changes after the last hand-over were signed by the holder), and it is an owner in federity.yaml at
+    main's head. A ledger that cannot be read, or that has no genesis NFT (not minted yet, or an embedded ledger of
+    another machine), makes the ledger part unchecked, with the reason. The ledger keeps no history: that each
+    earlier hand-over happened on chain at its commit is not checked, only where the chain ends."""
+    from federity.repo import MAIN_BRANCH
+
+    try:
+        root = genesis(repo)
+    except FederityError as exc:
+        return [], [f"no genesis to check ownership against: {exc.message}"]
+    holder, problems = history_holder(repo)
+    note_mint = (read_note(repo, NFT, root.commit) or {}).get("mint")
+    if note_mint is not None and note_mint != root.mint:
+        problems.append((root.commit, f"the NFT note names {note_mint!r} as the genesis NFT, but the genesis NFT is "
+                                      f"at {root.mint} (derived from the genesis author {root.author}); the note is "
+                                      "not trusted"))
+    try:
+        info = read_genesis_nft(repo, root)
+    except LedgerError as exc:
+        return problems, [f"the {root.config.ledger} ledger could not be read ({exc.message}), so the genesis "
+                          "NFT's holder is not checked against the owners; the hand-over chain was checked offline"]
+    except NftError as exc:
+        return [*problems, (root.commit, exc.message)], []
+    except FederityError as exc:
+        return problems, [f"the genesis NFT could not be read: {exc.message}"]
+    if info is None:
+        return problems, [f"no genesis NFT at {root.mint} on the {root.config.ledger} ledger (not minted yet, or "
+                          "minted on another machine's embedded ledger), so its holder is not checked"]
+    head = repo.git.resolve(MAIN_BRANCH)
+    if info.owner != holder:
+        problems.append((head, f"the genesis NFT is held by {info.owner} on the ledger, but by the history its "
+                               f"holder is {holder}: it changed hands outside `federity nft transfer`, and "
+                               f"owner-only changes since were signed by a wallet that no longer held it"))
+    try:
+        owners = {k for k, role in repo.config(head).members.items() if role == Role.OWNER}
+    except FederityError:
+        return problems, []
+    if info.owner not in owners:
+        problems.append((head, f"the genesis NFT's holder {info.owner} is not an owner in federity.yaml at main's "
+                               "head"))
+    return problems, []

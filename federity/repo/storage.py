@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from federity.errors import RemoteError, WeightsError
-from federity.repo.git import Git
+from federity.git import Git
 from federity.repo.layout import (
     MANIFEST_MAX_BYTES,
     MODEL_DIR,

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from federity.errors import ConfigError
+from federity.repo.checks import valid_updates
 from federity.repo.commits import read_commit
+from federity.repo.history import History
 from federity.repo.notes import MLFLOW, read_note, write_note
-from federity.repo.train import training_params
+from federity.repo.params import training_params
+from federity.repo.proof_inputs import check_update_proof
 from federity.repo.updates import read_update_record
 
 if TYPE_CHECKING:
@@ -34,12 +37,10 @@ def evaluate_commit(repo: Repository, commit: str, data: Path) -> dict[str, floa
 
 def _proof_metrics(repo: Repository, update: str, record: dict[str, Any]) -> dict[str, float]:
     """An update's proving cost as its author reported it, and the verify time measured here by re-verifying."""
-    from federity.proofs.verify import check_update_proof
-
     proof = record.get("proof")
     if not proof:
         return {}
-    check = check_update_proof(repo, read_commit(repo, update), record)
+    check = check_update_proof(repo, read_commit(repo, update), record, valid_updates(History.load(repo)))
     return {"proof.prove_seconds_per_step": proof.get("prove_seconds_per_step"),
             "proof.proof_bytes": proof.get("proof_bytes"), "proof.peak_memory_mb": proof.get("peak_memory_mb"),
             "proof.audited_steps": len(proof.get("audited") or []), "proof.verified": float(check.ok),

@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
-from federity.config import PARAMS_FILE
 from federity.errors import ConfigError, DataError, WorkingTreeError
 from federity.identity import Wallet
-from federity.proofs.prove import prove_training
 from federity.repo.commits import create_commit, read_commit
+from federity.repo.params import training_params
 from federity.repo.paths import write_inside
+from federity.repo.proof_inputs import prove_training
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
-from federity.training import TrainingParams, TrainResult, evaluate, train_locally
+from federity.training import TrainResult, evaluate, train_locally
 from federity.weights import WEIGHTS_FILE, read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
@@ -53,17 +52,6 @@ class UpdateResult:
                 "proof": self.proof}
 
 
-def training_params(repo: Repository, commit: str, epochs: int | None = None) -> TrainingParams:
-    """``params.yaml`` at ``commit``, with ``epochs`` overridden when given."""
-    raw = repo.git.show_file(commit, PARAMS_FILE)
-    data = yaml.safe_load(raw) if raw else {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{PARAMS_FILE} at {commit[:12]} is not a mapping", f"fix {PARAMS_FILE} on main")
-    if epochs is not None:
-        data = {**data, "epochs": epochs}
-    return TrainingParams.from_mapping(data, f"{PARAMS_FILE} at {commit[:12]}")
-
-
 def _update_branch(repo: Repository, round: int, author: str) -> str:
     stem = f"updates/r{round}/{author[:8]}"
     name, n = stem, 1
@@ -82,7 +70,7 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
 
     On any failure the repository is left as it was.
     """
-    from federity.contract import CONTRACT_FILE, require_valid
+    from federity.contract import CONTRACT_FILE, read_suite, require_valid
     from federity.data import load_dataset
     from federity.repo import MAIN_BRANCH
 
@@ -104,9 +92,10 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     if suite_raw is None:
         raise ConfigError(f"commit {base_commit[:12]} has no data contract ({CONTRACT_FILE})",
                           "ask the owner to add one: every update must be trained on data that passed it")
+    suite = read_suite(suite_raw, f"{CONTRACT_FILE} at {base_commit[:12]}")  # checked before any data is read
     dataset = load_dataset(Path(data), label=str(config.task.get("label", "label")),
                            loader=config.task.get("loader"), repo_root=repo.root)
-    report = require_valid(dataset.table, json.loads(suite_raw))
+    report = require_valid(dataset.table, suite)
     base_tensors = read_tensors(repo.store.read(base_commit), f"the weights of {base_commit[:12]}")
     proof_files: dict[str, bytes] = {}
     proof_summary: dict[str, Any] | None = None

@@ -1,23 +1,37 @@
 """``federity verify``: check the whole history, offline, and report every failure.
 
-For each commit on every branch, tag and remote-tracking branch:
+Every commit on every branch, tag and remote-tracking branch is checked (:mod:`federity.repo.checks` holds each
+rule once; operations that accept changes call the same functions):
 
+- ``root``: every ref descends from the repository's genesis (recorded at ``init`` and ``clone``) and from no
+  other root: a foreign history pushed as a tag or a branch is named;
+- ``main-line``: main's first-parent line holds only the kinds that may stand there, each with the parents its
+  kind needs, and every update an aggregate merged was trained from main, authored by a contributor at the
+  time of aggregation and approved by the review that stands;
 - ``metadata``: the commit carries well-formed Federity metadata of a known kind, with the parents its kind
   needs (a genesis commit has none, every other commit has at least one);
 - ``signature``: the author's ed25519 signature over the canonical payload verifies;
 - ``role``: the author held the role the kind needs in the first parent's federity.yaml (its own, for genesis);
 - ``config``: federity.yaml is unchanged from the first parent, except the members of a ``members`` commit,
   whose change the author was allowed to make;
-- ``weights``: the DVC object exists (local cache or storage), matches its DVC hash, and its sha256 is the
-  signed one; a ``members`` commit keeps its parent's weights;
-- ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents: the first
-  parent's weights plus the combination of each aggregated update's change from its own base, recomputed
+- ``weights``: the DVC object exists (local cache or storage), matches its DVC hash, its sha256 is the signed
+  one, and every value is finite; a ``members`` commit keeps its parent's weights;
+- ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents, recomputed
   (:func:`federity.repo.aggregate.aggregate_problems`);
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
-  (:mod:`federity.proofs.verify`: re-verified offline, from the repository alone);
+  (:mod:`federity.proofs.verify`, through :mod:`federity.repo.proof_inputs`: re-verified offline, from the
+  repository alone);
+- ``ownership``: the genesis NFT's holder (on the ledger, at the address derived from the signed genesis) is
+  where the history's chain of hand-overs ends, and an owner at main's head; when the ledger cannot be read this
+  is listed under ``unchecked`` instead (:func:`federity.repo.nft.ownership_problems`);
 - ``nft``: every commit whose NFT is recorded has, on the repository's ledger, a finished NFT (Token-2022,
   supply 1, no mint authority, immutable metadata) whose metadata records exactly that commit. This check reads
   the ledger: the embedded one is local, a cluster needs the network.
+
+What the repository vouches for is main, the tags, every other branch, and every commit they contain: a failure
+there makes ``ok`` false. An update that only an ``updates/…`` branch holds and that fails its checks, or that a
+valid review rejected, is evidence, not corruption: it is listed under ``rejected`` with its reasons and leaves
+``ok`` alone (a foreign root is a failure wherever it is).
 """
 
 from __future__ import annotations
@@ -25,17 +39,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from federity.config import CONFIG_FILE, RepoConfig
-from federity.errors import FederityError
-from federity.identity import verify_signature
-from federity.proofs.verify import check_update_proof
 from federity.repo.aggregate import aggregate_problems
-from federity.repo.commits import REQUIRED_ROLE, CommitRecord, parent_refs, read_commits
-from federity.repo.members import permission_problem, validity_problem
-from federity.repo.metadata import signing_payload
-from federity.repo.nft import verify_nfts
-from federity.repo.updates import read_update_record
-from federity.weights import sha256_bytes
+from federity.repo.checks import (
+    Problem,
+    commit_problems,
+    latest_review,
+    mainline_problems,
+    root_problems,
+    valid_updates,
+)
+from federity.repo.history import MAIN_REF, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History
+from federity.repo.nft import ownership_problems, verify_nfts
+from federity.repo.proof_inputs import check_update_proof
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -47,10 +62,14 @@ class VerifyReport:
 
     commits_checked: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """Updates held only by ``updates/…`` branches that fail their checks or that a review rejected."""
+    unchecked: list[dict[str, str]] = field(default_factory=list)
+    """Checks that could not be made, with why (e.g. ``ownership`` when the ledger cannot be read); not failures."""
 
     @property
     def ok(self) -> bool:
-        """Whether every check of every commit passed."""
+        """Whether every check of everything the repository vouches for passed."""
         return not self.failures
 
     def fail(self, commit: str, check: str, reason: str) -> None:
@@ -59,84 +78,79 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as `federity verify --json` prints it."""
-        return {"ok": self.ok, "commits_checked": self.commits_checked, "failures": self.failures}
+        return {"ok": self.ok, "commits_checked": self.commits_checked, "failures": self.failures,
+                "rejected": self.rejected, "unchecked": self.unchecked}
 
 
 def verify(repo: Repository) -> VerifyReport:
     """Check every commit reachable from any branch or tag; never stops at the first failure."""
+    history = History.load(repo)
     report = VerifyReport()
-    for record in reversed(read_commits(repo, "--branches", "--tags", "--remotes")):
+    for problem in root_problems(history):
+        report.fail(problem.commit, problem.check, problem.reason)
+    vouched: set[str] = set()
+    for ref, tip in history.refs.items():
+        if not ref.startswith(UPDATE_REF_PREFIXES):
+            vouched |= history.ancestors(tip)
+    for ref in (MAIN_REF, ORIGIN_MAIN_REF):
+        if ref in history.refs:
+            for problem in mainline_problems(history, history.refs[ref]):
+                if problem.to_json() not in report.failures:
+                    report.fail(problem.commit, problem.check, problem.reason)
+    evidence: dict[str, list[str]] = {}
+    for commit in _oldest_first(history):
+        if not history.rooted(commit):
+            continue  # a foreign history: its root is reported, its commits are not this repository's
         report.commits_checked += 1
-        problems = commit_problems(repo, record)
-        for check, reason in problems:
-            report.fail(record.commit, check, reason)
-        if not problems and record.meta and record.meta.kind == "aggregate":
-            for reason in aggregate_problems(repo, record):
-                report.fail(record.commit, "aggregate", reason)
-        if not problems and record.meta and record.meta.kind == "update":
-            for reason in check_update_proof(repo, record, read_update_record(repo, record.commit) or {}).problems:
-                report.fail(record.commit, "proof", reason.removeprefix("proof: "))
+        problems = [Problem(commit, check, reason) for check, reason in _all_problems(history, commit)]
+        if commit in vouched:
+            for problem in problems:
+                report.fail(problem.commit, problem.check, problem.reason)
+        elif problems:
+            evidence[commit] = [f"{p.check}: {p.reason}" for p in problems]
+    _rejected_updates(history, vouched, evidence, report)
     for commit, reason in verify_nfts(repo):
         report.fail(commit, "nft", reason)
+    owner_failures, owner_unchecked = ownership_problems(repo)
+    for commit, reason in owner_failures:
+        report.fail(commit, "ownership", reason)
+    report.unchecked += [{"check": "ownership", "reason": reason} for reason in owner_unchecked]
     return report
 
 
-def _config(repo: Repository, commit: str) -> RepoConfig | str:
-    try:
-        return repo.config(commit)
-    except FederityError as exc:
-        return exc.message
+def _oldest_first(history: History) -> list[str]:
+    return list(reversed(list(history.commits)))
 
 
-def commit_problems(repo: Repository, record: CommitRecord) -> list[tuple[str, str]]:
-    """Every failed check of one commit, as (check, reason) pairs."""
-    meta = record.meta
-    if meta is None:
-        return [("metadata", "; ".join(record.problems))]
-    if meta.kind not in REQUIRED_ROLE:
-        return [("metadata", f"unknown commit kind {meta.kind!r}")]
-    if (meta.kind == "genesis") != (not record.parents):
-        return [("metadata", "a genesis commit must have no parents, and only a genesis commit may have none")]
+def _all_problems(history: History, commit: str) -> list[tuple[str, str]]:
+    record = history.commit(commit)
+    problems = commit_problems(history, record)
+    if problems or record.meta is None:
+        return problems
+    if record.meta.kind == "aggregate":
+        return [("aggregate", reason) for reason in aggregate_problems(history, record)]
+    if record.meta.kind == "update":
+        proof = check_update_proof(history.repo, record, history.update_record(commit) or {}, valid_updates(history))
+        return [("proof", reason.removeprefix("proof: ")) for reason in proof.problems]
+    return []
 
-    config = _config(repo, record.commit)
-    if isinstance(config, str):
-        return [("config", config)]
-    problems: list[tuple[str, str]] = []
-    payload = signing_payload(config.id, meta, record.message, record.tree, parent_refs(repo, record.parents))
-    if not meta.signature:
-        problems.append(("signature", "the commit is not signed"))
-    elif not verify_signature(meta.author, payload, meta.signature):
-        problems.append(("signature", f"the signature does not verify for author {meta.author}: the commit "
-                                      "was altered after signing, or signed by another key"))
 
-    before = config if meta.kind == "genesis" else _config(repo, record.parents[0])
-    if isinstance(before, str):
-        return [*problems, ("config", before)]
-    role = before.role_of(meta.author)
-    needed = REQUIRED_ROLE[meta.kind]
-    if role is None or role < needed:
-        held = f"held the role {role.label}" if role is not None else "was not a member"
-        problems.append(("role", f"author {meta.author} {held} at this point; a {meta.kind} commit needs "
-                                 f"{needed.label} or above"))
-    if meta.kind == "members":
-        problem = permission_problem(role, before.members, config.members) or validity_problem(
-            before.members, config.members)
-        unchanged = RepoConfig(**{**vars(config), "members": before.members}).to_yaml() == before.to_yaml()
-        if problem or not unchanged:
-            problems.append(("config", problem or "a members commit changed more than the members"))
-    elif meta.kind != "genesis" and repo.git.show_file(record.commit, CONFIG_FILE) != repo.git.show_file(
-            record.parents[0], CONFIG_FILE):
-        problems.append(("config", f"a {meta.kind} commit changed {CONFIG_FILE}; only members commits may"))
-
-    try:
-        actual = sha256_bytes(repo.store.read(record.commit))
-    except FederityError as exc:
-        return [*problems, ("weights", exc.message)]
-    if actual != meta.weights_sha256:
-        problems.append(("weights", f"the weights object's sha256 is {actual}, but the commit signed "
-                                    f"{meta.weights_sha256}"))
-    if meta.kind == "members":
-        parent_meta = parent_refs(repo, record.parents[:1])[0]
-        if parent_meta.weights_sha256 != meta.weights_sha256:
-            problems.append(("weights", "a members commit changed the weights"))
-    return problems
+def _rejected_updates(history: History, vouched: set[str], evidence: dict[str, list[str]],
+                      report: VerifyReport) -> None:
+    """List the updates only ``updates/…`` branches hold that failed a check or that a valid review rejected."""
+    main = history.main_tip()
+    config = history.config(main) if main else None
+    for commit, branch in sorted(history.update_tips().items(), key=lambda item: item[1]):
+        if commit in vouched or not history.rooted(commit):
+            continue
+        reasons = list(evidence.get(commit, []))
+        review = latest_review(history, commit, config) if config is not None and not isinstance(config, str) \
+            else None
+        if review is not None and review.status == "rejected":
+            reasons.append(f"review: rejected by {review.reviewer}: {review.reason}")
+        if reasons:
+            report.rejected.append({"update": commit, "branch": branch, "reasons": reasons})
+    listed = {entry["update"] for entry in report.rejected}
+    for commit, reasons in evidence.items():  # a failing commit below an update branch's tip
+        if commit not in listed:
+            report.rejected.append({"update": commit, "branch": None, "reasons": reasons})

@@ -2,27 +2,26 @@
 
 A trainer is a small registered plugin (as the weights adapters are): ``fit`` trains a model in place on a
 :class:`~federity.data.Dataset` with the repository's ``params.yaml`` and returns local metrics; ``evaluate``
-scores a model. The TensorFlow trainer plugs in by adding one registry entry.
+scores a model. Trainers are held by a :class:`~federity.plugins.Registry` (entry-point group
+``federity.trainers``), one per framework, registered under the framework's name. The TensorFlow trainer plugs
+in by adding one registry entry.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from federity.errors import ConfigError, UnknownPluginError
+from federity.errors import ConfigError
+from federity.plugins import Registry
 
 if TYPE_CHECKING:
     from federity.config import RepoConfig
     from federity.data import Dataset
 
-_TRAINERS: dict[str, str] = {
-    "torch": "federity.training.torch_trainer:TorchTrainer",
-}
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class Trainer(Protocol):
     """Trains and evaluates a framework's model on a local dataset."""
 
     name: str
+    version: int
 
     def fit(self, model: Any, data: Dataset, params: TrainingParams) -> dict[str, float]:
         """Train ``model`` in place; return the local metrics after training (``loss``, ``accuracy``)."""
@@ -78,13 +78,14 @@ class Trainer(Protocol):
         ...
 
 
+TRAINERS: Registry[Trainer] = Registry("trainer", "federity.trainers", {
+    "torch": "federity.training.torch_trainer:TorchTrainer",
+})
+
+
 def get_trainer(framework: str) -> Trainer:
-    """The trainer registered for ``framework``."""
-    if framework not in _TRAINERS:
-        raise UnknownPluginError(f"no trainer for framework {framework!r}",
-                                 f"installed trainers: {', '.join(sorted(_TRAINERS))}")
-    module_name, _, class_name = _TRAINERS[framework].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    """The trainer registered for ``framework``; an unknown framework lists the installed trainers."""
+    return TRAINERS.create(framework)
 
 
 @dataclass

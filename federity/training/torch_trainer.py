@@ -21,6 +21,7 @@ class TorchTrainer:
     """Trains a ``torch.nn.Module`` whose output is class scores."""
 
     name = "torch"
+    version = 1
 
     def fit(self, model: nn.Module, data: Dataset, params: TrainingParams) -> dict[str, float]:
         """Train ``model`` in place for ``params.epochs`` epochs; return loss and accuracy on ``data`` after."""

@@ -1,28 +1,25 @@
 """Framework adapters: a model ⇄ named numpy tensors.
 
-Adapters are small registered plugins with a ``name`` (as Git-Theta does it): the registry holds import paths,
-so nothing is imported until an adapter is asked for, and an unknown name lists the installed ones. The
-TensorFlow adapter plugs in by adding one entry.
+Adapters are small registered plugins with a ``name`` and a ``version`` (as Git-Theta does it), held by a
+:class:`~federity.plugins.Registry` (entry-point group ``federity.frameworks``): nothing is imported until an
+adapter is asked for, and an unknown name lists the installed ones. The TensorFlow adapter plugs in by adding one
+entry.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol
 
 import numpy as np
 
-from federity.errors import UnknownPluginError
-
-_ADAPTERS: dict[str, str] = {
-    "torch": "federity.weights.torch_adapter:TorchAdapter",
-}
+from federity.plugins import Registry
 
 
 class FrameworkAdapter(Protocol):
     """Moves weights between a framework's model object and named numpy tensors."""
 
     name: str
+    version: int
 
     def seed(self, seed: int) -> None:
         """Seed the framework's random generators, so a model built next is reproducible."""
@@ -37,17 +34,16 @@ class FrameworkAdapter(Protocol):
         ...
 
 
+FRAMEWORKS: Registry[FrameworkAdapter] = Registry("framework", "federity.frameworks", {
+    "torch": "federity.weights.torch_adapter:TorchAdapter",
+})
+
+
 def installed_frameworks() -> list[str]:
     """Names of the frameworks Federity can use."""
-    return sorted(_ADAPTERS)
+    return FRAMEWORKS.names()
 
 
 def get_framework(name: str) -> FrameworkAdapter:
-    """The adapter registered as ``name``."""
-    if name not in _ADAPTERS:
-        raise UnknownPluginError(
-            f"unknown framework {name!r}",
-            f"use one of the installed frameworks: {', '.join(installed_frameworks())}",
-        )
-    module_name, _, class_name = _ADAPTERS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    """The adapter registered as ``name`` (or ``name@version``); an unknown name lists the installed ones."""
+    return FRAMEWORKS.create(name)

@@ -12,6 +12,7 @@ class TorchAdapter:
     """Reads and writes every entry of a module's ``state_dict`` (parameters and buffers)."""
 
     name = "torch"
+    version = 1
 
     def seed(self, seed: int) -> None:
         """Seed PyTorch's generators."""

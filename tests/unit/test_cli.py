@@ -37,7 +37,8 @@ def test_cli_contract_end_to_end(tmp_path: Path) -> None:
     assert members["members"] == [{"pubkey": created["pubkey"], "role": "owner"}]
     verify = federity("verify", "--json", cwd=repo)
     assert verify.returncode == 0 and json.loads(verify.stdout) == {"ok": True, "commits_checked": 1,
-                                                                    "failures": []}
+                                                                    "failures": [], "rejected": [],
+                                                                    "unchecked": []}
     models = json.loads(federity("models", "--json", cwd=tmp_path).stdout)["models"]
     assert {m["id"] for m in models} >= {"logistic-regression", "mlp", "cnn"}
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from federity.data import load_dataset
 from federity.errors import DataError
+from tests.conftest import git
 
 CANARY = "CANARY-c0ffee"
 
@@ -67,6 +68,9 @@ def test_a_repository_loader_is_called_with_the_path(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "my_loader.py").write_text(
         "import numpy as np\ndef load(path):\n    return np.ones((3, 2)), np.array([0, 1, 1])\n")
+    git(tmp_path / "repo", "init", "--quiet")
+    git(tmp_path / "repo", "add", "my_loader.py")
+    git(tmp_path / "repo", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "loader")
     data = load_dataset(tmp_path, loader="my_loader:load", repo_root=tmp_path / "repo")
     assert data.source_format == "loader" and data.n_samples == 3
 

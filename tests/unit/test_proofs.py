@@ -23,13 +23,15 @@ from federity.identity import Wallet
 from federity.proofs import chain as proof_chain
 from federity.proofs import srs as proof_srs
 from federity.proofs.circuit import CircuitFiles, StepCircuit, compile_step, prepare, quantize
-from federity.proofs.policy import COMPILED_FILE, SETTINGS_FILE, ProofPolicy
+from federity.proofs.policy import ProofPolicy, StoredCircuit
 from federity.proofs.prove import CHAIN_FILE
-from federity.proofs.verify import check_update_proof
 from federity.repo import Repository
+from federity.repo.checks import update_problems, valid_updates
 from federity.repo.commits import create_commit, read_commit
+from federity.repo.history import History
+from federity.repo.proof_inputs import check_update_proof
 from federity.repo.storage import MODEL_DVC_FILE
-from federity.repo.updates import UPDATE_FILE, find_update, read_update_record, update_problems
+from federity.repo.updates import UPDATE_FILE, find_update, read_update_record
 from federity.rounds import approve_verified, collect_updates, finalise_round, pin_round
 from federity.site import train_at_site
 from federity.tracking import DEFAULT_DB
@@ -73,7 +75,8 @@ def _shared_cache(circuit_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _problems(site: Repository, update: str) -> list[str]:
     """The proof check alone: forgeries that keep the honest weights would also fail the replay check."""
-    return check_update_proof(site, read_commit(site, update), read_update_record(site, update) or {}).problems
+    return check_update_proof(site, read_commit(site, update), read_update_record(site, update) or {},
+                              valid_updates(History.load(site))).problems
 
 
 _forgeries = iter(range(1000))
@@ -114,7 +117,8 @@ def test_an_honest_update_carries_a_proof_that_verifies_and_show_says_what_it_co
     site, update = proved["site"], proved["update"]
     assert update.proof["steps"] == 10 and len(update.proof["audited"]) == 2
     assert 0 < update.proof["proof_bytes"] < 30_000 and update.proof["srs"] == proof_srs.INSECURE_NOTE
-    assert update_problems(site, find_update(site, update.update), nonce=NONCE) == []
+    assert update_problems(History.load(site), find_update(site, update.update), site.git.resolve("main"),
+                           nonce=NONCE) == []
     shown = site.show(update.update)["proof"]
     assert "2 of 10 SGD steps" in shown["covers"] and "0.weight and 0.bias (10 parameters)" in shown["covers"]
     assert "not audited" in shown["does_not_cover"] and shown["srs"].startswith("INSECURE")
@@ -189,9 +193,8 @@ def test_a_proof_under_another_srs_fails_against_the_repository_s_verification_k
     site, contributor = proved["site"], proved["contributor"]
     other = proved["tmp"] / "other.srs"
     other_record = proof_srs.generate(12, other)
-    def keys_under_another_srs(repo: Repository, commit: str, policy: dict[str, Any]) -> CircuitFiles:
-        settings, compiled = (repo.store.read(commit, name) for name in (SETTINGS_FILE, COMPILED_FILE))
-        return prepare(settings, compiled, other, other_record["sha256"])
+    def keys_under_another_srs(policy: dict[str, Any], stored: StoredCircuit) -> CircuitFiles:
+        return prepare(stored.settings, stored.compiled, other, other_record["sha256"])
 
     monkeypatch.setattr("federity.proofs.prove.circuit_files", keys_under_another_srs)
     result = site.train(contributor, proved["data"], nonce="another-nonce")
@@ -214,6 +217,17 @@ def test_a_batch_used_twice_fails(proved: dict[str, Any], monkeypatch: pytest.Mo
     site.checkout("main")
     assert _problems(site, result.update) == [
         "proof: a batch is used twice in the chain (reused batch)"]
+
+
+def test_an_update_storing_more_step_proofs_than_the_repository_audits_is_refused_unread(
+        proved: dict[str, Any]) -> None:
+    def pad_with_proofs(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        for index in range(100, 103):
+            (model_dir / f"proof/step-{index}.json").write_text("{}")
+
+    forged = _forge(proved["site"], proved["contributor"], proved["update"].update, change=pad_with_proofs)
+    assert _problems(proved["site"], forged) == [
+        "proof: the update stores 5 step proofs; the repository audits 2 steps"]
 
 
 def test_a_rejected_proof_is_recorded_and_main_and_the_remote_stay_unchanged(proved: dict[str, Any]) -> None:
@@ -258,9 +272,12 @@ def test_concurrent_copies_of_the_srs_into_the_cache_each_get_the_whole_file(
     srs = site.config().proofs["srs"]
     start = threading.Barrier(8)
 
+    def read() -> bytes:
+        return site.store.read(site.head(), srs["file"])
+
     def copy() -> str:
         start.wait()
-        return hashlib.sha256(proof_srs.local_copy(site, site.head(), srs).read_bytes()).hexdigest()
+        return hashlib.sha256(proof_srs.local_copy(srs, read, site.head()).read_bytes()).hexdigest()
 
     with ThreadPoolExecutor(8) as pool:
         digests = list(pool.map(lambda _: copy(), range(8)))
@@ -268,7 +285,7 @@ def test_concurrent_copies_of_the_srs_into_the_cache_each_get_the_whole_file(
     [cached] = (tmp_path / "cold-cache" / "srs").iterdir()
     assert cached.name == f"{srs['sha256']}.srs"
     cached.write_bytes(cached.read_bytes()[:1000])  # e.g. left half-written by an older version
-    assert hashlib.sha256(proof_srs.local_copy(site, site.head(), srs).read_bytes()).hexdigest() == srs["sha256"]
+    assert hashlib.sha256(proof_srs.local_copy(srs, read, site.head()).read_bytes()).hexdigest() == srs["sha256"]
 
 
 def test_agents_preparing_the_same_keys_at_once_make_them_once(proved: dict[str, Any], tmp_path: Path) -> None:
@@ -279,6 +296,7 @@ from pathlib import Path
 from federity.proofs import circuit
 from federity.proofs.policy import circuit_files
 from federity.repo import Repository
+from federity.repo.proof_inputs import stored_circuit
 
 real_call = circuit.call_ezkl
 def logged_call(name, *args, **kwargs):
@@ -287,7 +305,8 @@ def logged_call(name, *args, **kwargs):
     return real_call(name, *args, **kwargs)
 circuit.call_ezkl = logged_call
 site = Repository(Path({str(proved["site"].root)!r}))
-print(circuit_files(site, site.head(), site.config().proofs).pk)
+policy = site.config().proofs
+print(circuit_files(policy, stored_circuit(site, site.head(), policy)).pk)
 """
     env = {**os.environ, "FEDERITY_CACHE": str(tmp_path / "cold-cache")}
     agents = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)

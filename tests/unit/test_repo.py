@@ -32,7 +32,8 @@ def test_init_makes_a_signed_genesis_commit_owned_by_the_wallet(repo: Repository
     assert genesis.parents == []
     assert repo.list_members() == [{"pubkey": owner.pubkey, "role": "owner"}]
     assert [t["name"] for t in repo.show("HEAD")["tensors"]] == ["0.bias", "0.weight"]
-    assert repo.verify().to_json() == {"ok": True, "commits_checked": 1, "failures": []}
+    assert repo.verify().to_json() == {"ok": True, "commits_checked": 1, "failures": [], "rejected": [],
+                                     "unchecked": []}
     assert git(repo.root.parent / "remote.git", "rev-parse", "main") == genesis.commit
 
 
@@ -288,8 +289,8 @@ def test_verify_catches_a_commit_signed_by_a_non_member(repo: Repository, strang
 def test_verify_catches_self_promotion_outside_a_members_commit(repo: Repository, owner: Wallet,
                                                                  contributor: Wallet, make_weights) -> None:
     repo.add_member(owner, contributor.pubkey, "contributor")
-    repo.branch("updates/c")
-    repo.checkout("updates/c")
+    repo.branch("experiment")
+    repo.checkout("experiment")
     config = (repo.root / "federity.yaml").read_text()
     (repo.root / "federity.yaml").write_text(config.replace(": contributor", ": owner"))
     import federity.repo.commits as commits

@@ -75,8 +75,8 @@ def test_owner_only_actions_follow_the_genesis_nft_holder(repo: Repository, owne
     result = repo.nft_transfer(owner, genesis, contributor.pubkey)
     assert repo.nft_show(genesis)["owner"] == contributor.pubkey
     roles = {m["pubkey"]: m["role"] for m in repo.list_members()}
-    assert roles[contributor.pubkey] == "owner" and roles[owner.pubkey] == "maintainer"
-    assert result["members_commit"] == repo.head() and _mints(repo)[repo.head()]
+    assert roles == {contributor.pubkey: "owner", stranger.pubkey: "contributor"}  # the seller keeps no role
+    assert result["members_commit"] == repo.head() and _mints(repo)[repo.head()] and result["pushed"] is True
 
     repo.add_member(contributor, stranger.pubkey, "maintainer")  # the new holder may
     with pytest.raises(PermissionDeniedError, match="cannot change members"):
@@ -137,6 +137,10 @@ def test_verify_reports_an_nft_whose_metadata_disagrees_with_its_commit(repo: Re
     forged = replace(nft_record(repo, read_commit(repo, head)), weights_sha256="0" * 64)
     mint = mint_nft(open_ledger("embedded"), stranger, forged).mint  # anyone can mint any metadata
     write_note(repo, NFT, head, {"mint": mint})
-    assert repo.verify().failures == [{"commit": head, "check": "nft", "reason":
-                                       f"field weights_sha256 is {'0' * 64!r}, the commit says "
-                                       f"{read_commit(repo, head).meta.weights_sha256!r}"}]
+    failures = repo.verify().failures
+    assert failures[0] == {"commit": head, "check": "nft", "reason":
+                           f"field weights_sha256 is {'0' * 64!r}, the commit says "
+                           f"{read_commit(repo, head).meta.weights_sha256!r}"}
+    # head is the genesis here: a note naming another mint for it is reported by the ownership check too
+    assert [(f["commit"], f["check"]) for f in failures[1:]] == [(head, "ownership")]
+    assert f"the NFT note names {mint!r} as the genesis NFT" in failures[1]["reason"]

@@ -17,33 +17,7 @@ from federity.repo import Repository
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
-from tests.conftest import git, snapshot, write_csv
-
-
-@pytest.fixture
-def site_b(tmp_path: Path) -> Wallet:
-    return Wallet.create(tmp_path / "wallets" / "site-b.json")
-
-
-@pytest.fixture
-def federation(tmp_path: Path, repo: Repository, owner: Wallet, contributor: Wallet, site_b: Wallet
-               ) -> dict[str, Repository]:
-    """The owner's repository with two contributors, each with a clone of it."""
-    repo.add_member(owner, contributor.pubkey, "contributor")
-    repo.add_member(owner, site_b.pubkey, "contributor")
-    repo.push()
-    remote = str(tmp_path / "remote.git")
-    return {"owner": repo, "a": Repository.clone(remote, tmp_path / "site-a"),
-            "b": Repository.clone(remote, tmp_path / "site-b")}
-
-
-def _train_and_push(site: Repository, wallet: Wallet, data: Path) -> str:
-    if site.git.current_branch() != "main":
-        site.checkout("main")
-    site.pull()
-    result = site.train(wallet, data)
-    site.push()
-    return result.update
+from tests.conftest import git, snapshot, train_and_push, write_csv
 
 
 def test_training_commits_a_signed_update_on_its_own_branch(federation: dict[str, Repository],
@@ -64,8 +38,8 @@ def test_approved_updates_aggregate_into_an_octopus_commit_with_fedavg_weights(
         federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
         tmp_path: Path) -> None:
     owner_repo = federation["owner"]
-    update_a = _train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 90, seed=1))
-    update_b = _train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 30, seed=2))
+    update_a = train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 90, seed=1))
+    update_b = train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 30, seed=2))
     owner_repo.pull()
     assert {u.id: u.status for u in owner_repo.updates()} == {update_a: "pending", update_b: "pending"}
     owner_repo.check_updates(owner)
@@ -98,13 +72,13 @@ def test_verify_recomputes_each_strategys_aggregate_exactly(federation: dict[str
                                                           contributor: Wallet, site_b: Wallet, tmp_path: Path,
                                                           strategy: str) -> None:
     owner_repo = federation["owner"]
-    _train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
-    _train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
+    train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
+    train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
     owner_repo.pull()
     for update in owner_repo.updates():
         owner_repo.review(owner, update.id, approve=True)
     result = owner_repo.aggregate(owner, strategy=strategy)
-    assert read_commit(owner_repo, result.commit).meta.strategy == strategy
+    assert read_commit(owner_repo, result.commit).meta.strategy == f"{strategy}@1"
     assert owner_repo.verify().ok
     # the independent verifier in docs/repository-format.md accepts the aggregate's signature, strategy included
     doc = (Path(__file__).parents[2] / "docs" / "repository-format.md").read_text()
@@ -132,9 +106,11 @@ def test_verify_names_an_aggregate_whose_weights_its_parents_do_not_make(
         federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet, tmp_path: Path,
         strategy: str | None, reason: str) -> None:
     owner_repo = federation["owner"]
-    update_a = _train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
-    update_b = _train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
+    update_a = train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
+    update_b = train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
     owner_repo.pull()
+    for update in (update_a, update_b):
+        owner_repo.review(owner, update, approve=True)
     # a maintainer signs site A's weights alone as the round's aggregate
     favoured = read_tensors(owner_repo.store.read(update_a), "update a")
     forged = _hand_made_aggregate(owner_repo, owner, [owner_repo.head(), *sorted([update_a, update_b])], favoured,
@@ -150,7 +126,9 @@ def test_verify_names_an_aggregate_of_commits_that_are_not_updates(repo: Reposit
     repo.commit(owner, make_weights(repo, 0.5), "owner weights")
     forged = _hand_made_aggregate(repo, owner, [repo.head(), genesis],
                                   read_tensors(repo.weights_path.read_bytes(), "main"), "fedavg")
-    [failure] = repo.verify().failures
+    main_line, failure = repo.verify().failures
+    assert (main_line["commit"], main_line["check"]) == (forged, "main-line")
+    assert f"update {genesis[:12]}: it is not an update commit" in main_line["reason"]
     assert failure["commit"] == forged and failure["check"] == "aggregate"
     assert f"must be update commits, and these are not: {genesis[:12]}" in failure["reason"]
 
@@ -238,8 +216,8 @@ def test_replaying_an_aggregated_update_or_one_from_an_earlier_round_is_rejected
         tmp_path: Path) -> None:
     owner_repo = federation["owner"]
     data = write_csv(tmp_path / "d" / "t.csv", 60, seed=1)
-    first = _train_and_push(federation["a"], contributor, data)
-    late = _train_and_push(federation["b"], site_b, write_csv(tmp_path / "e" / "t.csv", 60, seed=2))
+    first = train_and_push(federation["a"], contributor, data)
+    late = train_and_push(federation["b"], site_b, write_csv(tmp_path / "e" / "t.csv", 60, seed=2))
     owner_repo.pull()
     owner_repo.review(owner, first, approve=True)
     owner_repo.aggregate(owner)
@@ -257,7 +235,7 @@ def test_replaying_an_aggregated_update_or_one_from_an_earlier_round_is_rejected
 
 def test_only_maintainers_review_and_a_rejection_needs_a_reason(
         federation: dict[str, Repository], owner: Wallet, contributor: Wallet, tmp_path: Path) -> None:
-    update = _train_and_push(federation["a"], contributor, write_csv(tmp_path / "d" / "t.csv", 40, seed=1))
+    update = train_and_push(federation["a"], contributor, write_csv(tmp_path / "d" / "t.csv", 40, seed=1))
     owner_repo = federation["owner"]
     owner_repo.pull()
     with pytest.raises(PermissionDeniedError, match="reviewing updates needs maintainer"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.system_program import CreateAccountWithSeedParams, TransferParams, create_account_with_seed, transfer
 from spl.token.constants import TOKEN_2022_PROGRAM_ID
 from spl.token.instructions import (
     create_idempotent_associated_token_account,
@@ -13,7 +14,7 @@ from spl.token.instructions import (
 )
 from spl.token.models import TransferCheckedParams
 
-from federity.chain.nft import SYMBOL, mint_keypair, mint_nft, nft_mismatches, read_nft, transfer_nft
+from federity.chain.nft import SYMBOL, mint_address, mint_nft, mint_seed, nft_mismatches, read_nft, transfer_nft
 from federity.chain.token2022 import parse_mint
 from federity.chain.transactions import sign
 from federity.errors import NftError, PermissionDeniedError, TransactionError
@@ -101,7 +102,7 @@ def test_an_interrupted_mint_is_finished_by_the_retry(ledger, make_wallet, make_
     with pytest.raises(ConnectionResetError):
         mint_nft(ledger, owner, record)
     monkeypatch.undo()
-    partial = read_nft(ledger, str(mint_keypair(owner.keypair, record.repository, record.commit).pubkey()))
+    partial = read_nft(ledger, str(mint_address(owner.pubkey, record.repository, record.commit)))
     assert partial.supply == 0 and partial.metadata.additional != record.fields()
     assert any("can still mint" in problem for problem in nft_mismatches(partial, record))
 
@@ -187,3 +188,39 @@ def test_a_matching_nft_has_no_mismatches_and_a_different_commit_lists_each_one(
         "field round is '0', the commit says '9'",
         f"field weights_sha256 is {record.weights_sha256!r}, the commit says {'0' * 64!r}",
     ]
+
+
+def test_the_mint_address_derives_from_the_minters_public_key_and_nobody_else_can_create_it(ledger, make_wallet,
+                                                                                              make_record):
+    owner, thief = make_wallet("owner"), make_wallet("thief")
+    record = make_record(owner)
+    address = mint_address(owner.pubkey, record.repository, record.commit)
+    ledger.fund(thief.keypair.pubkey(), 10**8)
+    squat = create_account_with_seed(CreateAccountWithSeedParams(
+        from_pubkey=thief.keypair.pubkey(), to_pubkey=address, base=owner.keypair.pubkey(),
+        seed=mint_seed(record.repository, record.commit), lamports=10**7, space=82, owner=TOKEN_2022_PROGRAM_ID))
+
+    with pytest.raises(TransactionError, match=f"needs signatures from .*{owner.pubkey}"):
+        sign([squat], thief.keypair, [], ledger.latest_blockhash())
+    assert ledger.get_account(address) is None
+    assert mint_nft(ledger, owner, record).mint == str(address)
+    assert mint_address(owner.pubkey, record.repository, record.commit) != mint_address(thief.pubkey,
+                                                                                        record.repository,
+                                                                                        record.commit)
+
+
+def test_lamports_sent_to_the_address_beforehand_do_not_block_the_mint(ledger, make_wallet, make_record):
+    owner, griefer = make_wallet("owner"), make_wallet("griefer")
+    record = make_record(owner)
+    address = mint_address(owner.pubkey, record.repository, record.commit)
+    ledger.fund(griefer.keypair.pubkey(), 10**8)
+    ledger.send(sign([transfer(TransferParams(from_pubkey=griefer.keypair.pubkey(), to_pubkey=address,
+                                              lamports=1_000_000))], griefer.keypair, [], ledger.latest_blockhash()))
+    with pytest.raises(NftError, match="no NFT at"):
+        read_nft(ledger, str(address))
+
+    info = read_nft(ledger, mint_nft(ledger, owner, record).mint)
+
+    assert info.mint == str(address) and nft_mismatches(info, record) == [] and info.owner == owner.pubkey
+    account = ledger.get_account(address)
+    assert account.lamports == ledger.rent_exempt_minimum(len(bytes(account.data)))

@@ -78,6 +78,26 @@ class Git:
         except GitError:
             return None
 
+    def read_objects(self, names: list[str]) -> dict[str, bytes | None]:
+        """The content of each object ``names`` lists (``<commit>:<path>`` or an object id), in one
+        ``git cat-file --batch`` call; ``None`` for a name that names no object."""
+        if not names:
+            return {}
+        out = self.run_bytes("cat-file", "--batch", input="".join(f"{name}\n" for name in names).encode())
+        contents: dict[str, bytes | None] = {}
+        position = 0
+        for name in names:  # each answer: "<sha> <type> <size>\n<content>\n", or "<name> missing\n"
+            header_end = out.index(b"\n", position)
+            header = out[position:header_end].split()
+            if header[-1] in (b"missing", b"ambiguous"):
+                contents[name] = None
+                position = header_end + 1
+                continue
+            size = int(header[2])
+            contents[name] = out[header_end + 1:header_end + 1 + size]
+            position = header_end + 1 + size + 1
+        return contents
+
     def current_branch(self) -> str | None:
         """The checked-out branch, or ``None`` on a detached HEAD."""
         try:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +36,7 @@ from federity.repo.layout import (
 )
 from federity.repo.paths import write_inside
 from federity.repo.storage import UnsafeCommitError, storage_problems, tree_problems
+from federity.weights import read_tensors, tensors_to_bytes
 from tests.conftest import git, snapshot, write_csv
 from tests.e2e.test_s3_remote import s3_endpoint, s3_server  # noqa: F401  (fixtures)
 
@@ -144,12 +146,20 @@ def member_clone(tmp_path: Path, repo: Repository, owner: Wallet, contributor: W
     return Repository.clone(str(tmp_path / "remote.git"), tmp_path / "site")
 
 
-def hostile_update(site: Repository, contributor: Wallet, manifest: bytes) -> str:
-    """A validly signed update on ``updates/r1/…`` whose model.dvc names ``manifest``, pushed with plain git."""
+def hostile_update(site: Repository, contributor: Wallet, relpath: str, payload: bytes) -> str:
+    """A validly signed update on ``updates/r1/…`` with new weights whose manifest also names ``relpath`` (its
+    object holding ``payload``), stored under their md5s and pushed with plain git."""
     main = site.head()
     branch = f"updates/r1/{contributor.pubkey[:8]}"
     git(site.root, "checkout", "--quiet", "-b", branch)
-    point_model_dvc(site, manifest)
+    tensors = read_tensors(site.weights_path.read_bytes(), "weights")
+    weights = tensors_to_bytes({k: v + np.asarray(0.25, v.dtype) for k, v in tensors.items()})
+    site.weights_path.chmod(0o644)
+    site.weights_path.unlink()
+    site.weights_path.write_bytes(weights)  # what create_commit signs
+    entries = [{"md5": put_object(site, weights), "relpath": "model.safetensors"},
+               {"md5": put_object(site, payload), "relpath": relpath}]
+    point_model_dvc(site, json.dumps(entries, sort_keys=True).encode())
     (site.root / "update.json").write_text(json.dumps({
         "schema": "federity/update/v1", "base": main, "round": 1, "nonce": None, "n_samples": 50,
         "metrics": {"loss": 0.5, "accuracy": 0.8}, "params": {}, "contract": {"passed": True}, "proof": None}))
@@ -197,8 +207,7 @@ def test_clone_refuses_an_absolute_manifest_entry(repo: Repository, owner: Walle
 def test_owner_checking_out_a_contributors_update_with_a_git_config_entry_is_refused(
         repo: Repository, member_clone: Repository, contributor: Wallet, tmp_path: Path, canary: Path) -> None:
     pwned = tmp_path / "pwned"
-    update = hostile_update(member_clone, contributor, manifest_with(member_clone, "../.git/config",
-                                                                     fsmonitor_config(pwned)))
+    update = hostile_update(member_clone, contributor, "../.git/config", fsmonitor_config(pwned))
     repo.pull()
     before = local_state(repo)
     remote_refs = git(tmp_path / "remote.git", "for-each-ref")
@@ -217,8 +226,7 @@ def test_checking_and_reviewing_an_update_with_a_hostile_manifest_rejects_it_cle
         repo: Repository, owner: Wallet, member_clone: Repository, contributor: Wallet, tmp_path: Path,
         canary: Path) -> None:
     pwned = tmp_path / "pwned"
-    update = hostile_update(member_clone, contributor, manifest_with(member_clone, "../.git/config",
-                                                                     fsmonitor_config(pwned)))
+    update = hostile_update(member_clone, contributor, "../.git/config", fsmonitor_config(pwned))
     repo.pull()
     before = local_state(repo)
 
@@ -455,17 +463,20 @@ def test_writing_inside_the_repository_refuses_a_linked_directory(tmp_path: Path
     assert untouched(canary)
 
 
-def test_a_gitlink_is_refused_at_clone_and_checkout(repo: Repository, tmp_path: Path, canary: Path) -> None:
-    commit = commit_tree(repo, f"160000 commit {repo.head()}\tvendor")
-    git(repo.root, "push", "--quiet", "origin", f"{commit}:refs/heads/side")
+def test_a_gitlink_is_refused_at_clone_and_checkout(repo: Repository, owner: Wallet, tmp_path: Path,
+                                                    canary: Path) -> None:
+    git(repo.root, "update-index", "--add", "--cacheinfo", f"160000,{repo.head()},vendor")
+    commit = create_commit(repo, owner, "weights", "a gitlink", [repo.head()]).commit  # validly signed
+    git(repo.root, "push", "--quiet", "origin", f"{commit}:refs/heads/main")
+    git(repo.root, "checkout", "--quiet", "--force", "HEAD~1")
     before = local_state(repo)
     assert tree_problems(repo.git, commit) == ["'vendor' is a git submodule (gitlink); Federity repositories hold "
                                                "none"]
     with pytest.raises(UnsafeCommitError, match=rf"commit {commit[:12]} .*'vendor' is a git submodule"):
         repo.checkout(commit)
     assert local_state(repo) == before
-    git(tmp_path / "remote.git", "symbolic-ref", "HEAD", "refs/heads/side")
-    with pytest.raises(UnsafeCommitError, match="'vendor' is a git submodule"):
+    with pytest.raises(UnsafeCommitError, match=rf"cannot be cloned safely: commit {commit[:12]} 'vendor' is a git "
+                                                "submodule"):
         Repository.clone(str(tmp_path / "remote.git"), tmp_path / "victim")
     assert not (tmp_path / "victim").exists() and untouched(canary)
 

@@ -23,6 +23,7 @@ from federity.proofs import chain as proof_chain
 from federity.proofs.circuit import StepCircuit, call_ezkl, quantize
 from federity.proofs.policy import StoredCircuit, circuit_files, step_circuit
 from federity.proofs.prove import ezkl_proof
+from federity.records import parse_proof_chain
 
 if TYPE_CHECKING:
     from federity.training import TrainingParams
@@ -86,7 +87,7 @@ def verify_proof(inputs: ProofInputs) -> ProofCheck:
         return _check(inputs)
     except FederityError as exc:
         return ProofCheck([f"proof: {exc.message}"])
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError):
         return ProofCheck(["proof: proof/chain.json is malformed"])
 
 
@@ -96,7 +97,7 @@ def _check(inputs: ProofInputs) -> ProofCheck:
         return ProofCheck([problem])
     assert inputs.chain is not None and inputs.params is not None and inputs.circuit is not None
     policy, base, base_tensors = inputs.policy, inputs.base, inputs.base_tensors
-    chain = json.loads(inputs.chain)
+    chain = parse_proof_chain(inputs.chain, "proof/chain.json")
     head = chain.get("head") or {}
     weight_name, bias_name = head.get("weight"), head.get("bias")
     if weight_name not in base_tensors or bias_name not in base_tensors:
@@ -146,7 +147,7 @@ def chain_batches(chain: bytes | None) -> list[str]:
         return []
     try:
         batches = json.loads(chain)["batches"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return []
     return [b for b in batches if isinstance(b, str)] if isinstance(batches, list) else []
 
@@ -179,7 +180,7 @@ def _verify_steps(stored: StoredCircuit, steps: dict[int, bytes], chain: dict[st
             try:
                 proof = ezkl_proof(data)
                 instances = proof["instances"][0]
-            except (ValueError, KeyError, IndexError, TypeError):
+            except (ValueError, KeyError, IndexError, TypeError, RecursionError):
                 return ProofCheck([f"proof: the proof of step {index} is not an ezkl proof"])
             if instances != [*weights[index], batches[index], *weights[index + 1]]:
                 return ProofCheck([f"proof: the proof of step {index} proves a step that is not in the committed "

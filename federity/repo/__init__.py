@@ -80,13 +80,13 @@ class Repository:
     def config(self, commit: str | None = None) -> RepoConfig:
         """``federity.yaml`` at ``commit``, or in the working tree when ``commit`` is ``None``."""
         if commit is None:
-            return RepoConfig.from_yaml((self.root / CONFIG_FILE).read_text())
+            return RepoConfig.from_yaml((self.root / CONFIG_FILE).read_bytes())
         raw = self.git.show_file(commit, CONFIG_FILE)
         if raw is None:
             raise NotARepositoryError(
                 f"commit {commit[:12]} has no {CONFIG_FILE}", "this commit is not part of a Federity history"
             )
-        return RepoConfig.from_yaml(raw.decode(), f"{CONFIG_FILE} at {commit[:12]}")
+        return RepoConfig.from_yaml(raw, f"{CONFIG_FILE} at {commit[:12]}")
 
     def head(self) -> str:
         """The checked-out commit id."""

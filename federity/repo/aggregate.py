@@ -144,10 +144,10 @@ def aggregate_weights(history: History, main: str, updates: list[str], strategy:
         base = record.parents[0]
         change = deltas([read_tensors(store.read(update), f"update {update[:12]}")],
                         [read_tensors(store.read(base), f"base {base[:12]}")])[0]
-        n_samples = (history.update_record(update) or {}).get("n_samples")
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or not 0 < n_samples <= 10**12:
-            raise UpdateError(f"update {update[:12]} claims {str(n_samples)[:20]!r} samples, not a count",
-                              "reject the update")
+        update_record = history.update_record(update)
+        if isinstance(update_record, str):
+            raise UpdateError(update_record, "reject the update")
+        n_samples = update_record.n_samples
         staleness = round - (record.meta.round if record.meta else 0)
         contributions.append(Contribution(change, n_samples, staleness))
     return apply_delta(read_tensors(store.read(main), "the weights of main"), strategy.combine(contributions))

@@ -28,16 +28,9 @@ import numpy as np
 from federity.config import CONFIG_FILE, RepoConfig, Role
 from federity.errors import FederityError
 from federity.identity import verify_signature
+from federity.records import Review
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord
-from federity.repo.history import (
-    ORIGIN_MAIN_REF,
-    UPDATE_REF_PREFIXES,
-    UPDATE_SCHEMA,
-    History,
-    Review,
-    UpdateInfo,
-    review_payload,
-)
+from federity.repo.history import ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History, UpdateInfo
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
 from federity.repo.proof_inputs import check_update_proof
@@ -267,8 +260,7 @@ def valid_reviews(history: History, update: str, config: RepoConfig) -> list[Rev
         role = config.role_of(review.reviewer)
         if review.status not in REVIEW_STATUSES or role is None or role < Role.MAINTAINER:
             continue
-        payload = review_payload(config.id, update, review.status, review.reason, review.reviewer, review.seq)
-        if verify_signature(review.reviewer, payload, review.signature):
+        if verify_signature(review.reviewer, review.payload(config.id), review.signature):
             valid.append(review)
     return valid
 
@@ -301,17 +293,17 @@ def update_problems(history: History, update: UpdateInfo, main: str, *, nonce: s
     role_problem = _role_problem(main_config.role_of(update.author), "update", update.author, "at main's head")
     if role_problem:
         return [f"role: {role_problem}"]
-    record = update.record
-    if record.get("schema") != UPDATE_SCHEMA or not _positive_int(record.get("n_samples")):
-        return ["update.json is missing or malformed (it needs its schema and a positive integer n_samples)"]
-    if len(commit.parents) != 1 or record.get("base") != commit.parents[0]:
-        return [f"update.json names base {str(record.get('base'))[:12]}, but the commit's parent is "
+    record = history.update_record(update.id)
+    if isinstance(record, str):
+        return [record]
+    if len(commit.parents) != 1 or record.base != commit.parents[0]:
+        return [f"update.json names base {record.base[:12]}, but the commit's parent is "
                 f"{','.join(p[:12] for p in commit.parents)}"]
     base = commit.parents[0]
     base_meta = history.commit(base).meta
     if base_meta is None or base not in history.first_parent_line(main):
         return [f"its base {base[:12]} is not a commit on main"]
-    if update.round != base_meta.round + 1 or record.get("round") != update.round:
+    if update.round != base_meta.round + 1 or record.round != update.round:
         return [f"it claims round {update.round}, but its base is round {base_meta.round}"]
     if update.id in history.aggregated(main):
         return ["replay: it has already been aggregated into main"]
@@ -329,11 +321,7 @@ def update_problems(history: History, update: UpdateInfo, main: str, *, nonce: s
     if commit.meta.weights_sha256 in seen:
         return [f"replay: its weights are identical to those of {seen[commit.meta.weights_sha256][:12]}"]
     return _weights_fit(history, update, base, main_config) or check_update_proof(
-        history.repo, commit, record, valid_updates(history)).problems
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 10**12
+        history.repo, commit, record.to_json(), valid_updates(history)).problems
 
 
 def valid_updates(history: History) -> list[str]:

@@ -11,14 +11,13 @@ all ``update.json`` files, and two for every review ever published. Nothing here
 
 from __future__ import annotations
 
-import contextlib
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import FederityError
 from federity.git import GitError
+from federity.records import UPDATE_FILE, Review, UpdateRecord, parse_review_note, parse_update_record
 from federity.repo.commits import CommitRecord, read_commits
 from federity.repo.metadata import ParentRef
 from federity.repo.notes import REVIEWS, read_note_history
@@ -31,10 +30,6 @@ GENESIS_KEY = "federity.genesis"
 MAIN_REF = "refs/heads/main"
 ORIGIN_MAIN_REF = "refs/remotes/origin/main"
 UPDATE_REF_PREFIXES = ("refs/heads/updates/", "refs/remotes/origin/updates/")
-UPDATE_FILE = "update.json"
-UPDATE_SCHEMA = "federity/update/v1"
-REVIEWS_SCHEMA = "federity/reviews/v2"
-REVIEW_SCHEMA = "federity/review/v2"
 LOADED_REFS = ("refs/heads", "refs/tags", "refs/remotes")
 
 
@@ -67,50 +62,6 @@ def list_refs(repo: Repository, *namespaces: str) -> tuple[dict[str, str], list[
         else:
             not_commits.append(name)
     return refs, not_commits
-
-
-@dataclass
-class Review:
-    """One signed review of an update, as a review note records it (validity is judged by the checks)."""
-
-    update: str
-    status: str
-    reason: str | None
-    reviewer: str
-    seq: int
-    signature: str
-
-    def to_json(self) -> dict[str, Any]:
-        """As the review note stores it."""
-        return {"update": self.update, "status": self.status, "reason": self.reason, "reviewer": self.reviewer,
-                "seq": self.seq, "signature": self.signature}
-
-
-def review_payload(repository_id: str, update: str, status: str, reason: str | None, reviewer: str,
-                   seq: int) -> bytes:
-    """The canonical bytes a reviewer signs: ``seq`` orders a reviewer's decisions on one update, so an earlier
-    signed review can never be replayed over a later one."""
-    document = {"schema": REVIEW_SCHEMA, "repository": repository_id, "update": update, "status": status,
-                "reason": reason, "reviewer": reviewer, "seq": seq}
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def parse_reviews(document: dict[str, Any], update: str) -> list[Review]:
-    """The well-formed reviews of ``update`` in one review note; a malformed entry is skipped on its own, so it
-    never hides the valid ones beside it."""
-    if document.get("schema") != REVIEWS_SCHEMA or not isinstance(document.get("reviews"), list):
-        return []
-    reviews = []
-    for entry in document["reviews"][:10_000]:
-        if not isinstance(entry, dict):
-            continue
-        reason, seq = entry.get("reason"), entry.get("seq")
-        strings = all(isinstance(entry.get(k), str) for k in ("status", "reviewer", "signature"))
-        if (not strings or entry.get("update") != update or not (reason is None or isinstance(reason, str))
-                or isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53):
-            continue
-        reviews.append(Review(update, entry["status"], reason, entry["reviewer"], seq, entry["signature"]))
-    return reviews
 
 
 @dataclass
@@ -277,10 +228,14 @@ class History:
             self._configs[commit] = _parse_config(commit, self.file(commit, CONFIG_FILE))
         return self._configs[commit]
 
-    def update_record(self, commit: str) -> dict[str, Any] | None:
-        """``update.json`` of an update commit, or ``None`` when it is absent or not a JSON object."""
+    def update_record(self, commit: str) -> UpdateRecord | str:
+        """``update.json`` of an update commit, validated, or why it cannot be read."""
         if commit not in self._records:
-            self._records[commit] = _parse_record(self.file(commit, UPDATE_FILE))
+            try:
+                self._records[commit] = parse_update_record(self.file(commit, UPDATE_FILE),
+                                                            f"{UPDATE_FILE} of update {commit[:12]}")
+            except FederityError as exc:
+                self._records[commit] = exc.message
         return self._records[commit]
 
     # -- reviews --------------------------------------------------------------------------------------------
@@ -292,7 +247,7 @@ class History:
             for ref in self.review_refs:
                 for commit, versions in read_note_history(self.repo, ref).items():
                     for document in versions:
-                        for review in parse_reviews(document, commit):
+                        for review in parse_review_note(document, commit):
                             found.setdefault(commit, {}).setdefault(review.signature, review)
             self._reviews = {commit: list(reviews.values()) for commit, reviews in found.items()}
         return self._reviews.get(update, [])
@@ -313,12 +268,3 @@ def _parse_config(commit: str, raw: bytes | None) -> RepoConfig | str:
         return f"{CONFIG_FILE} at {commit[:12]} is not UTF-8 text"
     except FederityError as exc:
         return exc.message
-
-
-def _parse_record(raw: bytes | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    with contextlib.suppress(ValueError, RecursionError):
-        data = json.loads(raw)
-        return data if isinstance(data, dict) else None
-    return None

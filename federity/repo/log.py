@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from federity.proofs.prove import describe as describe_proof
+from federity.records import parse_mlflow_note, parse_nft_note
 from federity.repo.commits import CommitRecord, read_commit, read_commits
 from federity.repo.notes import MLFLOW, NFT, read_note, read_notes
 from federity.repo.updates import read_update_record
@@ -30,10 +31,10 @@ def log(repo: Repository, rev: str | None = None, all: bool = False) -> list[Com
         records = read_commits(repo, "--branches", "--tags", "--remotes")
     else:
         records = read_commits(repo, repo.git.resolve(rev or "HEAD"))
-    runs, mints = read_notes(repo, MLFLOW), read_notes(repo, NFT)
+    runs, mints = read_notes(repo, MLFLOW, parse_mlflow_note), read_notes(repo, NFT, parse_nft_note)
     for record in records:
-        record.mlflow_run = runs.get(record.commit, {}).get("run_id")
-        record.nft = mints.get(record.commit, {}).get("mint")
+        record.mlflow_run = runs[record.commit].run_id if record.commit in runs else None
+        record.nft = mints[record.commit].mint if record.commit in mints else None
     return records
 
 
@@ -52,8 +53,10 @@ def tensor_sha256(value: np.ndarray) -> str:
 def show(repo: Repository, rev: str) -> dict[str, Any]:
     """One commit as ``log`` lists it, plus its tensors and what its proof covers."""
     record = read_commit(repo, rev)
-    record.mlflow_run = (read_note(repo, MLFLOW, record.commit) or {}).get("run_id")
-    record.nft = (read_note(repo, NFT, record.commit) or {}).get("mint")
+    run, mint = read_note(repo, MLFLOW, record.commit, parse_mlflow_note), read_note(repo, NFT, record.commit,
+                                                                                      parse_nft_note)
+    record.mlflow_run = run.run_id if run else None
+    record.nft = mint.mint if mint else None
     update = read_update_record(repo, record.commit) if record.meta and record.meta.kind == "update" else None
     tensors = read_tensors(repo.store.read(record.commit), f"the weights of {record.commit[:12]}")
     return {

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from federity.chain.nft import NftInfo, NftRecord
 from federity.config import RepoConfig, Role
 from federity.errors import ConfigError, FederityError, LedgerError, NftError, PermissionDeniedError
+from federity.records import parse_nft_note
 from federity.repo.commits import CommitRecord, read_commit, read_commits
 from federity.repo.notes import NFT, read_note, read_notes, write_note
 
@@ -71,7 +72,7 @@ def queued(repo: Repository) -> list[CommitRecord]:
     updates its aggregate commits merged (before the aggregate)."""
     from federity.repo import MAIN_BRANCH
 
-    minted = read_notes(repo, NFT)
+    minted = read_notes(repo, NFT, parse_nft_note)
     waiting: list[CommitRecord] = []
     for line in repo.git.run("rev-list", "--first-parent", "--reverse", "--parents", MAIN_BRANCH).splitlines():
         commit, *parents = line.split()
@@ -86,7 +87,8 @@ def queued(repo: Repository) -> list[CommitRecord]:
 
 def mint_address(repo: Repository, commit: str) -> str | None:
     """The mint recorded for ``commit``, or ``None`` when its NFT is queued (or it gets none)."""
-    return (read_note(repo, NFT, commit) or {}).get("mint")
+    note = read_note(repo, NFT, commit, parse_nft_note)
+    return note.mint if note else None
 
 
 def sync(repo: Repository, wallet: Wallet) -> SyncReport:
@@ -171,18 +173,19 @@ def show(repo: Repository, rev: str) -> dict[str, Any]:
     from federity.chain.nft import read_nft
 
     commit = repo.git.resolve(rev)
-    note = read_note(repo, NFT, commit) or {}
+    note = read_note(repo, NFT, commit, parse_nft_note)
     root = genesis(repo)
     if commit == root.commit:  # the genesis NFT's address is derived, not read from the note
         mint, ledger = root.mint, _genesis_ledger(repo, root)
-        note = note if note.get("mint") == mint else {}
+        note = note if note is not None and note.mint == mint else None
     else:
-        mint, ledger = note.get("mint"), _ledger(repo)
+        mint, ledger = note.mint if note else None, _ledger(repo)
     if not mint:
         raise NftError(f"commit {commit[:12]} has no NFT yet",
                        "main-line commits and aggregated updates are minted; `federity nft sync` mints queued ones")
     info = read_nft(ledger, str(mint)).to_dict()
-    return {"commit": commit, **info, "ledger": note.get("ledger"), "lamports_spent": note.get("lamports_spent")}
+    return {"commit": commit, **info, "ledger": note.ledger if note else None,
+            "lamports_spent": note.lamports_spent if note else None}
 
 
 @dataclass(frozen=True)
@@ -409,15 +412,15 @@ def verify_nfts(repo: Repository) -> list[tuple[str, str]]:
     from federity.chain.nft import nft_mismatches, read_nft
 
     problems: list[tuple[str, str]] = []
-    minted = read_notes(repo, NFT)
+    minted = read_notes(repo, NFT, parse_nft_note)
     if not minted:
         return problems
     try:
         ledger = _ledger(repo)
         for commit, note in minted.items():
-            mint = note.get("mint")
+            mint = note.mint
             try:
-                info = read_nft(ledger, str(mint))
+                info = read_nft(ledger, mint)
             except (NftError, ValueError) as exc:
                 problems.append((commit, getattr(exc, "message", f"its recorded mint {mint!r} is not an address")))
                 continue
@@ -445,7 +448,8 @@ def ownership_problems(repo: Repository) -> tuple[list[tuple[str, str]], list[st
     except FederityError as exc:
         return [], [f"no genesis to check ownership against: {exc.message}"]
     holder, problems = history_holder(repo)
-    note_mint = (read_note(repo, NFT, root.commit) or {}).get("mint")
+    note = read_note(repo, NFT, root.commit, parse_nft_note)
+    note_mint = note.mint if note else None
     if note_mint is not None and note_mint != root.mint:
         problems.append((root.commit, f"the NFT note names {note_mint!r} as the genesis NFT, but the genesis NFT is "
                                       f"at {root.mint} (derived from the genesis author {root.author}); the note is "

@@ -4,7 +4,8 @@ stable. Each kind of fact has its own notes ref; a note is one JSON document."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from federity.git import GitError
 
@@ -16,17 +17,20 @@ MLFLOW = "refs/notes/federity-mlflow"
 NFT = "refs/notes/federity-nft"
 ALL_NOTES = "refs/notes/federity-*"
 _FETCHED = "refs/federity-fetched-notes/"
+T = TypeVar("T")
 _IDENTITY = {"GIT_AUTHOR_NAME": "federity", "GIT_AUTHOR_EMAIL": "notes@federity",
              "GIT_COMMITTER_NAME": "federity", "GIT_COMMITTER_EMAIL": "notes@federity"}
 
 
-def read_note(repo: Repository, ref: str, commit: str) -> dict[str, Any] | None:
-    """The note on ``commit`` in ``ref``, or ``None``; a note that is not a JSON object reads as ``None``."""
+def read_note(repo: Repository, ref: str, commit: str, parse: Callable[[dict[str, Any]], T | None]) -> T | None:
+    """The note on ``commit`` in ``ref`` as ``parse`` reads it (e.g. :func:`federity.records.parse_nft_note`), or
+    ``None`` when it is absent, not a JSON object, or malformed (notes are written by whoever can push)."""
     try:
         raw = repo.git.run_bytes("notes", "--ref", ref, "show", commit)
     except GitError:
         return None
-    return _json_object(raw)
+    data = _json_object(raw)
+    return None if data is None else parse(data)
 
 
 def write_note(repo: Repository, ref: str, commit: str, data: dict[str, Any]) -> None:
@@ -43,9 +47,9 @@ def _json_object(raw: bytes | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read_notes(repo: Repository, ref: str) -> dict[str, dict[str, Any]]:
-    """Every note in ``ref``, by commit id (one git call for the listing, one for the contents); a note that is
-    not a JSON object is left out."""
+def read_notes(repo: Repository, ref: str, parse: Callable[[dict[str, Any]], T | None]) -> dict[str, T]:
+    """Every note in ``ref`` as ``parse`` reads it, by commit id (one git call for the listing, one for the
+    contents); a note that is not a JSON object, or that ``parse`` refuses (``None``), is left out."""
     try:
         listing = repo.git.run("notes", "--ref", ref, "list")
     except GitError:
@@ -53,7 +57,8 @@ def read_notes(repo: Repository, ref: str) -> dict[str, dict[str, Any]]:
     pairs = [line.split() for line in listing.splitlines() if line.strip()]
     contents = repo.git.read_objects([blob for blob, _ in pairs])
     notes = {commit: _json_object(contents[blob]) for blob, commit in pairs}
-    return {commit: data for commit, data in notes.items() if data is not None}
+    parsed = {commit: parse(data) for commit, data in notes.items() if data is not None}
+    return {commit: note for commit, note in parsed.items() if note is not None}
 
 
 def read_note_history(repo: Repository, ref: str) -> dict[str, list[dict[str, Any]]]:

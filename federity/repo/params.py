@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import yaml
-
 from federity.config import PARAMS_FILE
-from federity.errors import ConfigError
 from federity.training import TrainingParams
 
 if TYPE_CHECKING:
@@ -16,10 +13,6 @@ if TYPE_CHECKING:
 
 def training_params(repo: Repository, commit: str, epochs: int | None = None) -> TrainingParams:
     """``params.yaml`` at ``commit``, with ``epochs`` overridden when given."""
-    raw = repo.git.show_file(commit, PARAMS_FILE)
-    data = yaml.safe_load(raw) if raw else {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{PARAMS_FILE} at {commit[:12]} is not a mapping", f"fix {PARAMS_FILE} on main")
-    if epochs is not None:
-        data = {**data, "epochs": epochs}
-    return TrainingParams.from_mapping(data, f"{PARAMS_FILE} at {commit[:12]}")
+    overrides = {"epochs": epochs} if epochs is not None else None
+    return TrainingParams.from_yaml(repo.git.show_file(commit, PARAMS_FILE), f"{PARAMS_FILE} at {commit[:12]}",
+                                    overrides)

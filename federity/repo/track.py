@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from federity.errors import ConfigError
+from federity.records import parse_mlflow_note
 from federity.repo.checks import valid_updates
 from federity.repo.commits import read_commit
 from federity.repo.history import History
@@ -71,7 +72,8 @@ def track(repo: Repository, rev: str = "HEAD", *, validation: Path | None = None
         global_metrics=evaluate_commit(repo, record.commit, validation) if validation else {},
         updates=updates,
     )
-    if (read_note(repo, MLFLOW, record.commit) or {}).get("run_id") != run_id:
+    recorded = read_note(repo, MLFLOW, record.commit, parse_mlflow_note)
+    if recorded is None or recorded.run_id != run_id:
         # the note is pushed: a server's URI without its password, never a local path
         note = {"run_id": run_id, "tracking_uri": tracker.display_uri if tracker.is_server else None}
         write_note(repo, MLFLOW, record.commit, note)

@@ -30,23 +30,15 @@ update's change (from its own base) is applied to the current model with its wei
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from federity.config import RepoConfig, Role
 from federity.errors import PermissionDeniedError, UpdateError
 from federity.identity import Wallet
+from federity.records import UPDATE_FILE, UPDATE_SCHEMA, Review, parse_update_record, review_note, signed_review_payload
 from federity.repo.checks import latest_review, next_review_seq, update_problems
 from federity.repo.commits import CommitRecord
-from federity.repo.history import (
-    REVIEWS_SCHEMA,
-    UPDATE_FILE,
-    UPDATE_SCHEMA,
-    History,
-    Review,
-    UpdateInfo,
-    review_payload,
-)
+from federity.repo.history import History, UpdateInfo
 from federity.repo.notes import REVIEWS, write_note
 
 if TYPE_CHECKING:
@@ -59,15 +51,11 @@ STATUSES = ("pending", "verified", "approved", "rejected", "aggregated")
 
 
 def read_update_record(repo: Repository, commit: str) -> dict[str, Any] | None:
-    """``update.json`` of an update commit, or ``None`` when it is absent or not a JSON object."""
-    raw = repo.git.show_file(commit, UPDATE_FILE)
-    if raw is None:
-        return None
+    """``update.json`` of an update commit, validated, or ``None`` when it is absent or malformed."""
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
+        return parse_update_record(repo.git.show_file(commit, UPDATE_FILE), f"{UPDATE_FILE} of {commit[:12]}").to_json()
+    except UpdateError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _main_config(history: History) -> tuple[str, RepoConfig]:
@@ -80,17 +68,15 @@ def _main_config(history: History) -> tuple[str, RepoConfig]:
 
 def _info(history: History, commit: CommitRecord, branch: str, config: RepoConfig,
           aggregated: dict[str, str]) -> UpdateInfo:
-    record = history.update_record(commit.commit) or {}
+    record = history.update_record(commit.commit)
     meta = commit.meta
     assert meta is not None
-    n_samples = record.get("n_samples")
-    metrics = record.get("metrics")
+    parsed = not isinstance(record, str)
     info = UpdateInfo(
         id=commit.commit, branch=branch, author=meta.author,
         base=commit.parents[0] if commit.parents else None, round=meta.round,
-        nonce=record.get("nonce") if isinstance(record.get("nonce"), str) else None,
-        n_samples=n_samples if isinstance(n_samples, int) and not isinstance(n_samples, bool) else 0,
-        metrics=dict(metrics) if isinstance(metrics, dict) else {}, record=record,
+        nonce=record.nonce if parsed else None, n_samples=record.n_samples if parsed else 0,
+        metrics=dict(record.metrics) if parsed else {}, record=record.to_json() if parsed else {},
     )
     if commit.commit in aggregated:
         info.status = "aggregated"
@@ -145,10 +131,10 @@ def record_review(repo: Repository, wallet: Wallet, update: UpdateInfo, status: 
     history = history or History.load(repo)
     _, config = _main_config(history)
     seq = next_review_seq(history, update.id)
-    signature = wallet.sign(review_payload(config.id, update.id, status, reason, wallet.pubkey, seq))
-    review = Review(update.id, status, reason, wallet.pubkey, seq, signature)
-    kept = [r.to_json() for r in history.reviews(update.id)]
-    write_note(repo, REVIEWS, update.id, {"schema": REVIEWS_SCHEMA, "reviews": [*kept, review.to_json()]})
+    signature = wallet.sign(signed_review_payload(config.id, update.id, status, reason, wallet.pubkey, seq))
+    review = Review(update=update.id, status=status, reason=reason, reviewer=wallet.pubkey, seq=seq,
+                    signature=signature)
+    write_note(repo, REVIEWS, update.id, review_note([*history.reviews(update.id), review]))
     history.add_review(review)
     update.status, update.reason, update.reviewer = status, reason, wallet.pubkey
 

@@ -18,6 +18,7 @@ rule once; operations that accept changes call the same functions):
   one, and every value is finite; a ``members`` commit keeps its parent's weights;
 - ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents, recomputed
   (:func:`federity.repo.aggregate.aggregate_problems`);
+- ``update``: an update commit's ``update.json`` is well formed (:func:`federity.records.parse_update_record`);
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
   (:mod:`federity.proofs.verify`, through :mod:`federity.repo.proof_inputs`: re-verified offline, from the
   repository alone);
@@ -130,7 +131,10 @@ def _all_problems(history: History, commit: str) -> list[tuple[str, str]]:
     if record.meta.kind == "aggregate":
         return [("aggregate", reason) for reason in aggregate_problems(history, record)]
     if record.meta.kind == "update":
-        proof = check_update_proof(history.repo, record, history.update_record(commit) or {}, valid_updates(history))
+        update_record = history.update_record(commit)
+        if isinstance(update_record, str):
+            return [("update", update_record)]
+        proof = check_update_proof(history.repo, record, update_record.to_json(), valid_updates(history))
         return [("proof", reason.removeprefix("proof: ")) for reason in proof.problems]
     return []
 

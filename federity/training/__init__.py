@@ -9,11 +9,14 @@ in by adding one registry entry.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from federity.errors import ConfigError
 from federity.plugins import Registry
@@ -22,6 +25,41 @@ if TYPE_CHECKING:
     from federity.config import RepoConfig
     from federity.data import Dataset
 
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return float(value)
+
+
+_Finite = Annotated[float, AfterValidator(_finite)]
+
+
+class _ParamsSchema(BaseModel):
+    """The schema of ``params.yaml``: exact types (``batch_size: 0.5`` or ``seed: abc`` are refused), bounds."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    lr: Annotated[_Finite, Field(gt=0, le=1e6)] = 0.1
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 5
+    batch_size: Annotated[int, Field(ge=1, le=2**24)] = 32
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: Annotated[_Finite, Field(ge=0, lt=1)] = 0.0
+    weight_decay: Annotated[_Finite, Field(ge=0, le=1e6)] = 0.0
+
+
+_PARAM_HINTS = {
+    "lr": "lr is a positive finite number, e.g. lr: 0.1",
+    "epochs": "epochs is a positive integer, e.g. epochs: 5",
+    "batch_size": "batch_size is a positive integer, e.g. batch_size: 32",
+    "seed": "seed is a non-negative integer, e.g. seed: 0",
+    "optimizer": "use optimizer: sgd or optimizer: adam",
+    "momentum": "momentum is a number in [0, 1), e.g. momentum: 0.9",
+    "weight_decay": "weight_decay is a non-negative number, e.g. weight_decay: 0.0001",
+}
+
+_TRAINERS: dict[str, str] = {
+    "torch": "federity.training.torch_trainer:TorchTrainer",
+}
 
 
 @dataclass(frozen=True)
@@ -37,22 +75,42 @@ class TrainingParams:
     weight_decay: float = 0.0
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "params.yaml") -> TrainingParams:
-        """Validate and convert; an unknown key or a bad value names the key."""
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "params.yaml") -> TrainingParams:
+        """Validate and convert (``data`` is hostile: ``params.yaml`` of someone else's commit); an unknown key or
+        a bad value is a :class:`ConfigError` naming ``source`` and the key."""
+        from pydantic import ValidationError
+
+        from federity.config import validation_problem
+
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source} is not a mapping", "write params.yaml as `name: value` lines")
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
+        unknown = sorted(repr(key)[:60] for key in data if key not in known)
         if unknown:
-            raise ConfigError(f"{source} has unknown training parameter(s) {', '.join(unknown)}",
+            raise ConfigError(f"{source} has unknown training parameter(s) {', '.join(unknown[:10])}",
                               f"use only: {', '.join(sorted(known))}")
-        values = {key: data[key] for key in known if key in data}
-        params = cls(**values)
-        for name in ("lr", "epochs", "batch_size"):
-            value = getattr(params, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{source}: {name} must be a positive number, not {value!r}", f"fix {name}")
-        if params.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"{source}: optimizer {params.optimizer!r} is unknown", "use sgd or adam")
-        return params
+        try:
+            parsed = _ParamsSchema.model_validate(dict(data))
+        except ValidationError as exc:
+            key = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
+            raise ConfigError(validation_problem(exc, source), _PARAM_HINTS.get(key, f"fix {source}")) from None
+        return cls(**parsed.model_dump())
+
+    @classmethod
+    def from_yaml(cls, raw: bytes | str | None, source: str = "params.yaml",
+                  overrides: Mapping[str, Any] | None = None) -> TrainingParams:
+        """Parse ``params.yaml`` (its bytes at a commit; ``None`` or empty: the defaults) with the bounded YAML
+        reader, apply ``overrides`` (e.g. ``--epochs``), and validate (:meth:`from_mapping`). Every problem is a
+        :class:`ConfigError` naming ``source``."""
+        from federity.config import load_yaml
+
+        hint = "fix params.yaml on main (`name: value` lines, e.g. `lr: 0.1`)"
+        data = load_yaml(raw, source, hint) if raw else None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} is not a mapping", hint)
+        return cls.from_mapping({**data, **(overrides or {})}, source)
 
     def to_json(self) -> dict[str, Any]:
         """The parameters as a plain mapping (for update records and MLflow params)."""

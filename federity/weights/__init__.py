@@ -7,6 +7,7 @@ Tensors travel inside Federity as ``dict[str, numpy.ndarray]``; frameworks plug 
 from federity.weights.files import (
     WEIGHTS_FILE,
     check_safetensors,
+    read_header,
     read_tensors,
     sha256_bytes,
     tensors_to_bytes,
@@ -19,6 +20,7 @@ __all__ = [
     "check_safetensors",
     "get_framework",
     "installed_frameworks",
+    "read_header",
     "read_tensors",
     "sha256_bytes",
     "tensors_to_bytes",

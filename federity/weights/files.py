@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -42,42 +43,119 @@ def _looks_like_pickle(data: bytes) -> str | None:
     return None
 
 
+_MAX_TENSORS = 100_000
+_MAX_DIMS = 16
+_MAX_ELEMENTS = 2**48
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,255}")
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "I32": 4, "U32": 4, "F32": 4,
+             "I64": 8, "U64": 8, "F64": 8}
+"""The dtypes Federity reads (those numpy holds; bfloat16 and the 8-bit floats are refused)."""
+
+
+class _BadHeader(ValueError):
+    """Internal: why a safetensors header is refused."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _BadHeader("a tensor name appears twice")
+    return data
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_entry(name: str, entry: object, buffer: int) -> tuple[int, int]:
+    """The ``(begin, end)`` byte range of one tensor, after checking its name, dtype, shape and offsets."""
+    if not _NAME.fullmatch(name):
+        raise _BadHeader(f"tensor name {name[:40]!r} is not a plain name (letters, digits, _ . : -, at most 256)")
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise _BadHeader(f"tensor {name!r} is not {{dtype, shape, data_offsets}}")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
+        raise _BadHeader(f"tensor {name!r} has a dtype Federity does not read ({str(dtype)[:20]!r})")
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMS or not all(
+            _is_int(d) and 0 <= d <= _MAX_ELEMENTS for d in shape):
+        raise _BadHeader(f"tensor {name!r} has an invalid shape")
+    elements = 1
+    for dim in shape:
+        elements *= max(dim, 1)
+        if elements > _MAX_ELEMENTS:
+            raise _BadHeader(f"tensor {name!r} has too many elements")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
+        raise _BadHeader(f"tensor {name!r} has invalid data_offsets")
+    begin, end = offsets
+    size = _ITEMSIZE[dtype] * (0 if 0 in shape else elements)
+    if not 0 <= begin <= end <= buffer or end - begin != size:
+        raise _BadHeader(f"tensor {name!r} has data_offsets that do not fit its shape and the file")
+    return begin, end
+
+
+def read_header(data: bytes) -> dict[str, dict[str, object]]:
+    """The tensor table of a safetensors file, checked before any tensor is touched: the 8-byte header length
+    within the file (and at most 100 MiB), a UTF-8 JSON object without duplicate names, at most 100,000 tensors
+    with plain names, dtypes numpy reads, bounded shapes, and data offsets that tile the data exactly (in range,
+    no overlap, no gap). Raises ``ValueError`` with a short reason."""
+    if len(data) < 8:
+        raise _BadHeader(f"only {len(data)} bytes")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > min(_MAX_HEADER, len(data) - 8):
+        raise _BadHeader("bad header length")
+    try:
+        header = json.loads(data[8 : 8 + header_len].decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _BadHeader:
+        raise
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _BadHeader("header is not JSON") from None
+    if not isinstance(header, dict):
+        raise _BadHeader("header is not a table")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _BadHeader("__metadata__ is not a table of strings")
+    if len(header) > _MAX_TENSORS:
+        raise _BadHeader(f"more than {_MAX_TENSORS} tensors")
+    buffer = len(data) - 8 - header_len
+    ranges = sorted(_check_entry(name, entry, buffer) for name, entry in header.items())
+    position = 0
+    for begin, end in ranges:
+        if begin != position:
+            raise _BadHeader("tensor data overlaps or leaves a gap")
+        position = end
+    if position != buffer:
+        raise _BadHeader("tensor data does not cover the file")
+    return header
+
+
 def check_safetensors(data: bytes, source: str) -> None:
-    """Raise unless ``data`` is a well-formed safetensors file. ``source`` names it in the error.
+    """Raise unless ``data`` is a well-formed safetensors file (:func:`read_header`). ``source`` names it in
+    the error.
 
     Anything that is not safetensors is refused unopened; a pickle or torch checkpoint gets its own error.
     """
-    problem = None
-    if len(data) < 8:
-        problem = f"only {len(data)} bytes"
-    else:
-        (header_len,) = struct.unpack("<Q", data[:8])
-        if header_len > min(_MAX_HEADER, len(data) - 8):
-            problem = "bad header length"
-        else:
-            try:
-                if not isinstance(json.loads(data[8 : 8 + header_len]), dict):
-                    problem = "header is not a table"
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                problem = "header is not JSON"
-    if problem is None:
+    try:
+        read_header(data)
         return
+    except _BadHeader as exc:
+        problem = str(exc)
     kind = _looks_like_pickle(data)
     if kind:
         raise PickleRefusedError(
             f"{source} is {kind}; Federity never loads pickles, because loading one can run arbitrary code",
             _CONVERT_HINT,
         )
-    raise WeightsError(f"{source} is not a safetensors file ({problem})", _CONVERT_HINT)
+    raise WeightsError(f"{source} is not a safetensors file Federity reads ({problem})", _CONVERT_HINT)
 
 
 def read_tensors(data: bytes, source: str) -> dict[str, np.ndarray]:
-    """Parse safetensors bytes into named numpy arrays (sorted by name), refusing anything else."""
+    """Parse safetensors bytes into named numpy arrays (sorted by name), refusing anything else. The header is
+    checked first (:func:`read_header`), so a hostile file is a :class:`WeightsError`, never a huge allocation."""
     check_safetensors(data, source)
     try:
         return dict(sorted(_load(data).items()))
     except Exception as exc:  # safetensors raises its own SafetensorError for any malformed content
-        raise WeightsError(f"{source} is a damaged safetensors file: {exc}", _CONVERT_HINT) from None
+        raise WeightsError(f"{source} is a damaged safetensors file: {str(exc)[:200]!r}", _CONVERT_HINT) from None
 
 
 def tensors_to_bytes(tensors: dict[str, np.ndarray]) -> bytes:

@@ -12,9 +12,9 @@ import pytest
 
 from federity.errors import RemoteError, UpdateError, WeightsError
 from federity.identity import Wallet
+from federity.records import REVIEWS_SCHEMA, signed_review_payload
 from federity.repo import Repository
 from federity.repo.commits import create_commit
-from federity.repo.history import REVIEWS_SCHEMA, review_payload
 from federity.repo.notes import REVIEWS, write_note
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
@@ -191,7 +191,7 @@ def test_a_review_signed_by_a_contributor_neither_counts_nor_erases_the_maintain
     site.pull()
     repository_id = site.config().id
     forged = {"update": update, "status": "approved", "reason": None, "reviewer": contributor.pubkey, "seq": 99,
-              "signature": contributor.sign(review_payload(repository_id, update, "approved", None,
+              "signature": contributor.sign(signed_review_payload(repository_id, update, "approved", None,
                                                            contributor.pubkey, 99))}
     write_note(site, REVIEWS, update, {"schema": REVIEWS_SCHEMA, "reviews": [forged, {"update": {"nested": True}}]})
     git(site.root, "push", "--quiet", "origin", f"{REVIEWS}:{REVIEWS}")

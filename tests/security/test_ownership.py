@@ -98,7 +98,7 @@ def test_a_forged_nft_note_pointing_the_genesis_at_another_mint_does_not_make_th
     repo.add_member(owner, attacker.pubkey, "owner")  # a co-owner in federity.yaml, not the genesis NFT's holder
     root = genesis(repo)
     fake = mint_nft(open_ledger("embedded"), attacker, nft_record(repo, read_commit(repo, root.commit)))
-    write_note(repo, NFT, root.commit, {**read_note(repo, NFT, root.commit), "mint": fake.mint})  # same metadata
+    write_note(repo, NFT, root.commit, {**read_note(repo, NFT, root.commit, dict), "mint": fake.mint})  # same metadata
     assert read_nft(open_ledger("embedded"), fake.mint).owner == attacker.pubkey
     before = snapshot(repo)
 

@@ -88,7 +88,7 @@ def test_verify_reports_an_nft_that_records_another_commit_or_does_not_exist(rep
                                                                              contributor: Wallet) -> None:
     repo.add_member(owner, contributor.pubkey, "contributor")
     genesis, head = repo.git.resolve("HEAD^"), repo.head()
-    write_note(repo, NFT, head, read_note(repo, NFT, genesis))  # head's record now points at genesis's NFT
+    write_note(repo, NFT, head, read_note(repo, NFT, genesis, dict))  # head's record now points at genesis's NFT
     failures = repo.verify().failures
     wrong_commit = f"field commit is {genesis!r}, the commit says {head!r}"
     assert {"commit": head, "check": "nft", "reason": wrong_commit} in failures

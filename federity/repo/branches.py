@@ -14,17 +14,20 @@ if TYPE_CHECKING:
 def checkout(repo: Repository, rev: str) -> str:
     """Switch the working tree, weights included, to ``rev`` (a branch stays attached; anything else detaches).
 
-    If the weights cannot be checked out (e.g. storage unreachable), the previous checkout is restored.
+    ``rev``'s tracked tree and DVC manifest are validated before git or DVC writes anything
+    (:meth:`~federity.repo.storage.WeightsStore.require_safe`). If the weights cannot be checked out (e.g. storage
+    unreachable), the previous checkout is restored.
     """
-    target = repo.git.resolve(rev)
+    is_branch = repo.git.try_resolve(f"refs/heads/{rev}") is not None
+    remote_branch = not is_branch and repo.git.try_resolve(f"refs/remotes/origin/{rev}") is not None
+    target = repo.git.resolve(f"refs/remotes/origin/{rev}" if remote_branch else rev)
     if not repo.git.is_clean():
         raise WorkingTreeError(
             f"{repo.root} has uncommitted changes to tracked files",
             "commit them with git, or discard them with `git checkout -- .`, then retry",
         )
+    repo.store.require_safe(target)
     previous = repo.git.current_branch() or repo.head()
-    is_branch = repo.git.try_resolve(f"refs/heads/{rev}") is not None
-    remote_branch = not is_branch and repo.git.try_resolve(f"refs/remotes/origin/{rev}") is not None
     repo.git.run("checkout", "--quiet", *(["--track", f"origin/{rev}"] if remote_branch else
                                           [rev] if is_branch else ["--detach", target]))
     try:

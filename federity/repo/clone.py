@@ -20,6 +20,7 @@ from federity.repo.checks import incoming_problems
 from federity.repo.history import ORIGIN_MAIN_REF, History, record_genesis
 from federity.repo.notes import fetch_notes
 from federity.repo.paths import is_local_url, local_path, require_empty_dir, restored_on_failure
+from federity.repo.storage import UnsafeCommitError, tree_problems
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -29,7 +30,9 @@ def clone(url: str, directory: Path, genesis: str | None = None) -> Repository:
     """Clone ``url`` into ``directory`` (new or empty) with its notes, check what it presents, and fetch the
     checked-out weights from DVC storage. ``genesis``: the commit id the repository's history must start from.
 
-    On failure the directory is left as it was found.
+    git clones without checking out; the commit to check out is validated first (its tracked tree: no symlinks,
+    gitlinks or files git tracks under ``model/``; then, with the tracked files in place, its DVC manifest),
+    and only then does DVC write ``model/``. On failure the directory is left as it was found.
     """
     from federity.repo import MAIN_BRANCH, Repository
 
@@ -42,11 +45,18 @@ def clone(url: str, directory: Path, genesis: str | None = None) -> Repository:
         repo = Repository(directory)
         fetch_notes(repo)  # reviews, MLflow runs and NFT mints: git clone leaves notes behind
         _check_remote(repo, url, genesis)
-        repo.git.run("checkout", "--quiet", MAIN_BRANCH)
+        target = repo.git.resolve(ORIGIN_MAIN_REF)
+        problems = tree_problems(repo.git, target)
+        if problems:  # before git writes a single file: no symlink, gitlink or file git tracks under model/
+            raise UnsafeCommitError(
+                f"{url} cannot be cloned safely: commit {target[:12]} {'; '.join(problems[:5])}",
+                "nothing was cloned; do not use this repository, or ask its owner to remove what is named",
+            )
+        repo.git.run("checkout", "--quiet", MAIN_BRANCH)  # the tracked files only: model/ is DVC's
         if not (directory / CONFIG_FILE).is_file():
             raise NotARepositoryError(f"{url} is not a Federity repository (no {CONFIG_FILE})",
                                       "check the URL; `federity init` creates repositories")
-        repo.store.pull()
+        repo.store.pull()  # validates the DVC manifest (WeightsStore.require_safe) before DVC writes model/
         return repo
 
 

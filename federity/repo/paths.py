@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +51,46 @@ def restored_on_failure(directory: Path) -> Iterator[None]:
         else:
             shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+def write_inside(root: Path, relpath: str, data: bytes) -> None:
+    """Write ``data`` to ``root/relpath`` without following a symbolic link anywhere below ``root``.
+
+    Each directory on the way is opened with ``O_NOFOLLOW`` (and created when absent); a file already there is
+    unlinked (a link is removed, never followed) and the new one created with ``O_EXCL | O_NOFOLLOW``. A link on
+    the way raises :class:`WorkingTreeError` and nothing is written.
+    """
+    parts = relpath.split("/")
+    if any(part in ("", ".", "..") for part in parts) or relpath.startswith("/"):
+        raise ValueError(f"not a plain relative path: {relpath!r}")
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    fd = os.open(root, flags)
+    try:
+        for part in parts[:-1]:
+            try:
+                child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _link_refused(root, relpath) from None
+                raise
+            os.close(fd)
+            fd = child
+        name = parts[-1]
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise _link_refused(root, relpath)
+            os.unlink(name, dir_fd=fd)
+        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+        with os.fdopen(out, "wb") as stream:
+            stream.write(data)
+    finally:
+        os.close(fd)
+
+
+def _link_refused(root: Path, relpath: str) -> WorkingTreeError:
+    return WorkingTreeError(f"{relpath} in {root} is reached through a symbolic link or is a directory; "
+                            "Federity never writes through links",
+                            f"remove the link (or directory) at {relpath} and retry")

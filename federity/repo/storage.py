@@ -3,6 +3,12 @@
 DVC runs in-process (``dvc.repo.Repo``). Its objects are content-addressed by md5; Federity additionally
 records the sha256 of ``model/model.safetensors`` in each signed commit, and :meth:`WeightsStore.read` checks
 both when it reads a commit's weights back.
+
+DVC would check out whatever a commit's manifest lists, wherever it points. So Federity parses and checks a
+commit's ``model.dvc``, its ``.dir`` manifest and its tracked tree (:mod:`federity.repo.layout`) before DVC
+touches the working tree: :meth:`WeightsStore.checkout` and :meth:`WeightsStore.pull` refuse an unsafe commit,
+and :meth:`WeightsStore.read` reads only entries of a validated manifest, fetching single objects by their
+validated md5 (never DVC's whole-commit fetch).
 """
 
 from __future__ import annotations
@@ -10,26 +16,41 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, BinaryIO
 
 from federity.errors import RemoteError, WeightsError
 from federity.git import Git
+from federity.repo.layout import (
+    MANIFEST_MAX_BYTES,
+    MODEL_DIR,
+    MODEL_DVC_FILE,
+    OBJECT_MAX_BYTES,
+    DvcOut,
+    dvc_config_problems,
+    gitattributes_problems,
+    parse_dvc_file,
+    parse_manifest,
+    tree_entry_problems,
+)
 from federity.weights import WEIGHTS_FILE
 
-MODEL_DIR = "model"
-MODEL_DVC_FILE = "model.dvc"
+__all__ = ["MODEL_DIR", "MODEL_DVC_FILE", "REMOTE_NAME", "UnsafeCommitError", "WeightsObjectMissing",
+           "WeightsStore", "storage_problems", "tree_problems"]
+
 REMOTE_NAME = "storage"
 
 
 class WeightsObjectMissing(WeightsError):
     """A commit's weights object is in neither the local cache nor the DVC remote."""
+
+
+class UnsafeCommitError(WeightsError):
+    """A commit's tracked tree holds what no Federity repository does (a symlink, a gitlink, a second DVC file…):
+    git and DVC must not write it to the working tree."""
 
 
 @contextlib.contextmanager
@@ -96,22 +117,42 @@ class WeightsStore:
         with self._repo() as repo:
             repo.add(MODEL_DIR)
 
+    def _require_safe_worktree(self) -> None:
+        """Check HEAD's tree and the working tree's ``model.dvc`` (what DVC will act on) before DVC runs."""
+        head = self.git.resolve("HEAD")
+        self.require_safe(head)
+        path = self.root / MODEL_DVC_FILE
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            raise WeightsError(f"the working tree has no readable {MODEL_DVC_FILE} (or it is a link)",
+                               f"restore it with `git checkout -- {MODEL_DVC_FILE}`") from None
+        with os.fdopen(fd, "rb") as stream:
+            raw = stream.read(1 << 20)
+        if raw != self.git.show_file(head, MODEL_DVC_FILE):
+            self._manifest_of(parse_dvc_file(raw, head), head)
+
     def checkout(self) -> None:
-        """Make ``model/`` match ``model.dvc``, fetching from the remote when the cache lacks an object."""
+        """Make ``model/`` match ``model.dvc``, fetching from the remote when the cache lacks an object. The
+        checked-out commit is validated first (:meth:`require_safe`); an unsafe one raises before DVC runs."""
         from dvc.exceptions import CheckoutError
 
+        self._require_safe_worktree()
         with self._repo() as repo:
             try:
                 repo.checkout(force=True)
                 return
             except CheckoutError:
                 pass
-        self.pull()
+        self._dvc_pull()
 
     def push(self, revs: list[str]) -> None:
-        """Upload the weights objects of ``revs`` to the remote."""
+        """Upload the weights objects of ``revs`` to the remote (each revision validated first: DVC reads the
+        objects a manifest names from the cache)."""
         if not revs or self.storage_url() is None:
             return
+        for rev in revs:
+            self.require_safe(self.git.resolve(rev))
         with self._repo() as repo:
             try:
                 repo.push(revs=revs, workspace=False)
@@ -119,9 +160,11 @@ class WeightsStore:
                 raise _remote_error("upload weights", exc) from None
 
     def fetch(self, revs: list[str]) -> None:
-        """Download the weights objects of ``revs`` into the local cache."""
+        """Download the weights objects of ``revs`` into the local cache (each revision validated first)."""
         if self.storage_url() is None:
             return
+        for rev in revs:
+            self.require_safe(self.git.resolve(rev))
         with self._repo() as repo:
             try:
                 repo.fetch(revs=revs, workspace=False)
@@ -129,7 +172,12 @@ class WeightsStore:
                 raise _remote_error("download weights", exc) from None
 
     def pull(self) -> None:
-        """Fetch the checked-out commit's weights and check them out into ``model/``."""
+        """Fetch the checked-out commit's weights and check them out into ``model/``, after validating it
+        (:meth:`require_safe`)."""
+        self._require_safe_worktree()
+        self._dvc_pull()
+
+    def _dvc_pull(self) -> None:
         with self._repo() as repo:
             try:
                 repo.pull(force=True)
@@ -137,46 +185,70 @@ class WeightsStore:
                 raise _remote_error("download weights", exc) from None
 
     def _object_path(self, md5: str) -> Path:
+        # md5 has passed layout.is_md5 (32 hex digits, optionally ".dir"): never a path from a manifest
         return self.root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
 
-    def _cached_object(self, md5: str) -> bytes | None:
-        path = self._object_path(md5)
-        return path.read_bytes() if path.is_file() else None
+    def manifest(self, commit: str) -> dict[str, str]:
+        """The validated manifest of ``model/`` at ``commit`` (relpath → md5), its ``.dir`` object fetched from
+        the local cache or DVC storage without checking anything out. Any fault is a :class:`WeightsError`
+        naming the commit (see :mod:`federity.repo.layout`)."""
+        raw = self.git.show_file(commit, MODEL_DVC_FILE)
+        if raw is None:
+            raise WeightsError(
+                f"commit {commit[:12]} has no {MODEL_DVC_FILE}", "this commit does not track weights with DVC"
+            )
+        return self._manifest_of(parse_dvc_file(raw, commit), commit)
+
+    def _manifest_of(self, out: DvcOut, commit: str) -> dict[str, str]:
+        raw = self._fetched_object(commit, out.dir_md5, f"manifest of {MODEL_DIR}/", MANIFEST_MAX_BYTES)
+        return parse_manifest(raw, commit)
+
+    def require_safe(self, commit: str) -> None:
+        """Raise :class:`UnsafeCommitError` unless ``commit``'s tracked tree and DVC manifest are what a Federity
+        repository holds (:func:`tree_problems`, :func:`storage_problems`). Call it before git or DVC writes the
+        working tree from ``commit``."""
+        problems = tree_problems(self.git, commit)
+        if problems:
+            raise UnsafeCommitError(
+                f"commit {commit[:12]} is not a Federity repository's tree: {'; '.join(problems[:5])}"
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+                "nothing was checked out; do not use this commit (check out another revision, or ask its author "
+                "for one made with Federity)",
+            )
+        self.manifest(commit)
 
     def read(self, commit: str, relpath: str = WEIGHTS_FILE) -> bytes:
         """The bytes of ``model/<relpath>`` (default: the weights) as committed at ``commit``, integrity-checked.
 
-        Objects absent from the local cache are fetched from the remote; an object whose content does not
-        match its DVC md5 is reported as corrupted.
+        The manifest is validated first (:meth:`manifest`); objects absent from the local cache are fetched from
+        the DVC storage one by one; an object whose content does not match its DVC md5 is reported as corrupted.
+        Every failure is a :class:`WeightsError`.
         """
         what = "weights" if relpath == WEIGHTS_FILE else f"model/{relpath}"
-        dir_md5 = self._dir_md5(commit)
-        manifest_bytes = self._fetched_object(commit, dir_md5, what)
-        entries = {e["relpath"]: e["md5"] for e in json.loads(manifest_bytes)}
+        entries = self.manifest(commit)
         if relpath not in entries:
             raise WeightsError(f"commit {commit[:12]}: model/ holds no {relpath}",
                                "commit weights with `federity commit`" if relpath == WEIGHTS_FILE
                                else "this commit does not carry that file")
-        md5 = entries[relpath]
-        data = self._fetched_object(commit, md5, what)
-        if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
-            raise WeightsError(
-                f"the {what} object of commit {commit[:12]} is corrupted: its content no longer matches DVC "
-                f"hash {md5}",
-                f"delete {self._object_path(md5)} and run `federity pull` to fetch an intact copy",
-            )
-        return data
+        return self._fetched_object(commit, entries[relpath], what, OBJECT_MAX_BYTES)
 
     def files(self, commit: str) -> list[str]:
-        """The paths (relative to ``model/``) that ``commit`` tracks."""
-        manifest = self._fetched_object(commit, self._dir_md5(commit), "weights")
-        return sorted(e["relpath"] for e in json.loads(manifest))
+        """The paths (relative to ``model/``) that ``commit`` tracks, from its validated manifest."""
+        return sorted(self.manifest(commit))
 
-    def _fetched_object(self, commit: str, md5: str, what: str) -> bytes:
-        data = self._cached_object(md5)
-        if data is None:
-            self._fetch_quietly(commit)
-            data = self._cached_object(md5)
+    def _fetched_object(self, commit: str, md5: str, what: str, limit: int) -> bytes:
+        """The object ``md5`` (already validated), from the cache or else the DVC storage, md5-checked."""
+        path = self._object_path(md5)
+        if path.is_file():
+            data = _bounded_read(path.open("rb"), path.stat().st_size, limit, commit, what)
+            if _md5(data) != md5.removesuffix(".dir"):
+                raise WeightsError(
+                    f"the {what} object of commit {commit[:12]} is corrupted: its content no longer matches DVC "
+                    f"hash {md5}",
+                    f"delete {path} and run `federity pull` to fetch an intact copy",
+                )
+            return data
+        data = self._download(commit, md5, what, limit)
         if data is None:
             raise WeightsObjectMissing(
                 f"the {what} of commit {commit[:12]} (DVC object {md5}) cannot be found in the local cache or "
@@ -185,24 +257,84 @@ class WeightsStore:
             )
         return data
 
-    def _fetch_quietly(self, commit: str) -> None:
-        with contextlib.suppress(RemoteError):
-            self.fetch([commit])
+    def _download(self, commit: str, md5: str, what: str, limit: int) -> bytes | None:
+        """Fetch one object from the default DVC remote into the local cache; ``None`` when there is no remote
+        or it lacks the object."""
+        with self._repo() as repo:
+            if not repo.config["core"].get("remote"):
+                return None
+            try:
+                odb = repo.cloud.get_remote_odb(command="fetch")
+                remote_path = odb.oid_to_path(md5)
+                if not odb.fs.exists(remote_path):
+                    return None
+                with odb.fs.open(remote_path, "rb") as stream:
+                    data = _bounded_read(stream, odb.fs.size(remote_path), limit, commit, what)
+            except WeightsError:
+                raise
+            except Exception as exc:
+                raise _remote_error("download weights", exc) from None
+            if _md5(data) != md5.removesuffix(".dir"):
+                raise WeightsError(
+                    f"the DVC storage's copy of the {what} of commit {commit[:12]} (object {md5}) is corrupted: "
+                    "its content does not match its hash",
+                    "ask the commit's author to `federity push` it again; nothing was written",
+                )
+            repo.cache.local.add_bytes(md5, data)
+            return data
 
-    def _dir_md5(self, commit: str) -> str:
-        raw = self.git.show_file(commit, MODEL_DVC_FILE)
-        if raw is None:
-            raise WeightsError(
-                f"commit {commit[:12]} has no {MODEL_DVC_FILE}", "this commit does not track weights with DVC"
-            )
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _bounded_read(stream: BinaryIO, size: int | None, limit: int, commit: str, what: str) -> bytes:
+    """All of ``stream``, refused before reading when ``size`` (or what arrives) exceeds ``limit``."""
+    too_large = WeightsError(f"the {what} object of commit {commit[:12]} is larger than {limit} bytes",
+                             "Federity refuses it unread; do not use this commit")
+    with stream:
+        if size is not None and size > limit:
+            raise too_large
+        chunks, total = [], 0
+        while chunk := stream.read(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def tree_problems(git: Git, commit: str) -> list[str]:
+    """Why ``commit``'s tracked files are not what a Federity repository holds (empty when they are): symlinks,
+    gitlinks, files git tracks under ``model/`` or ``.git``-like paths, DVC files other than ``model.dvc``, a
+    ``.dvc/config`` that sets more than the storage, a ``.gitattributes`` that rewrites files on checkout
+    (:mod:`federity.repo.layout`). Reads git objects only."""
+    listing = git.run_bytes("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", f"{commit}^{{tree}}")
+    entries: list[tuple[str, str, str]] = []
+    problems: list[str] = []
+    for item in listing.split(b"\0"):
+        if not item:
+            continue
+        header, _, raw_path = item.partition(b"\t")
+        mode, kind, _ = header.decode().split(" ", 2)
         try:
-            md5 = yaml.safe_load(raw)["outs"][0]["md5"]
-        except (yaml.YAMLError, KeyError, IndexError, TypeError):
-            raise WeightsError(
-                f"commit {commit[:12]}: {MODEL_DVC_FILE} is not a DVC file", "restore it from an earlier commit"
-            ) from None
-        if not str(md5).endswith(".dir"):
-            raise WeightsError(
-                f"commit {commit[:12]}: {MODEL_DVC_FILE} does not track a directory", "track model/ with DVC"
-            )
-        return str(md5)
+            entries.append((mode, kind, raw_path.decode("utf-8")))
+        except UnicodeDecodeError:
+            problems.append(f"a tracked path is not UTF-8 ({raw_path[:40]!r})")
+    problems += tree_entry_problems(entries)
+    if any(path == ".dvc/config" for _, _, path in entries):
+        problems += dvc_config_problems(git.show_file(commit, ".dvc/config") or b"")
+    for _, kind, path in entries:
+        if kind == "blob" and path.rsplit("/", 1)[-1] == ".gitattributes":
+            problems += gitattributes_problems(path, git.show_file(commit, path) or b"")
+    return problems
+
+
+def storage_problems(store: WeightsStore, commit: str) -> list[str]:
+    """Why ``commit``'s DVC manifest of ``model/`` may not be checked out or read (empty when it may): see
+    :meth:`WeightsStore.manifest`. Fetches the manifest object when the cache lacks it; checks no weights."""
+    try:
+        store.manifest(commit)
+    except WeightsError as exc:
+        return [exc.message]
+    return []

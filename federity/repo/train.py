@@ -21,11 +21,12 @@ from federity.errors import ConfigError, DataError, WorkingTreeError
 from federity.identity import Wallet
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.params import training_params
+from federity.repo.paths import write_inside
 from federity.repo.proof_inputs import prove_training
-from federity.repo.storage import MODEL_DVC_FILE
+from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
 from federity.training import TrainResult, evaluate, train_locally
-from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
+from federity.weights import WEIGHTS_FILE, read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -77,6 +78,7 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         raise WorkingTreeError(f"{repo.root} has uncommitted changes to tracked files",
                                "commit or discard them, then retry")
     base_commit = repo.git.resolve(base or MAIN_BRANCH)
+    repo.store.require_safe(base_commit)  # no symlink (e.g. update.json) or hostile manifest in the base
     base_meta = read_commit(repo, base_commit).meta
     if base_meta is None:
         raise ConfigError(f"commit {base_commit[:12]} carries no Federity metadata", "train from a main commit")
@@ -119,11 +121,11 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     branch = _update_branch(repo, round, wallet.pubkey)
     try:
         repo.git.run("checkout", "--quiet", "-b", branch, base_commit)
-        repo.weights_path.write_bytes(tensors_to_bytes(result.tensors))
+        # never through a link: a second line of defence behind the tree check above
+        write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", tensors_to_bytes(result.tensors))
         for relpath, content in proof_files.items():
-            (repo.weights_path.parent / relpath).parent.mkdir(parents=True, exist_ok=True)
-            (repo.weights_path.parent / relpath).write_bytes(content)
-        (repo.root / UPDATE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            write_inside(repo.root, f"{MODEL_DIR}/{relpath}", content)
+        write_inside(repo.root, UPDATE_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
         repo.store.track()
         commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
                                [base_commit], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE),

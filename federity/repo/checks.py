@@ -4,9 +4,10 @@ reports it. The weights checks read objects through the store, which verifies th
 
 The rules, each in one place:
 
-- **commit** (:func:`commit_problems`): well-formed metadata of a known kind; the author's signature; the role
-  the kind needs, read in the first parent's ``federity.yaml``; ``federity.yaml`` unchanged except by a valid
-  ``members`` commit; the weights object intact, finite and the one signed.
+- **commit** (:func:`commit_problems`): well-formed metadata of a known kind; only tracked files a Federity
+  repository holds (no symlinks or gitlinks, :func:`federity.repo.storage.tree_problems`); the author's
+  signature; the role the kind needs, read in the first parent's ``federity.yaml``; ``federity.yaml`` unchanged
+  except by a valid ``members`` commit; the weights object intact, finite and the one signed.
 - **one root** (:func:`root_problems`): every commit descends from the repository's genesis and no other root.
 - **main line** (:func:`mainline_problems`): on main's first-parent line stand only genesis (its root),
   ``weights``, ``aggregate``, ``merge``, ``revert`` and ``members`` commits, each with the parents its kind
@@ -34,6 +35,7 @@ from federity.repo.history import ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History,
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
 from federity.repo.proof_inputs import check_update_proof
+from federity.repo.storage import tree_problems
 from federity.weights import read_tensors, sha256_bytes
 from federity.weights.files import describe_mismatch, tensor_layout
 
@@ -70,7 +72,7 @@ def commit_problems(history: History, record: CommitRecord, *, weights: bool = T
     config = history.config(record.commit)
     if isinstance(config, str):
         return [("config", config)]
-    problems: list[tuple[str, str]] = []
+    problems = [("tree", reason) for reason in tree_problems(history.repo.git, record.commit)]
     payload = signing_payload(config.id, meta, record.message, record.tree, history.parent_refs(record.parents))
     if not meta.signature:
         problems.append(("signature", "the commit is not signed"))

@@ -122,6 +122,7 @@ def pull(repo: Repository) -> str:
     if upstream is None:
         raise RemoteError(f"origin has no branch {branch!r}", "push it first with `federity push`")
     if repo.git.run("merge-base", "HEAD", upstream) != upstream:
+        repo.store.require_safe(upstream)  # its tree and manifest, before git or DVC writes the working tree
         with repo.transaction():
             try:
                 repo.git.run("merge", "--quiet", "--ff-only", upstream)

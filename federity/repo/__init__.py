@@ -9,6 +9,7 @@ from pathlib import Path
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import NotARepositoryError, WorkingTreeError
 from federity.git import Git, GitError
+from federity.records import UPDATE_FILE
 from federity.repo.storage import MODEL_DIR, WeightsStore
 from federity.weights import WEIGHTS_FILE
 
@@ -102,18 +103,31 @@ class Repository:
             )
         return branch
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Run a change so that, if it fails, the branch, index, working tree and ``model/`` are as before."""
+    def require_clean(self) -> None:
+        """Raise unless tracked files have no uncommitted changes (a change must not mix with the user's)."""
         if not self.git.is_clean():
             raise WorkingTreeError(
                 f"{self.root} has uncommitted changes to tracked files",
                 "commit them with git, or discard them with `git checkout -- .`, then retry",
             )
-        head = self.head()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run a change so that, if it fails, everything local is as before: the checked-out branch (or detached
+        HEAD) at its commit, the index, the working tree and ``model/``; branches the change created are deleted
+        and an ``update.json`` it left untracked is removed. The one rollback every operation uses."""
+        self.require_clean()
+        branch, head, branches = self.git.current_branch(), self.head(), self._local_branches()
         try:
             yield
         except BaseException:
+            self.git.run("checkout", "--quiet", "--force", *([branch] if branch else ["--detach", head]))
             self.git.run("reset", "--quiet", "--hard", head)
+            for created in sorted(self._local_branches() - branches):
+                self.git.run("branch", "--quiet", "-D", created)
+            self.git.run("clean", "--quiet", "--force", "--", UPDATE_FILE)
             self.store.checkout()
             raise
+
+    def _local_branches(self) -> set[str]:
+        return set(self.git.run("for-each-ref", "--format=%(refname:short)", "refs/heads").split())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from federity.errors import ConfigError, WorkingTreeError
+from federity.errors import ConfigError
 from federity.git import GitError
 
 if TYPE_CHECKING:
@@ -21,23 +21,11 @@ def checkout(repo: Repository, rev: str) -> str:
     is_branch = repo.git.try_resolve(f"refs/heads/{rev}") is not None
     remote_branch = not is_branch and repo.git.try_resolve(f"refs/remotes/origin/{rev}") is not None
     target = repo.git.resolve(f"refs/remotes/origin/{rev}" if remote_branch else rev)
-    if not repo.git.is_clean():
-        raise WorkingTreeError(
-            f"{repo.root} has uncommitted changes to tracked files",
-            "commit them with git, or discard them with `git checkout -- .`, then retry",
-        )
     repo.store.require_safe(target)
-    previous = repo.git.current_branch() or repo.head()
-    repo.git.run("checkout", "--quiet", *(["--track", f"origin/{rev}"] if remote_branch else
-                                          [rev] if is_branch else ["--detach", target]))
-    try:
+    with repo.transaction():
+        repo.git.run("checkout", "--quiet", *(["--track", f"origin/{rev}"] if remote_branch else
+                                              [rev] if is_branch else ["--detach", target]))
         repo.store.checkout()
-    except BaseException:
-        repo.git.run("checkout", "--quiet", "--force", previous)
-        if remote_branch:
-            repo.git.run("branch", "--quiet", "-D", rev)
-        repo.store.checkout()
-        raise
     return target
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.errors import ConfigError, DataError, WorkingTreeError
+from federity.errors import ConfigError, DataError
 from federity.identity import Wallet
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.params import training_params
@@ -74,9 +74,7 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     from federity.data import load_dataset
     from federity.repo import MAIN_BRANCH
 
-    if not repo.git.is_clean():
-        raise WorkingTreeError(f"{repo.root} has uncommitted changes to tracked files",
-                               "commit or discard them, then retry")
+    repo.require_clean()  # before training, not only when committing
     base_commit = repo.git.resolve(base or MAIN_BRANCH)
     repo.store.require_safe(base_commit)  # no symlink (e.g. update.json) or hostile manifest in the base
     base_meta = read_commit(repo, base_commit).meta
@@ -116,10 +114,8 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         "n_samples": result.n_samples, "metrics": result.metrics, "params": params.to_json(),
         "contract": {"expectations": report.expectations, "passed": True}, "proof": proof_summary,
     }
-    original_branch = repo.git.current_branch()
-    original_head = repo.head()
     branch = _update_branch(repo, round, wallet.pubkey)
-    try:
+    with repo.transaction():
         repo.git.run("checkout", "--quiet", "-b", branch, base_commit)
         # never through a link: a second line of defence behind the tree check above
         write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", tensors_to_bytes(result.tensors))
@@ -130,12 +126,5 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
                                [base_commit], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE),
                                proof_sha256=proof_summary["sha256"] if proof_summary else None)
-    except BaseException:
-        repo.git.run("checkout", "--quiet", "--force", original_branch or original_head)
-        repo.git.run("clean", "--quiet", "--force", "--", UPDATE_FILE)
-        if repo.git.try_resolve(f"refs/heads/{branch}") is not None:
-            repo.git.run("branch", "--quiet", "-D", branch)
-        repo.store.checkout()
-        raise
     return UpdateResult(commit.commit, base_commit, branch, round, result.n_samples, result.metrics,
                         record["contract"], proof_summary)

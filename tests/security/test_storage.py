@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from federity.errors import FederityError, UpdateError, WeightsError, WorkingTreeError
+from federity.errors import FederityError, RemoteError, UpdateError, WeightsError, WorkingTreeError
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.commits import create_commit
@@ -424,21 +424,21 @@ def test_training_on_a_base_that_tracks_update_json_as_a_symlink_is_refused(
         repo: Repository, owner: Wallet, member_clone: Repository, contributor: Wallet, tmp_path: Path,
         canary: Path) -> None:
     os.symlink(canary, repo.root / "update.json")
-    create_commit(repo, owner, "weights", "a link", [repo.head()], paths=("update.json",))
+    linked = create_commit(repo, owner, "weights", "a link", [repo.head()], paths=("update.json",)).commit
     raw_push(repo, "main")
     remote_refs = git(tmp_path / "remote.git", "for-each-ref")
     site = member_clone
     before = local_state(site)
 
-    with pytest.raises(UnsafeCommitError, match=r"'update.json' is a symbolic link"):
+    with pytest.raises(RemoteError, match=r"tree: 'update.json' is a symbolic link"):
         site.pull()
     assert local_state(site) == before
     with pytest.raises(UnsafeCommitError, match=r"'update.json' is a symbolic link"):
-        site.train(contributor, write_csv(tmp_path / "data" / "train.csv", 60, seed=1), base="origin/main")
+        site.train(contributor, write_csv(tmp_path / "data" / "train.csv", 60, seed=1), base=linked)
     assert local_state(site) == before and not (site.root / "update.json").exists()
     assert untouched(canary)
     assert git(tmp_path / "remote.git", "for-each-ref") == remote_refs
-    with pytest.raises(UnsafeCommitError, match="symbolic link"):
+    with pytest.raises(RemoteError, match=r"tree: 'update.json' is a symbolic link"):
         Repository.clone(str(tmp_path / "remote.git"), tmp_path / "victim")
     assert not (tmp_path / "victim").exists()
 
@@ -475,8 +475,7 @@ def test_a_gitlink_is_refused_at_clone_and_checkout(repo: Repository, owner: Wal
     with pytest.raises(UnsafeCommitError, match=rf"commit {commit[:12]} .*'vendor' is a git submodule"):
         repo.checkout(commit)
     assert local_state(repo) == before
-    with pytest.raises(UnsafeCommitError, match=rf"cannot be cloned safely: commit {commit[:12]} 'vendor' is a git "
-                                                "submodule"):
+    with pytest.raises(RemoteError, match=rf"not cloned: {commit[:12]} tree: 'vendor' is a git submodule"):
         Repository.clone(str(tmp_path / "remote.git"), tmp_path / "victim")
     assert not (tmp_path / "victim").exists() and untouched(canary)
 
@@ -616,3 +615,29 @@ def test_any_tree_listing_gives_a_list_of_problems(entries: list[tuple[str, str,
     assert isinstance(problems, list)
     unsafe = [e for e in entries if e[0] in ("120000", "160000") or e[2].split("/")[0].lower() == "model"]
     assert len(problems) >= (1 if unsafe else 0)
+
+
+def test_reviewing_an_update_that_tracks_a_symlink_rejects_it_and_verify_lists_it_apart(
+        repo: Repository, owner: Wallet, member_clone: Repository, contributor: Wallet, canary: Path) -> None:
+    site = member_clone
+    main = site.head()
+    git(site.root, "checkout", "--quiet", "-b", f"updates/r1/{contributor.pubkey[:8]}")
+    tensors = read_tensors(site.weights_path.read_bytes(), "weights")
+    site.weights_path.unlink()
+    site.weights_path.write_bytes(tensors_to_bytes({k: v + np.asarray(0.25, v.dtype) for k, v in tensors.items()}))
+    site.store.track()
+    (site.root / "update.json").write_text(json.dumps({
+        "schema": "federity/update/v1", "base": main, "round": 1, "nonce": None, "n_samples": 50,
+        "metrics": {"loss": 0.5}, "params": {}, "contract": {"passed": True}, "proof": None}))
+    os.symlink(canary, site.root / "notes.txt")
+    update = create_commit(site, contributor, "update", "Update for round 1", [main], round=1,
+                           paths=("model.dvc", "update.json", "notes.txt")).commit
+    cache, storage = _dvc_dirs(site)
+    shutil.copytree(cache, storage, dirs_exist_ok=True)  # the attacker uploads by hand: push refuses the link
+    raw_push(site, f"updates/r1/{contributor.pubkey[:8]}")
+    repo.pull()  # an update branch that fails its checks is let in: it is evidence for its review
+    with pytest.raises(UpdateError, match=r"tree: .*'notes.txt' is a symbolic link"):
+        repo.review(owner, update, approve=True)
+    report = repo.verify()
+    assert report.ok and [r["update"] for r in report.rejected] == [update]
+    assert untouched(canary)

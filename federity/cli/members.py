@@ -6,6 +6,7 @@ import click
 
 from federity.cli import FederityGroup, console, emit, load_wallet, open_repo
 from federity.repo import Repository
+from federity.repo.nft import mint_new_commits
 
 
 def _emit(repo: Repository, commit: str | None = None) -> None:
@@ -30,16 +31,20 @@ def members() -> None:
 @click.option("--role", required=True, help="owner, maintainer, contributor or reader.")
 def add(pubkey: str, role: str) -> None:
     """Grant a role to a wallet (a signed members commit)."""
-    repo = open_repo()
-    _emit(repo, repo.add_member(load_wallet(), pubkey, role).commit)
+    repo, wallet = open_repo(), load_wallet()
+    record = repo.add_member(wallet, pubkey, role)
+    mint_new_commits(repo, wallet)
+    _emit(repo, record.commit)
 
 
 @members.command("remove")
 @click.argument("pubkey")
 def remove(pubkey: str) -> None:
     """Revoke a wallet's role (a signed members commit)."""
-    repo = open_repo()
-    _emit(repo, repo.remove_member(load_wallet(), pubkey).commit)
+    repo, wallet = open_repo(), load_wallet()
+    record = repo.remove_member(wallet, pubkey)
+    mint_new_commits(repo, wallet)
+    _emit(repo, record.commit)
 
 
 @members.command("list")

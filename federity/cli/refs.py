@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from federity.cli import FederityCommand, emit, load_wallet, open_repo
+from federity.repo.nft import mint_new_commits
 
 
 @click.command(cls=FederityCommand)
@@ -38,6 +39,8 @@ def tag(name: str, rev: str | None) -> None:
 @click.option("-m", "--message", help="Commit message (default: Revert <commit>: <its message>).")
 def revert(rev: str, message: str | None) -> None:
     """Commit the current weights with REV's change undone, as `git revert`."""
-    record = open_repo().revert(load_wallet(), rev, message)
+    repo, wallet = open_repo(), load_wallet()
+    record = repo.revert(wallet, rev, message)
+    mint_new_commits(repo, wallet)
     emit({"commit": record.commit, "weights_sha256": record.meta.weights_sha256},
          f"revert commit {record.commit[:12]}  weights {record.meta.weights_sha256[:12]}")

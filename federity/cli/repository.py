@@ -11,6 +11,8 @@ from federity.models import ZOO
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
 from federity.repo.history import recorded_genesis
+from federity.repo.nft import mint_new_commits
+from federity.repo.sync import push_notes
 
 
 @click.command(cls=FederityCommand)
@@ -38,11 +40,14 @@ def init(directory: Path, name: str, framework: str, model: str, model_args: tup
          proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None, ledger: str) -> None:
     """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
     policy = ProofPolicy(proof_audits, proof_scale, srs, srs_sha256) if proofs or srs else None
+    wallet = load_wallet()
     repo, record = Repository.init(
-        directory, load_wallet(), name=name, framework=framework, model=model, model_args=list(model_args),
+        directory, wallet, name=name, framework=framework, model=model, model_args=list(model_args),
         remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed, contract=contract,
         proofs=policy, ledger=ledger,
     )
+    if mint_new_commits(repo, wallet).minted and remote:  # the genesis NFT, then its record on the remote
+        push_notes(repo)
     emit({"repo": str(repo.root), "commit": record.commit, "weights_sha256": record.meta.weights_sha256},
          f"created {repo.root} at genesis commit {record.commit[:12]}")
 
@@ -83,7 +88,9 @@ def push() -> None:
 @click.option("-m", "--message", required=True, help="What these weights are.")
 def commit(weights: Path, message: str) -> None:
     """Commit new weights on the current branch, signed by your wallet."""
-    record = open_repo().commit(load_wallet(), weights, message)
+    repo, wallet = open_repo(), load_wallet()
+    record = repo.commit(wallet, weights, message)
+    mint_new_commits(repo, wallet)
     emit({"commit": record.commit, "kind": record.meta.kind, "weights_sha256": record.meta.weights_sha256},
          f"{record.meta.kind} commit {record.commit[:12]}  weights {record.meta.weights_sha256[:12]}")
 

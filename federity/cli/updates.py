@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from federity.cli import FederityCommand, FederityGroup, console, emit, load_wallet, open_repo
+from federity.repo.nft import mint_new_commits
 from federity.repo.updates import STATUSES
 
 
@@ -73,7 +74,10 @@ def _review(update: str, approve: bool, reason: str | None) -> None:
 @click.option("--strategy", help="Aggregation strategy (default: federity.yaml's), e.g. fedavg, fedmedian.")
 def aggregate(strategy: str | None) -> None:
     """Aggregate the approved updates into the next commit on main."""
-    result = open_repo().aggregate(load_wallet(), strategy=strategy)
+    repo, wallet = open_repo(), load_wallet()
+    result = repo.aggregate(wallet, strategy=strategy)
+    if result.created:
+        mint_new_commits(repo, wallet)
     emit(result.to_json(), f"round {result.round}: aggregate {result.commit[:12]} of {len(result.updates)} "
                            "update(s); publish with `federity push`")
 

@@ -27,7 +27,6 @@ class Repository:
     from federity.repo.init import init  # type: ignore[misc]
     from federity.repo.log import graph, log, show  # type: ignore[misc]
     from federity.repo.members import add_member, list_members, remove_member  # type: ignore[misc]
-    from federity.repo.nft import mints_main_line
     from federity.repo.nft import show as nft_show  # type: ignore[misc]
     from federity.repo.nft import sync as nft_sync  # type: ignore[misc]
     from federity.repo.nft import transfer as nft_transfer  # type: ignore[misc]
@@ -38,13 +37,6 @@ class Repository:
     from federity.repo.updates import check_updates, review  # type: ignore[misc]
     from federity.repo.updates import list_updates as updates  # type: ignore[misc]
     from federity.repo.verify import verify  # type: ignore[misc]
-
-    # Operations that make main-line commits mint their NFTs right after (queued if the ledger is unreachable).
-    aggregate = mints_main_line(aggregate)
-    commit = mints_main_line(commit)
-    add_member = mints_main_line(add_member)
-    remove_member = mints_main_line(remove_member)
-    revert = mints_main_line(revert)
 
     clone = staticmethod(clone)
     init = staticmethod(init)

@@ -17,7 +17,6 @@ from federity.identity import Wallet
 from federity.models import build_model, is_repository_builder, parse_model_args
 from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.history import record_genesis
-from federity.repo.nft import mint_new_commits
 from federity.repo.paths import (
     default_storage_for,
     is_local_url,
@@ -26,7 +25,6 @@ from federity.repo.paths import (
     restored_on_failure,
 )
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE, WeightsStore
-from federity.repo.sync import push_notes
 from federity.training import TrainingParams
 from federity.weights import WEIGHTS_FILE, get_framework, tensors_to_bytes
 
@@ -61,7 +59,8 @@ def init(
     With ``proofs``, every update must carry a proof of training; the genesis commit stores the SRS
     (``model/proof-srs.bin``), generated offline (insecure) or imported from a file whose sha256 is checked.
     ``ledger`` is where the commits' NFTs are minted: ``embedded`` (LiteSVM on this machine), a cluster alias or
-    an RPC URL; the genesis NFT is minted last, and queued if the ledger cannot be reached.
+    an RPC URL; minting the genesis NFT is the caller's next step (:func:`federity.repo.nft.mint_new_commits`), so a
+    failed init leaves nothing on the ledger.
     """
     from federity.chain.ledger import open_ledger
     from federity.contract import CONTRACT_FILE
@@ -146,8 +145,6 @@ def init(
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
         raise
-    if mint_new_commits(repo, wallet).minted and remote_url:  # last: a failed init leaves nothing on the ledger
-        push_notes(repo)
     return repo, record
 
 

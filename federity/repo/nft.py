@@ -2,9 +2,10 @@
 
 What to mint is derived from the history, so nothing is lost: every commit on main's first-parent line, and every
 update an aggregate commit merged. A commit whose NFT is recorded in ``refs/notes/federity-nft`` (mint address,
-ledger, minter, recipient, lamports spent) is done; every other one is *queued*. Operations that make a main-line
-commit mint right after it, and a ledger that cannot be reached leaves the commit standing and its NFT queued for
-``federity nft sync`` or the next round. Minting is idempotent per commit and minter (:mod:`federity.chain.nft`).
+ledger, minter, recipient, lamports spent) is done; every other one is *queued*. Operations never mint by
+themselves: the command or flow that made a main-line commit takes the next step, :func:`mint_new_commits`, and a
+ledger that cannot be reached leaves the commit standing and its NFT queued for ``federity nft sync`` or the next
+round. Minting is idempotent per commit and minter (:mod:`federity.chain.nft`).
 
 The genesis NFT is the repository: its holder on the ledger is the owner. Its address is derived from the genesis
 commit's author (who mints it) and the commit, never read from the unsigned notes. The history says who holds it
@@ -15,11 +16,9 @@ Owner-only actions need the wallet to be that holder by the history and, once mi
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from federity.chain.nft import NftInfo, NftRecord
 from federity.config import RepoConfig, Role
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     from federity.repo import Repository
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -142,9 +140,10 @@ def require_minter(repo: Repository, wallet: Wallet) -> None:
 
 
 def mint_new_commits(repo: Repository, wallet: Wallet) -> SyncReport:
-    """After an operation made a main-line commit: mint what is queued, and warn (never fail) when the ledger
-    cannot be reached, so the commit stands and its NFT waits for ``federity nft sync``. Wallets that may not
-    mint (contributors committing on their own branches) mint nothing."""
+    """The explicit step after an operation made a main-line commit (the CLI command or the round flow takes it;
+    operations never mint by themselves): mint what is queued, and warn (never fail) when the ledger cannot be
+    reached, so the commit stands and its NFT waits for ``federity nft sync``. Wallets that may not mint
+    (contributors committing on their own branches) mint nothing."""
     try:
         require_minter(repo, wallet)
     except PermissionDeniedError:
@@ -154,18 +153,6 @@ def mint_new_commits(repo: Repository, wallet: Wallet) -> SyncReport:
         log.warning("%d NFT(s) queued, not minted: %s. Run `federity nft sync` when the ledger is reachable.",
                     len(report.queued), report.error)
     return report
-
-
-def mints_main_line(operation: Callable[..., T]) -> Callable[..., T]:
-    """Wrap ``operation(repo, wallet, …)``, which may make a main-line commit, to mint what is queued after it."""
-
-    @functools.wraps(operation)
-    def run(repo: Repository, wallet: Wallet, *args: Any, **kwargs: Any) -> T:
-        result = operation(repo, wallet, *args, **kwargs)
-        mint_new_commits(repo, wallet)
-        return result
-
-    return run
 
 
 def show(repo: Repository, rev: str) -> dict[str, Any]:

@@ -31,6 +31,13 @@ def _ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def repo(repo: Repository, owner: Wallet) -> Repository:
+    """The shared repository with its genesis NFT minted: the step `federity init` takes after creating it."""
+    repo.nft_sync(owner)
+    return repo
+
+
+@pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RpcServer]:
     """A JSON-RPC cluster on localhost (LiteSVM behind solana-py's real client), its ledger in ``tmp_path``."""
     server = RpcServer(tmp_path / "cluster")
@@ -122,6 +129,7 @@ def test_a_transfer_the_ledger_refuses_leaves_the_repository_the_remote_and_the_
     chain.fund(owner.keypair.pubkey(), 10**9)  # no airdrops on a cluster: the owner pays
     repo, _ = Repository.init(tmp_path / "repo", owner, name="sold", framework="torch", model="logistic-regression",
                               model_args=["in_features=4"], remote=str(tmp_path / "remote.git"), ledger=cluster.url)
+    repo.nft_sync(owner)
     root = genesis(repo)
     assert read_nft(chain, root.mint).owner == owner.pubkey
     keep = chain.rent_exempt_minimum(0) + 10_000  # spend the rest: the sale's fee and token account cannot be paid
@@ -187,6 +195,7 @@ def test_with_an_unreachable_ledger_verify_reports_ownership_unchecked_and_owner
     cluster.rpc.ledger.fund(owner.keypair.pubkey(), 10**9)
     repo, _ = Repository.init(tmp_path / "repo", owner, name="offline", framework="torch",
                               model="logistic-regression", model_args=["in_features=4"], ledger=cluster.url)
+    repo.nft_sync(owner)
     assert repository_holder(repo) == owner.pubkey
     assert _ownership(repo.verify().to_json()) == ([], [])
     cluster.close()  # the cluster is unreachable from now on

@@ -26,6 +26,13 @@ def _ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture
+def repo(repo: Repository, owner: Wallet) -> Repository:
+    """The shared repository with its genesis NFT minted: the step `federity init` takes after creating it."""
+    repo.nft_sync(owner)
+    return repo
+
+
 def _mints(repo: Repository) -> dict[str, str | None]:
     return {c["commit"]: c["nft"] for c in (r.to_json() for r in repo.log())}
 
@@ -33,6 +40,7 @@ def _mints(repo: Repository) -> dict[str, str | None]:
 def test_main_line_commits_are_minted_with_metadata_that_records_them(repo: Repository, owner: Wallet,
                                                                       contributor: Wallet) -> None:
     members = repo.add_member(owner, contributor.pubkey, "contributor")
+    repo.nft_sync(owner)  # the explicit step after a main-line commit (the CLI and the round flow take it)
     mints = _mints(repo)
     assert len(mints) == 2 and all(mints.values()) and len(set(mints.values())) == 2
     shown = repo.nft_show("HEAD")

@@ -64,7 +64,12 @@ federity verify
 step "Tampering is caught: one altered weights object, one forged signature (in throwaway copies)"
 cp -r "$work/owner-repo" "$work/tampered-weights"
 cd "$work/tampered-weights"
-object=$(find .dvc/cache/files/md5 -type f ! -name '*.dir' | head -n 1)
+# the weights object of main's head (an altered update's weights would be listed as a rejected update instead)
+object=$(python -c 'import json, yaml
+d = yaml.safe_load(open("model.dvc"))["outs"][0]["md5"].removesuffix(".dir")
+w = next(e["md5"] for e in json.load(open(f".dvc/cache/files/md5/{d[:2]}/{d[2:]}.dir"))
+         if e["relpath"] == "model.safetensors")
+print(f".dvc/cache/files/md5/{w[:2]}/{w[2:]}")')
 chmod u+w "$object"; printf 'x' >> "$object"
 federity verify && { echo "verify should have failed"; exit 1; } || echo "^ verify failed as it must"
 

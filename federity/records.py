@@ -24,9 +24,9 @@ import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from federity.config import validation_problem
+from federity.config import Scalar, validation_problem
 from federity.errors import ProofError, UpdateError
 from federity.identity import is_pubkey
 
@@ -105,16 +105,6 @@ def _pubkey(value: str) -> str:
     return value
 
 
-def _scalar(value: object) -> object:
-    if value is None or isinstance(value, bool) or (isinstance(value, int) and abs(value) < 2**63):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    if isinstance(value, str) and len(value) <= 1000:
-        return value
-    raise ValueError("must be a number, a string of at most 1000 characters, true, false or null")
-
-
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 Hex40 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -124,7 +114,6 @@ Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:/ -]{
 Text = Annotated[str, StringConstraints(max_length=4000)]
 Line = Annotated[str, StringConstraints(max_length=2048, pattern=r"^[^\x00-\x1f\x7f]*$")]
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
-Scalar = Annotated[Any, PlainValidator(_scalar)]
 
 
 class UpdateRecord(BaseModel):

@@ -23,6 +23,14 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 @pytest.fixture
+def own_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An embedded ledger directory of the test's own (``FEDERITY_LEDGER``)."""
+    path = tmp_path / "ledger"
+    monkeypatch.setenv("FEDERITY_LEDGER", str(path))
+    return path
+
+
+@pytest.fixture
 def owner(tmp_path: Path) -> Wallet:
     return Wallet.create(tmp_path / "wallets" / "owner.json")
 

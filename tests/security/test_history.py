@@ -40,13 +40,21 @@ def _hand_made_aggregate(repo: Repository, wallet: Wallet, updates: list[str]) -
 
 # -- item 4: roles are read when the update is aggregated --------------------------------------------------
 
-def test_an_update_by_a_member_removed_after_training_is_not_aggregated(
-        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, tmp_path: Path) -> None:
+@pytest.fixture
+def approved_then_removed(federation: dict[str, Repository], owner: Wallet, contributor: Wallet,
+                          tmp_path: Path) -> tuple[Repository, str]:
+    """The owner's repository holding the contributor's approved update, after the contributor was removed."""
     owner_repo = federation["owner"]
     update = train_and_push(federation["a"], contributor, _data(tmp_path, "a", 1))
     owner_repo.pull()
     owner_repo.review(owner, update, approve=True)
     owner_repo.remove_member(owner, contributor.pubkey)
+    return owner_repo, update
+
+
+def test_an_update_by_a_member_removed_after_training_is_not_aggregated(
+        approved_then_removed: tuple[Repository, str], owner: Wallet) -> None:
+    owner_repo, update = approved_then_removed
     main = owner_repo.head()
     with pytest.raises(UpdateError, match="0 approved update"):
         owner_repo.aggregate(owner)
@@ -58,12 +66,8 @@ def test_an_update_by_a_member_removed_after_training_is_not_aggregated(
 
 
 def test_verify_names_an_aggregate_of_an_update_whose_author_was_removed(
-        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, tmp_path: Path) -> None:
-    owner_repo = federation["owner"]
-    update = train_and_push(federation["a"], contributor, _data(tmp_path, "a", 1))
-    owner_repo.pull()
-    owner_repo.review(owner, update, approve=True)
-    owner_repo.remove_member(owner, contributor.pubkey)
+        approved_then_removed: tuple[Repository, str], owner: Wallet) -> None:
+    owner_repo, update = approved_then_removed
     forged = _hand_made_aggregate(owner_repo, owner, [update])
     failures = [f for f in owner_repo.verify().failures if f["check"] == "main-line"]
     assert [f["commit"] for f in failures] == [forged]

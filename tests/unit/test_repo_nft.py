@@ -18,12 +18,7 @@ from federity.repo.notes import NFT, read_note, write_note
 from tests.conftest import snapshot
 from tests.unit.chain.rpc_server import RpcServer
 
-
-@pytest.fixture(autouse=True)
-def _ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "ledger"
-    monkeypatch.setenv("FEDERITY_LEDGER", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("own_ledger")
 
 
 @pytest.fixture

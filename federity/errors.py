@@ -19,6 +19,12 @@ class FederityError(Exception):
         return f"{self.message}\n  what to do: {self.hint}"
 
 
+def listed(problems: list[str], most: int = 5) -> str:
+    """``problems`` joined for one message: the first ``most`` of them, then how many more there are."""
+    more = len(problems) - most
+    return "; ".join(problems[:most]) + (f"; and {more} more" if more > 0 else "")
+
+
 class NotARepositoryError(FederityError, FileNotFoundError):
     """The directory is not a Federity repository."""
 

@@ -98,6 +98,12 @@ class Git:
             position = header_end + 1 + size + 1
         return contents
 
+    def delete_refs(self, prefix: str) -> None:
+        """Delete every ref under ``prefix`` (e.g. ``refs/federity-incoming/``), in one transaction."""
+        names = self.run("for-each-ref", "--format=%(refname)", prefix).split()
+        if names:
+            self.run("update-ref", "--stdin", input="".join(f"delete {name}\n" for name in names).encode())
+
     def current_branch(self) -> str | None:
         """The checked-out branch, or ``None`` on a detached HEAD."""
         try:

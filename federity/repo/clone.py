@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from federity.config import CONFIG_FILE
-from federity.errors import NotARepositoryError, RemoteError
+from federity.errors import NotARepositoryError, RemoteError, listed
 from federity.git import Git
 from federity.repo.checks import incoming_problems
 from federity.repo.history import ORIGIN_MAIN_REF, History, record_genesis
 from federity.repo.notes import fetch_notes
 from federity.repo.paths import is_local_url, local_path, require_empty_dir, restored_on_failure
-from federity.repo.storage import UnsafeCommitError, tree_problems
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -30,9 +29,10 @@ def clone(url: str, directory: Path, genesis: str | None = None) -> Repository:
     """Clone ``url`` into ``directory`` (new or empty) with its notes, check what it presents, and fetch the
     checked-out weights from DVC storage. ``genesis``: the commit id the repository's history must start from.
 
-    git clones without checking out; the commit to check out is validated first (its tracked tree: no symlinks,
-    gitlinks or files git tracks under ``model/``; then, with the tracked files in place, its DVC manifest),
-    and only then does DVC write ``model/``. On failure the directory is left as it was found.
+    git clones without checking out, and everything the remote presents is checked first
+    (:func:`federity.repo.checks.incoming_problems`, which includes each commit's tracked tree: no symlinks,
+    gitlinks or files git tracks under ``model/``); then main's tracked files are checked out, its DVC manifest
+    validated, and only then does DVC write ``model/``. On failure the directory is left as it was found.
     """
     from federity.repo import MAIN_BRANCH, Repository
 
@@ -45,13 +45,6 @@ def clone(url: str, directory: Path, genesis: str | None = None) -> Repository:
         repo = Repository(directory)
         fetch_notes(repo)  # reviews, MLflow runs and NFT mints: git clone leaves notes behind
         _check_remote(repo, url, genesis)
-        target = repo.git.resolve(ORIGIN_MAIN_REF)
-        problems = tree_problems(repo.git, target)
-        if problems:  # before git writes a single file: no symlink, gitlink or file git tracks under model/
-            raise UnsafeCommitError(
-                f"{url} cannot be cloned safely: commit {target[:12]} {'; '.join(problems[:5])}",
-                "nothing was cloned; do not use this repository, or ask its owner to remove what is named",
-            )
         repo.git.run("checkout", "--quiet", MAIN_BRANCH)  # the tracked files only: model/ is DVC's
         if not (directory / CONFIG_FILE).is_file():
             raise NotARepositoryError(f"{url} is not a Federity repository (no {CONFIG_FILE})",
@@ -75,8 +68,8 @@ def _check_remote(repo: Repository, url: str, genesis: str | None) -> None:
         history.genesis = history.first_parent_line(origin_main)[-1]
     problems = incoming_problems(history, history.refs, {})
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise RemoteError(f"{url} presents a history this repository's checks reject, so it was not cloned: {shown}",
+        raise RemoteError(f"{url} presents a history this repository's checks reject, so it was not cloned: "
+                          f"{listed(problems)}",
                           "tell the repository's maintainers (the remote may have been tampered with); pass "
                           "--genesis COMMIT to name the history you expect")
     assert history.genesis is not None

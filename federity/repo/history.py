@@ -98,7 +98,7 @@ class History:
     genesis: str | None
     not_commit_refs: list[str] = field(default_factory=list)
     _configs: dict[str, RepoConfig | str] = field(default_factory=dict, repr=False)
-    _records: dict[str, Any] = field(default_factory=dict, repr=False)
+    _records: dict[str, UpdateRecord | str] = field(default_factory=dict, repr=False)
     _files: dict[str, dict[str, bytes | None]] = field(default_factory=dict, repr=False)
     _ancestors: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _rooted: dict[str, bool] = field(default_factory=dict, repr=False)

@@ -111,9 +111,7 @@ def merge_fetched_notes(repo: Repository) -> None:
 
 def drop_fetched_notes(repo: Repository) -> None:
     """Forget the fetched copies of origin's notes (merged, or refused with what came with them)."""
-    names = repo.git.run("for-each-ref", "--format=%(refname)", _FETCHED).split()
-    if names:
-        repo.git.run("update-ref", "--stdin", input="".join(f"delete {name}\n" for name in names).encode())
+    repo.git.delete_refs(_FETCHED)
 
 
 def fetch_notes(repo: Repository) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from federity.errors import RemoteError, WeightsError
+from federity.errors import RemoteError, WeightsError, listed
 from federity.git import Git
 from federity.repo.layout import (
     MANIFEST_MAX_BYTES,
@@ -210,8 +210,7 @@ class WeightsStore:
         problems = tree_problems(self.git, commit)
         if problems:
             raise UnsafeCommitError(
-                f"commit {commit[:12]} is not a Federity repository's tree: {'; '.join(problems[:5])}"
-                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+                f"commit {commit[:12]} is not a Federity repository's tree: {listed(problems)}",
                 "nothing was checked out; do not use this commit (check out another revision, or ask its author "
                 "for one made with Federity)",
             )

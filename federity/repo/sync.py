@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from federity.errors import RemoteError, WorkingTreeError
+from federity.errors import RemoteError, WorkingTreeError, listed
 from federity.git import GitError
 from federity.repo.checks import incoming_problems
 from federity.repo.history import LOADED_REFS, History, list_refs
@@ -79,12 +79,11 @@ def fetch_checked(repo: Repository) -> None:
         history = History.load(repo, *LOADED_REFS, INCOMING)
         history.review_refs = (REVIEWS, fetched(REVIEWS))
         local = {ref: tip for ref, tip in history.refs.items() if not ref.startswith(INCOMING)}
-        problems = [f"{name}: it names no commit" for name in not_commits]
+        problems = [f"{name}: it names no commit" for name in _as_origin(dict.fromkeys(not_commits, ""))]
         problems += incoming_problems(history, _as_origin(incoming), local)
         if problems:
-            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             raise RemoteError(
-                f"origin presents a history this repository does not accept, so nothing was pulled: {shown}",
+                f"origin presents a history this repository does not accept, so nothing was pulled: {listed(problems)}",
                 "nothing local changed; tell the repository's maintainers (their remote may have been tampered "
                 "with), and inspect it in a fresh clone with `federity verify`")
         commands = [f"update {ref} {tip}\n" for ref, tip in _as_origin(incoming).items()
@@ -93,7 +92,7 @@ def fetch_checked(repo: Repository) -> None:
             repo.git.run("update-ref", "--stdin", input=("start\n" + "".join(commands) + "commit\n").encode())
         merge_fetched_notes(repo)
     finally:
-        _drop_incoming(repo)
+        repo.git.delete_refs(INCOMING)
         drop_fetched_notes(repo)
 
 
@@ -105,12 +104,6 @@ def _as_origin(incoming: dict[str, str]) -> dict[str, str]:
         kind, _, rest = name.partition("/")
         renamed[f"refs/remotes/origin/{rest}" if kind == "heads" else f"refs/tags/{rest}"] = tip
     return renamed
-
-
-def _drop_incoming(repo: Repository) -> None:
-    names = repo.git.run("for-each-ref", "--format=%(refname)", INCOMING).split()
-    if names:
-        repo.git.run("update-ref", "--stdin", input="".join(f"delete {name}\n" for name in names).encode())
 
 
 def pull(repo: Repository) -> str:

@@ -89,6 +89,8 @@ def verify(repo: Repository) -> VerifyReport:
     report = VerifyReport()
     for problem in root_problems(history):
         report.fail(problem.commit, problem.check, problem.reason)
+    for ref in history.not_commit_refs:
+        report.fail("", "root", f"{ref} names no commit (a tag of a tree or a blob): not a Federity ref")
     vouched: set[str] = set()
     for ref, tip in history.refs.items():
         if not ref.startswith(UPDATE_REF_PREFIXES):
@@ -143,13 +145,12 @@ def _rejected_updates(history: History, vouched: set[str], evidence: dict[str, l
                       report: VerifyReport) -> None:
     """List the updates only ``updates/…`` branches hold that failed a check or that a valid review rejected."""
     main = history.main_tip()
-    config = history.config(main) if main else None
+    config = history.config(main) if main else "there is no main branch"
     for commit, branch in sorted(history.update_tips().items(), key=lambda item: item[1]):
         if commit in vouched or not history.rooted(commit):
             continue
         reasons = list(evidence.get(commit, []))
-        review = latest_review(history, commit, config) if config is not None and not isinstance(config, str) \
-            else None
+        review = None if isinstance(config, str) else latest_review(history, commit, config)
         if review is not None and review.status == "rejected":
             reasons.append(f"review: rejected by {review.reviewer}: {review.reason}")
         if reasons:

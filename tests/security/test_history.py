@@ -153,6 +153,18 @@ def test_a_force_pushed_foreign_main_is_refused_and_a_pinned_clone_refuses_it(
     assert not (tmp_path / "pinned").exists()
 
 
+def test_a_tag_that_names_no_commit_is_refused_at_pull_and_named_by_verify(repo: Repository, remote: Path) -> None:
+    tree = git(repo.root, "rev-parse", "HEAD^{tree}")
+    git(repo.root, "push", "--quiet", str(remote), f"{tree}:refs/tags/not-a-commit")
+    before = snapshot(repo, remote)
+    with pytest.raises(RemoteError, match="refs/tags/not-a-commit: it names no commit"):
+        repo.pull()
+    assert snapshot(repo, remote) == before
+    git(repo.root, "update-ref", "refs/tags/not-a-commit", tree)
+    report = repo.verify()
+    assert [(f["check"], f["reason"].split(" ")[0]) for f in report.failures] == [("root", "refs/tags/not-a-commit")]
+
+
 def test_clone_records_the_genesis_and_later_pulls_hold_to_it(repo: Repository, remote: Path, tmp_path: Path
                                                               ) -> None:
     clone = Repository.clone(str(remote), tmp_path / "clone", genesis=repo.head())

@@ -394,14 +394,15 @@ def transfer(repo: Repository, wallet: Wallet, rev: str, to: str) -> dict[str, A
     return result
 
 
-def verify_nfts(repo: Repository) -> list[tuple[str, str]]:
-    """(commit, reason) for every minted NFT whose on-chain state disagrees with its commit."""
+def verify_nfts(repo: Repository) -> tuple[list[tuple[str, str]], list[str]]:
+    """``verify``'s NFT check: ((commit, reason) for every minted NFT whose on-chain state disagrees with its
+    commit, and the reason the NFTs could not be checked when the ledger cannot be read)."""
     from federity.chain.nft import nft_mismatches, read_nft
 
     problems: list[tuple[str, str]] = []
     minted = read_notes(repo, NFT, parse_nft_note)
     if not minted:
-        return problems
+        return problems, []
     try:
         ledger = _ledger(repo)
         for commit, note in minted.items():
@@ -414,8 +415,9 @@ def verify_nfts(repo: Repository) -> list[tuple[str, str]]:
             reasons = nft_mismatches(info, nft_record(repo, read_commit(repo, commit)))
             problems += [(commit, reason) for reason in reasons]
     except LedgerError as exc:
-        problems.append((next(iter(minted)), f"the ledger could not be read: {exc.message}"))
-    return problems
+        return problems, [f"the ledger could not be read ({exc.message}), so the {len(minted)} recorded NFT(s) "
+                          "are not checked against their commits"]
+    return problems, []
 
 
 def ownership_problems(repo: Repository) -> tuple[list[tuple[str, str]], list[str]]:

@@ -27,7 +27,8 @@ rule once; operations that accept changes call the same functions):
   is listed under ``unchecked`` instead (:func:`federity.repo.nft.ownership_problems`);
 - ``nft``: every commit whose NFT is recorded has, on the repository's ledger, a finished NFT (Token-2022,
   supply 1, no mint authority, immutable metadata) whose metadata records exactly that commit. This check reads
-  the ledger: the embedded one is local, a cluster needs the network.
+  the ledger: the embedded one is local, a cluster needs the network; a ledger that cannot be read lists the
+  check under ``unchecked``.
 
 What the repository vouches for is main, the tags, every other branch, and every commit they contain: a failure
 there makes ``ok`` false. An update that only an ``updates/…`` branch holds and that fails its checks, or that a
@@ -112,12 +113,10 @@ def verify(repo: Repository) -> VerifyReport:
         elif problems:
             evidence[commit] = [f"{p.check}: {p.reason}" for p in problems]
     _rejected_updates(history, vouched, evidence, report)
-    for commit, reason in verify_nfts(repo):
-        report.fail(commit, "nft", reason)
-    owner_failures, owner_unchecked = ownership_problems(repo)
-    for commit, reason in owner_failures:
-        report.fail(commit, "ownership", reason)
-    report.unchecked += [{"check": "ownership", "reason": reason} for reason in owner_unchecked]
+    for check, (failures, unchecked) in (("nft", verify_nfts(repo)), ("ownership", ownership_problems(repo))):
+        for commit, reason in failures:
+            report.fail(commit, check, reason)
+        report.unchecked += [{"check": check, "reason": reason} for reason in unchecked]
     return report
 
 

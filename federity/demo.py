@@ -45,7 +45,7 @@ class DemoSummary:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The keys DESIGN.md fixes for ``demo``, plus the work directory and the wall time."""
+        """The keys docs/cli.md fixes for ``demo``, plus the work directory and the wall time."""
         return {"rounds": self.rounds, "centralized_accuracy": self.centralized_accuracy,
                 "prefect_ui": self.prefect_ui, "mlflow_ui": self.mlflow_ui, "workdir": self.workdir,
                 "seconds": self.seconds}

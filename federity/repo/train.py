@@ -46,7 +46,7 @@ class UpdateResult:
     proof: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The keys DESIGN.md fixes for ``train``, plus branch, round and the contract outcome."""
+        """The keys docs/cli.md fixes for ``train``, plus branch, round and the contract outcome."""
         return {"update": self.update, "base": self.base, "branch": self.branch, "round": self.round,
                 "n_samples": self.n_samples, "metrics": self.metrics, "contract": self.contract,
                 "proof": self.proof}

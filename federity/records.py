@@ -22,14 +22,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from federity.config import Scalar, validation_problem
-from federity.errors import ProofError, UpdateError
+from federity.errors import FederityError, ProofError, UpdateError
 from federity.identity import is_pubkey
 
+M = TypeVar("M", bound=BaseModel)
 UPDATE_FILE = "update.json"
 UPDATE_SCHEMA = "federity/update/v1"
 REVIEWS_SCHEMA = "federity/reviews/v2"
@@ -140,16 +141,23 @@ def parse_update_record(raw: bytes | str | Mapping[str, Any] | None, source: str
     ``"update.json of update 1a2b3c4d5e6f"``. Raises :class:`UpdateError` saying what is wrong."""
     if raw is None:
         raise UpdateError(f"{source} is missing", _REJECT_HINT)
+    return _validated(UpdateRecord, raw, MAX_UPDATE_BYTES, source, UpdateError, _REJECT_HINT)
+
+
+def _validated(model: type[M], raw: bytes | str | Mapping[str, Any], limit: int, source: str,
+               error: type[FederityError], hint: str) -> M:
+    """``raw`` decoded (at most ``limit`` bytes) and validated as ``model``; any problem raises ``error`` naming
+    ``source``."""
     try:
-        data = _document(raw, MAX_UPDATE_BYTES)
+        data = _document(raw, limit)
     except _Malformed as exc:
-        raise UpdateError(f"{source} is malformed: {exc}", _REJECT_HINT) from None
+        raise error(f"{source} is malformed: {exc}", hint) from None
     if not isinstance(data, dict):
-        raise UpdateError(f"{source} is malformed: it is not a JSON object", _REJECT_HINT)
+        raise error(f"{source} is malformed: it is not a JSON object", hint)
     try:
-        return UpdateRecord.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise UpdateError(f"malformed {validation_problem(exc, source)}", _REJECT_HINT) from None
+        raise error(f"malformed {validation_problem(exc, source)}", hint) from None
 
 
 class Review(BaseModel):
@@ -310,16 +318,7 @@ def parse_proof_chain(raw: bytes | str, source: str) -> dict[str, Any]:
     """Validate ``proof/chain.json`` and return it as a plain mapping (the keys ``federity train`` writes).
     Raises :class:`ProofError` saying what is wrong; ``source`` names the file and its update."""
     hint = "the update's proof cannot be checked: reject the update; its author must train and prove again"
-    try:
-        data = load_json(raw, MAX_CHAIN_BYTES)
-    except _Malformed as exc:
-        raise ProofError(f"{source} is malformed: {exc}", hint) from None
-    if not isinstance(data, dict):
-        raise ProofError(f"{source} is malformed: it is not a JSON object", hint)
-    try:
-        chain = ProofChain.model_validate(data)
-    except ValidationError as exc:
-        raise ProofError(f"malformed {validation_problem(exc, source)}", hint) from None
+    chain = _validated(ProofChain, raw, MAX_CHAIN_BYTES, source, ProofError, hint)
     if len(chain.weights) != len(chain.batches) + 1:
         raise ProofError(f"{source} is malformed: the hash chain has {len(chain.weights)} weights for "
                          f"{len(chain.batches)} batches", hint)

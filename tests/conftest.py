@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import pytest
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.weights import read_tensors, tensors_to_bytes
+from tests.unit.chain.rpc_server import RpcServer
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +127,11 @@ def train_and_push(site: Repository, wallet: Wallet, data: Path) -> str:
     result = site.train(wallet, data)
     site.push()
     return result.update
+
+
+@pytest.fixture
+def rpc_server(tmp_path: Path) -> Iterator[RpcServer]:
+    """A JSON-RPC server on localhost backed by an embedded ledger in ``tmp_path / "cluster"``."""
+    server = RpcServer(tmp_path / "cluster")
+    yield server
+    server.close()

@@ -61,17 +61,27 @@ class Problem:
 
 def commit_problems(history: History, record: CommitRecord, *, weights: bool = True) -> list[tuple[str, str]]:
     """Every failed check of one commit, as (check, reason) pairs. ``weights=False`` leaves out the checks that
-    read the weights object (for a pull, before the weights have arrived)."""
+    read the weights object (for a pull, before the weights have arrived). The other checks run once per commit
+    and snapshot, however many callers (verify, the replay checks) ask."""
+    structural = history.memo.setdefault("commit_problems", {})
+    if record.commit not in structural:
+        structural[record.commit] = _structural_problems(history, record)
+    problems, complete = structural[record.commit]
+    return [*problems, *weights_problems(history, record)] if weights and complete else list(problems)
+
+
+def _structural_problems(history: History, record: CommitRecord) -> tuple[list[tuple[str, str]], bool]:
+    """The checks that read no weights, and whether the weights are worth checking after them."""
     meta = record.meta
     if meta is None:
-        return [("metadata", "; ".join(record.problems))]
+        return [("metadata", "; ".join(record.problems))], False
     if meta.kind not in REQUIRED_ROLE:
-        return [("metadata", f"unknown commit kind {meta.kind!r}")]
+        return [("metadata", f"unknown commit kind {meta.kind!r}")], False
     if (meta.kind == "genesis") != (not record.parents):
-        return [("metadata", "a genesis commit must have no parents, and only a genesis commit may have none")]
+        return [("metadata", "a genesis commit must have no parents, and only a genesis commit may have none")], False
     config = history.config(record.commit)
     if isinstance(config, str):
-        return [("config", config)]
+        return [("config", config)], False
     problems = [("tree", reason) for reason in tree_problems(history.repo.git, record.commit)]
     payload = signing_payload(config.id, meta, record.message, record.tree, history.parent_refs(record.parents))
     if not meta.signature:
@@ -81,7 +91,7 @@ def commit_problems(history: History, record: CommitRecord, *, weights: bool = T
                                       "was altered after signing, or signed by another key"))
     before = config if meta.kind == "genesis" else history.config(record.parents[0])
     if isinstance(before, str):
-        return [*problems, ("config", before)]
+        return [*problems, ("config", before)], False
     if before.id != config.id:
         problems.append(("config", f"the repository id changed from {before.id} to {config.id}"))
     role = before.role_of(meta.author)
@@ -98,9 +108,7 @@ def commit_problems(history: History, record: CommitRecord, *, weights: bool = T
         problems.append(("config", f"a {meta.kind} commit changed {CONFIG_FILE}; only members commits may"))
     if meta.kind == "members" and history.parent_refs(record.parents[:1])[0].weights_sha256 != meta.weights_sha256:
         problems.append(("weights", "a members commit changed the weights"))
-    if weights:
-        problems += weights_problems(history, record)
-    return problems
+    return problems, True
 
 
 def _role_problem(role: Role | None, kind: str, author: str, when: str) -> str | None:

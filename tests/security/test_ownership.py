@@ -3,7 +3,6 @@ cannot make anyone owner, and verify checks the owners against the ledger (or sa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,6 @@ def repo(repo: Repository, owner: Wallet) -> Repository:
     """The shared repository with its genesis NFT minted: the step `federity init` takes after creating it."""
     repo.nft_sync(owner)
     return repo
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[RpcServer]:
-    """A JSON-RPC cluster on localhost (LiteSVM behind solana-py's real client), its ledger in ``tmp_path``."""
-    server = RpcServer(tmp_path / "cluster")
-    yield server
-    server.close()
 
 
 def _roles(repo: Repository) -> dict[str, str]:
@@ -119,11 +110,11 @@ def test_a_forged_nft_note_pointing_the_genesis_at_another_mint_does_not_make_th
 
 
 def test_a_transfer_the_ledger_refuses_leaves_the_repository_the_remote_and_the_members_unchanged(
-        cluster: RpcServer, tmp_path: Path, owner: Wallet, stranger: Wallet) -> None:
-    chain = cluster.rpc.ledger
+        rpc_server: RpcServer, tmp_path: Path, owner: Wallet, stranger: Wallet) -> None:
+    chain = rpc_server.rpc.ledger
     chain.fund(owner.keypair.pubkey(), 10**9)  # no airdrops on a cluster: the owner pays
     repo, _ = Repository.init(tmp_path / "repo", owner, name="sold", framework="torch", model="logistic-regression",
-                              model_args=["in_features=4"], remote=str(tmp_path / "remote.git"), ledger=cluster.url)
+                              model_args=["in_features=4"], remote=str(tmp_path / "remote.git"), ledger=rpc_server.url)
     repo.nft_sync(owner)
     root = genesis(repo)
     assert read_nft(chain, root.mint).owner == owner.pubkey
@@ -186,14 +177,14 @@ def test_the_holder_cannot_give_up_the_owner_role_except_by_selling(repo: Reposi
 
 
 def test_with_an_unreachable_ledger_verify_reports_ownership_unchecked_and_owner_actions_are_refused(
-        cluster: RpcServer, tmp_path: Path, owner: Wallet, contributor: Wallet) -> None:
-    cluster.rpc.ledger.fund(owner.keypair.pubkey(), 10**9)
+        rpc_server: RpcServer, tmp_path: Path, owner: Wallet, contributor: Wallet) -> None:
+    rpc_server.rpc.ledger.fund(owner.keypair.pubkey(), 10**9)
     repo, _ = Repository.init(tmp_path / "repo", owner, name="offline", framework="torch",
-                              model="logistic-regression", model_args=["in_features=4"], ledger=cluster.url)
+                              model="logistic-regression", model_args=["in_features=4"], ledger=rpc_server.url)
     repo.nft_sync(owner)
     assert repository_holder(repo) == owner.pubkey
     assert _ownership(repo.verify().to_json()) == ([], [])
-    cluster.close()  # the cluster is unreachable from now on
+    rpc_server.close()  # the cluster is unreachable from now on
 
     report = repo.verify().to_json()
     failures, unchecked = _ownership(report)
@@ -201,7 +192,7 @@ def test_with_an_unreachable_ledger_verify_reports_ownership_unchecked_and_owner
     assert [u["check"] for u in report["unchecked"]] == ["nft", "ownership"]
     assert "recorded NFT(s) are not checked against their commits" in report["unchecked"][0]["reason"]
     [reason] = unchecked
-    assert reason.startswith(f"the {cluster.url} ledger could not be read (")
+    assert reason.startswith(f"the {rpc_server.url} ledger could not be read (")
     assert "the genesis NFT's holder is not checked against the owners" in reason
     before = snapshot(repo)
     with pytest.raises(PermissionDeniedError, match=f"cannot check that wallet {owner.pubkey} holds the "

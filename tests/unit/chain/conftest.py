@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,6 @@ from solders.keypair import Keypair
 from federity.chain.embedded import EmbeddedLedger
 from federity.chain.nft import NftRecord
 from federity.identity import Wallet
-from tests.unit.chain.rpc_server import RpcServer
 
 REPOSITORY_ID = "5f1c0ffee5f1c0ffee5f1c0ffee5f1c0"
 
@@ -61,11 +60,3 @@ def make_wallet() -> Callable[[str], Wallet]:
 def make_record() -> Callable[..., NftRecord]:
     """:func:`record`, as a fixture."""
     return record
-
-
-@pytest.fixture
-def rpc_server(tmp_path: Path) -> Iterator[RpcServer]:
-    """A JSON-RPC server on localhost backed by an embedded ledger in ``tmp_path / "cluster"``."""
-    server = RpcServer(tmp_path / "cluster")
-    yield server
-    server.close()

@@ -199,10 +199,15 @@ class ReviewSection(BaseModel):
 
 
 class AggregationSection(BaseModel):
-    """``aggregation``: the strategy, and how many rounds stale an accepted update may be."""
+    """``aggregation``: the strategy (``name`` or ``name@version``) and its parameters, and how many rounds stale
+    an accepted update may be. The strategy checks its own parameters when it is made."""
 
     model_config = _STRICT
-    strategy: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "fedavg"
+    strategy: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}(@[1-9][0-9]{0,5})?$")] = (
+        "fedavg")
+    params: Annotated[dict[Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,63}$")],
+                           bool | int | FiniteFloat | Annotated[str, Field(max_length=200)]],
+                      Field(max_length=32)] = {}
     max_staleness: Annotated[int, Field(ge=0, le=1000)] = 0
 
 
@@ -269,7 +274,8 @@ _HINTS = {
     "task": "write task: {loss: cross_entropy, metrics: [accuracy], label: label} (loader: module:function, "
             "optional)",
     "members": "members maps wallet public keys to owner, maintainer, contributor or reader",
-    "aggregation": "write aggregation: {strategy: fedavg, max_staleness: 0}",
+    "aggregation": "write aggregation: {strategy: fedavg, params: {}, max_staleness: 0} (params: names to numbers "
+                   "or strings, e.g. {fraction: 0.2} for trimmed-mean)",
     "review": "write review: {policy: manual} (max_update_bytes: a positive integer, optional)",
     "proofs": "the proofs section is written by `federity init --proofs`; restore it from the genesis commit",
 }

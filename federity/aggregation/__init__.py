@@ -1,42 +1,67 @@
-"""Aggregation strategies: one small class per module, the maths in :mod:`federity.aggregation.aggregate`.
+"""Aggregation strategies: small registered plugins over the streaming engine (:mod:`federity.aggregation.engine`).
 
-A strategy combines contributions (each update's change from the model it was trained on, its sample count and
-its staleness) into one change applied to the current global model. Strategies are plugins with a ``name`` and a
-``version``, held by a :class:`~federity.plugins.Registry` (entry-point group ``federity.strategies``); an
-unknown name lists the installed ones, and ``name@version`` asks for one version of a strategy.
+A strategy combines the accepted updates of a round (each update's change from the model it was trained on, its
+sample count and its staleness) into the next version of the current model, one chunk of coordinates at a time.
+Strategies are plugins with a ``name``, a ``version`` and validated parameters, held by a
+:class:`~federity.plugins.Registry` (entry-point group ``federity.strategies``). An unknown name lists the
+installed ones, and ``name@version`` asks for one version of a strategy: every version whose maths an aggregate
+commit may name stays registered, so ``verify`` recomputes past aggregates exactly as they were made.
+
+Parameters (e.g. a trimmed mean's ``fraction``) are given as a mapping, validated by the strategy's ``Params``
+model, and signed in the aggregate commit (``Federity-Strategy-Params``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from federity.aggregation.aggregate import Tensors
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from federity.aggregation.engine import Contribution, Plan, Round, Strategy
+from federity.errors import ConfigError
 from federity.plugins import Registry
 
-
-@dataclass
-class Contribution:
-    """One accepted update, as a strategy sees it."""
-
-    delta: Tensors
-    n_samples: int
-    staleness: int = 0
+__all__ = ["STRATEGIES", "Contribution", "Plan", "Round", "Strategy", "StrategyBase", "get_strategy",
+           "installed_strategies"]
 
 
-class Strategy(Protocol):
-    """Combines contributions into the change applied to the global model."""
+class NoParameters(BaseModel):
+    """A strategy without parameters."""
 
-    name: str
-    version: int
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    def combine(self, contributions: list[Contribution]) -> Tensors:
-        """The change to apply to the current global model."""
-        ...
+
+class StrategyBase:
+    """What every built-in strategy shares: parameters validated by its ``Params`` model (strict types, unknown
+    names refused), and no server state unless it names some."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    Params: ClassVar[type[BaseModel]] = NoParameters
+    state: tuple[str, ...] = ()
+
+    def __init__(self, **parameters: Any) -> None:
+        try:
+            self.params = self.Params(**parameters)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in exc.errors())
+            fields = ", ".join(f"{n} ({f.description or f.annotation})" for n, f in self.Params.model_fields.items())
+            raise ConfigError(f"invalid parameters for aggregation strategy {self.name}@{self.version}: {problems}",
+                              f"{self.name} takes: {fields or 'no parameters'}") from None
+
+    def parameters(self) -> dict[str, Any]:
+        """The parameters, as the aggregate commit signs them."""
+        return self.params.model_dump()
+
+    def plan(self, round: Round) -> Plan:
+        """What to compute per chunk."""
+        raise NotImplementedError
 
 
 STRATEGIES: Registry[Strategy] = Registry("aggregation strategy", "federity.strategies", {
     "fedavg": "federity.aggregation.fedavg:FedAvg",
+    "fedavg@1": "federity.aggregation.fedavg:FedAvgFloat64",
     "fedmedian": "federity.aggregation.fedmedian:FedMedian",
     "trimmed-mean": "federity.aggregation.trimmed_mean:TrimmedMean",
 })
@@ -47,13 +72,7 @@ def installed_strategies() -> list[str]:
     return STRATEGIES.names()
 
 
-def get_strategy(name: str) -> Strategy:
-    """The strategy registered as ``name``, or exactly version ``v`` of it as ``name@v``; an unknown name lists
-    the installed ones, an unknown version the installed versions."""
-    return STRATEGIES.create(name)
-
-
-def staleness_discount(staleness: int) -> float:
-    """Weight factor of an update trained ``staleness`` rounds behind: ``1 / (1 + staleness)``, the polynomial
-    staleness function of FedAsync (Xie et al. 2019)."""
-    return 1.0 / (1.0 + staleness)
+def get_strategy(spec: str, parameters: Mapping[str, Any] | None = None) -> Strategy:
+    """The strategy registered as ``spec`` (``name``, or exactly version ``v`` as ``name@v``) made with
+    ``parameters``; an unknown name lists the installed ones, bad parameters say what the strategy takes."""
+    return STRATEGIES.create(spec, **dict(parameters or {}))

@@ -1,18 +1,54 @@
-"""FedAvg (McMahan et al. 2017): the sample-weighted mean of the updates."""
+"""FedAvg (McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks from Decentralized Data"):
+the sample-weighted mean of the updates.
+
+Each update's weight is its sample count discounted by its staleness (:attr:`Contribution.weight`), and the new
+model is ``model + sum(w_i (u_i - b_i)) / sum(w_i)``. Version 2 computes it as one linear combination of the
+distinct inputs with exact coefficients, in each tensor's own precision, reading every input once: when every
+update was trained on the current model it is exactly ``sum(w_i u_i) / sum(w_i)``. Version 1 (aggregates made
+before) computed every change in float64 first; it stays registered as ``fedavg@1`` so they still verify.
+"""
 
 from __future__ import annotations
 
-from federity.aggregation import Contribution, staleness_discount
-from federity.aggregation.aggregate import Tensors, weighted_mean
+import numpy as np
+
+from federity.aggregation import StrategyBase
+from federity.aggregation.engine import Chunk, Plan, Round
 
 
-class FedAvg:
-    """Weights each update by its sample count, discounted by its staleness."""
+class FedAvg(StrategyBase):
+    """Sample-weighted mean, one pass over the inputs."""
+
+    name = "fedavg"
+    version = 2
+
+    def plan(self, round: Round) -> Plan:
+        """Fixed coefficients for every chunk."""
+        terms = [(float(c), index) for c, index in round.fedavg_terms()]
+
+        def combine(chunk: Chunk) -> np.ndarray:
+            return chunk.linear([(c, round.source(chunk, index)) for c, index in terms])
+
+        return combine
+
+
+class FedAvgFloat64(StrategyBase):
+    """Version 1: the weighted mean of the float64 changes, added to the float64 model."""
 
     name = "fedavg"
     version = 1
 
-    def combine(self, contributions: list[Contribution]) -> Tensors:
-        """Sample-weighted mean of the deltas."""
-        weights = [c.n_samples * staleness_discount(c.staleness) for c in contributions]
-        return weighted_mean([c.delta for c in contributions], weights)
+    def plan(self, round: Round) -> Plan:
+        """The float weights of version 1: ``n_samples / (1 + staleness)``."""
+        weights = [c.n_samples * (1.0 / (1.0 + c.staleness)) for c in round.contributions]
+        total = float(sum(weights))
+        if total <= 0:
+            raise ValueError("aggregation weights must sum to a positive number")
+
+        def combine(chunk: Chunk) -> np.ndarray:
+            change = np.zeros(chunk.stop - chunk.start)
+            for weight, delta in zip(weights, chunk.deltas(), strict=True):
+                change = change + weight * delta
+            return chunk.model.astype(np.float64) + change / total
+
+        return combine

@@ -1,18 +1,38 @@
-"""Trimmed mean (Yin et al. 2018): per coordinate, drop the extremes, average the rest."""
+"""Trimmed mean (Yin et al. 2018, "Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates"):
+per coordinate, drop the ``fraction`` largest and smallest changes and average the rest."""
 
 from __future__ import annotations
 
-from federity.aggregation import Contribution
-from federity.aggregation.aggregate import Tensors, trimmed_mean
+from typing import Annotated
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from federity.aggregation import StrategyBase
+from federity.aggregation.engine import Chunk, Plan, Round
 
 
-class TrimmedMean:
-    """Drops the top and bottom 10 % of values per coordinate (at least one each way from 10 updates on)."""
+class TrimmedMeanParams(BaseModel):
+    """``fraction``: the share of updates dropped at each end, per coordinate."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    fraction: Annotated[float, Field(ge=0, lt=0.5, description="in [0, 0.5), default 0.1")] = 0.1
+
+
+class TrimmedMean(StrategyBase):
+    """Drops ``int(K * fraction)`` values at each end per coordinate (with the default 0.1: one each way from
+    10 updates on). Computed in float64; sample counts are ignored."""
 
     name = "trimmed-mean"
     version = 1
-    trim_fraction = 0.1
+    Params = TrimmedMeanParams
 
-    def combine(self, contributions: list[Contribution]) -> Tensors:
-        """Coordinate-wise trimmed mean of the deltas."""
-        return trimmed_mean([c.delta for c in contributions], self.trim_fraction)
+    def plan(self, round: Round) -> Plan:
+        """How many values each end drops."""
+        trim = int(round.k * self.params.fraction)
+
+        def combine(chunk: Chunk) -> np.ndarray:
+            ordered = np.sort(chunk.deltas(), axis=0)
+            return chunk.model.astype(np.float64) + ordered[trim:round.k - trim].mean(axis=0)
+
+        return combine

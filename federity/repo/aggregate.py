@@ -2,34 +2,42 @@
 
 The aggregate commit's parents are the previous main commit and every update it aggregated (an octopus merge, so
 ``git log --graph`` shows who contributed to which version). Its weights are the current model plus the
-strategy's combination of each update's change from its own base (see :mod:`federity.aggregation`).
+strategy's combination of each update's change from its own base (see :mod:`federity.aggregation`), computed
+by the streaming engine straight from the memory-mapped DVC objects.
 
 Finalising a round is idempotent: when main already holds an aggregate commit for the round, that commit is
 returned and nothing new is made.
 
-The aggregate commit names its strategy and the strategy's version (the signed ``Federity-Strategy`` trailer,
-e.g. ``fedavg@1``, so a later version's maths never changes what ``verify`` recomputes), and everything else the
-combination uses is in the history: each update's weights, base, round and ``n_samples``. So ``federity verify``
-recomputes every aggregate's weights from its parents (:func:`aggregate_problems`) and reports one that differs.
+The aggregate commit names its strategy, the strategy's version and its parameters (the signed
+``Federity-Strategy`` and ``Federity-Strategy-Params`` trailers, e.g. ``trimmed-mean@1`` and
+``{"fraction":0.2}``, so a later version's maths never changes what ``verify`` recomputes), and everything else
+the combination uses is in the history: each update's weights, base, round and ``n_samples``, and, for a strategy
+with server state (FedAdam's moments, say), the state its first parent left in ``model/strategy-state.safetensors``. So
+``federity verify`` recomputes every aggregate's weights and state from its parents (:func:`aggregate_problems`)
+and reports one that differs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from federity.aggregation import Contribution, Strategy, get_strategy
-from federity.aggregation.aggregate import Tensors, apply_delta, deltas
+from federity.aggregation.engine import Output, TensorSource, aggregate_into
 from federity.errors import FederityError, UpdateError, WorkingTreeError
 from federity.identity import Wallet
 from federity.repo.checks import update_problems
 from federity.repo.commits import CommitRecord, create_commit, read_commit, read_commits
 from federity.repo.history import History
+from federity.repo.layout import STATE_FILE
+from federity.repo.metadata import CommitMeta, canonical_params
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UpdateInfo, list_updates, record_review
-from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -62,13 +70,27 @@ def existing_aggregate(repo: Repository, round: int) -> AggregateResult | None:
     return None
 
 
-def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, round: int | None = None,
+def chosen_strategy(config_aggregation: dict[str, Any], strategy: str | None,
+                    parameters: dict[str, Any] | None) -> Strategy:
+    """The strategy an aggregation uses: ``strategy`` and ``parameters`` when given, else ``federity.yaml``'s
+    ``aggregation.strategy`` and ``aggregation.params`` (the parameters apply only to the strategy they were
+    written for)."""
+    configured = str(config_aggregation.get("strategy", "fedavg"))
+    if strategy is None:
+        return get_strategy(configured, parameters if parameters is not None else config_aggregation.get("params"))
+    same = strategy.partition("@")[0] == configured.partition("@")[0]
+    return get_strategy(strategy, parameters if parameters is not None or not same
+                        else config_aggregation.get("params"))
+
+
+def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
+              parameters: dict[str, Any] | None = None, round: int | None = None,
               updates: list[str] | None = None, min_updates: int = 1) -> AggregateResult:
     """Aggregate the approved updates (or the given ones, which must be approved) into a commit on main.
 
-    ``round`` defaults to the round after main's. Approved updates that no longer pass their checks (e.g.
-    they became too stale) are recorded as rejected and left out. Fewer than ``min_updates`` usable updates is
-    an error, and main is left unchanged.
+    ``strategy`` and its ``parameters`` default to ``federity.yaml``'s; ``round`` to the round after main's.
+    Approved updates that no longer pass their checks (e.g. they became too stale) are recorded as rejected and
+    left out. Fewer than ``min_updates`` usable updates is an error, and main is left unchanged.
     """
     from federity.repo import MAIN_BRANCH
 
@@ -86,9 +108,8 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, 
     if round != main_meta.round + 1:
         raise UpdateError(f"main is at round {main_meta.round}, so it cannot aggregate round {round}",
                           "aggregate the next round, or pull first")
-    config = repo.config(main)
-    strategy_name = strategy or str(config.aggregation.get("strategy", "fedavg"))
-    combiner = get_strategy(strategy_name)  # an unknown name fails here, before any review is recorded
+    # an unknown strategy or bad parameters fail here, before any review is recorded
+    combiner = chosen_strategy(repo.config(main).aggregation, strategy, parameters)
     history = History.load(repo)
     chosen = _approved(repo, history, wallet, updates)
     if len(chosen) < max(min_updates, 1):
@@ -96,19 +117,36 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None, 
                           "review pending updates with `federity updates` and `federity review approve`")
 
     chosen.sort(key=lambda u: u.id)  # the parents' order, in which verify recomputes the weights
-    new = aggregate_weights(history, main, [u.id for u in chosen], combiner, round)
-    if not all(np.isfinite(t).all() for t in new.values()):
-        raise UpdateError("the aggregate has non-finite values", "reject the update that causes it, then retry")
-
     samples = sum(u.n_samples for u in chosen)
-    message = (f"Round {round}: {strategy_name} of {len(chosen)} update(s), {samples} samples\n\n"
+    strategy_id = f"{combiner.name}@{combiner.version}"
+    signed_params = canonical_params(combiner.parameters()) if combiner.parameters() else None
+    message = (f"Round {round}: {strategy_id} of {len(chosen)} update(s), {samples} samples\n\n"
                + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
     with repo.transaction():
-        repo.weights_path.write_bytes(tensors_to_bytes(new))
+        state_path = repo.weights_path.parent / STATE_FILE
+        with _scratch(repo) as scratch:
+            written = aggregate_weights(history, main, [u.id for u in chosen], combiner, round,
+                                        scratch / "weights", scratch / "state")
+            os.replace(scratch / "weights", repo.weights_path)
+            if written.state_sha256 is not None:
+                os.replace(scratch / "state", state_path)
+            else:
+                state_path.unlink(missing_ok=True)
         repo.store.track()
         record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
-                               round=round, strategy=f"{combiner.name}@{combiner.version}", paths=(MODEL_DVC_FILE,))
+                               round=round, strategy=strategy_id,
+                               strategy_params=signed_params,
+                               paths=(MODEL_DVC_FILE,))
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
+
+
+@contextlib.contextmanager
+def _scratch(repo: Repository) -> Any:
+    """A scratch directory beside the repository's DVC cache (the same file system, so results move in place)."""
+    parent = repo.root / ".dvc" / "tmp"
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix="aggregate-") as scratch:
+        yield Path(scratch)
 
 
 def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None) -> list[UpdateInfo]:
@@ -131,34 +169,68 @@ def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str
     return usable
 
 
-def aggregate_weights(history: History, main: str, updates: list[str], strategy: Strategy, round: int) -> Tensors:
-    """The weights of round ``round``'s aggregate of ``updates`` (commit ids, combined in this order) onto ``main``.
+def previous_state(history: History, main: str, strategy: Strategy) -> bool:
+    """Whether ``main`` left server state for ``strategy``: it is an aggregate made by exactly this strategy
+    (name, version, parameters) that tracks a state file. Otherwise the strategy starts from zero state."""
+    meta = history.commit(main).meta
+    if not strategy.state or meta is None or meta.kind != "aggregate":
+        return False
+    return (meta.strategy == f"{strategy.name}@{strategy.version}"
+            and (meta.strategy_params or "{}") == (canonical_params(strategy.parameters()) or "{}")
+            and STATE_FILE in history.repo.store.files(main))
+
+
+def aggregate_weights(history: History, main: str, updates: list[str], strategy: Strategy, round: int,
+                      out: Path, state_out: Path) -> Output:
+    """Write round ``round``'s aggregate of ``updates`` (commit ids, combined in this order) onto ``main`` to
+    ``out`` (and the strategy's new state to ``state_out``, if it keeps any).
 
     Each update contributes its change from its own base (its first parent), its ``n_samples`` from update.json
-    and its staleness, ``round`` minus the update's round.
+    and its staleness, ``round`` minus the update's round. Every input is memory-mapped from the DVC cache.
     """
     store = history.repo.store
-    contributions = []
-    for update in updates:
-        record = history.commit(update)
-        base = record.parents[0]
-        change = deltas([read_tensors(store.read(update), f"update {update[:12]}")],
-                        [read_tensors(store.read(base), f"base {base[:12]}")])[0]
-        update_record = history.update_record(update)
-        if isinstance(update_record, str):
-            raise UpdateError(update_record, "reject the update")
-        n_samples = update_record.n_samples
-        staleness = round - (record.meta.round if record.meta else 0)
-        contributions.append(Contribution(change, n_samples, staleness))
-    return apply_delta(read_tensors(store.read(main), "the weights of main"), strategy.combine(contributions))
+    with contextlib.ExitStack() as opened:
+        model = opened.enter_context(store.open(main))
+        bases: dict[str, TensorSource] = {main: model}
+        base_of, sources, contributions = [], [], []
+        for update in updates:
+            record = history.commit(update)
+            update_record = history.update_record(update)
+            if isinstance(update_record, str):
+                raise UpdateError(update_record, "reject the update")
+            base = record.parents[0]
+            if base not in bases:
+                bases[base] = opened.enter_context(store.open(base))
+            base_of.append(list(bases).index(base))
+            sources.append(opened.enter_context(store.open(update)))
+            contributions.append(Contribution(update_record.n_samples,
+                                              round - (record.meta.round if record.meta else 0)))
+        state = opened.enter_context(store.open(main, STATE_FILE)) \
+            if previous_state(history, main, strategy) else None
+        return aggregate_into(strategy, model, sources, list(bases.values()), base_of, contributions, out,
+                              state=state, state_out=state_out)
+
+
+def _strategy_of(meta: CommitMeta) -> Strategy:
+    """The strategy an aggregate commit names, with the parameters it signed (hostile text: validated)."""
+    assert meta.strategy is not None
+    try:
+        parameters = json.loads(meta.strategy_params) if meta.strategy_params is not None else {}
+    except ValueError:
+        raise UpdateError("its Federity-Strategy-Params trailer is not JSON", "do not use this commit") from None
+    if not isinstance(parameters, dict):
+        raise UpdateError("its Federity-Strategy-Params trailer is not a JSON object", "do not use this commit")
+    return get_strategy(meta.strategy, parameters)
 
 
 def aggregate_problems(history: History, record: CommitRecord) -> list[str]:
-    """Why an aggregate commit's weights are not its strategy's combination of its parents (empty when they are).
+    """Why an aggregate commit's weights (and server state) are not its strategy's combination of its parents
+    (empty when they are).
 
-    The weights are recomputed from the first parent and the aggregated updates and serialised canonically, as
-    :func:`aggregate` wrote them, so equal tensors hash to the sha256 the commit signed (which ``verify``'s
-    ``weights`` check has already matched against the stored object).
+    The weights are recomputed, streaming, from the first parent and the aggregated updates with the strategy,
+    version and parameters the commit signed, and serialised canonically, as :func:`aggregate` wrote them, so
+    equal tensors hash to the sha256 the commit signed (which ``verify``'s ``weights`` check has already matched
+    against the stored object). A strategy's state file must equal its recomputation too.
     """
     meta = record.meta
     if meta is None or meta.strategy is None:
@@ -171,14 +243,28 @@ def aggregate_problems(history: History, record: CommitRecord) -> list[str]:
     if not_updates:
         return [f"its parents after the first must be update commits, and these are not: {', '.join(not_updates)}"]
     try:
-        expected = aggregate_weights(history, record.parents[0], updates, get_strategy(meta.strategy), meta.round)
+        strategy = _strategy_of(meta)
+        with _scratch(history.repo) as scratch:
+            written = aggregate_weights(history, record.parents[0], updates, strategy, meta.round,
+                                        scratch / "weights", scratch / "state")
+            stored_state = _stored_state_sha256(history, record) if written.state_sha256 is not None else None
     except FederityError as exc:
         return [f"its weights cannot be recomputed: {exc.message}"]
     except (ValueError, ArithmeticError) as exc:  # e.g. sample counts summing to zero, an update from a later round
         return [f"its weights cannot be recomputed: {exc}"]
-    recomputed = sha256_bytes(tensors_to_bytes(expected))
-    if recomputed == meta.weights_sha256:
-        return []
-    return [f"its weights are not the {meta.strategy} of its {len(updates)} update(s) applied to its first parent "
-            f"{record.parents[0][:12]}: recomputed, they hash to {recomputed[:16]}…, but the commit signed "
-            f"{meta.weights_sha256[:16]}…"]
+    label = meta.strategy + (f" {meta.strategy_params}" if meta.strategy_params else "")
+    if written.weights_sha256 != meta.weights_sha256:
+        return [f"its weights are not the {label} of its {len(updates)} update(s) applied to its first parent "
+                f"{record.parents[0][:12]}: recomputed, they hash to {written.weights_sha256[:16]}…, but the commit "
+                f"signed {meta.weights_sha256[:16]}…"]
+    if written.state_sha256 is not None and stored_state != written.state_sha256:
+        return [f"its strategy state (model/{STATE_FILE}) is not what {label} computes from its parents"]
+    return []
+
+
+def _stored_state_sha256(history: History, record: CommitRecord) -> str | None:
+    from federity.weights import sha256_bytes
+
+    if STATE_FILE not in history.repo.store.files(record.commit):
+        return None
+    return sha256_bytes(history.repo.store.read(record.commit, STATE_FILE))

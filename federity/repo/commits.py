@@ -98,6 +98,7 @@ def create_commit(
     reverts: str | None = None,
     proof_sha256: str | None = None,
     strategy: str | None = None,
+    strategy_params: str | None = None,
     paths: tuple[str, ...] = (),
 ) -> CommitRecord:
     """Stage ``paths``, sign and write a commit of ``kind`` on the current branch, and move the branch to it.
@@ -115,7 +116,8 @@ def create_commit(
         first_parent_meta = read_commit(repo, parents[0]).meta if parents else None
         round = first_parent_meta.round if first_parent_meta else 0
     meta = CommitMeta(kind=kind, author=wallet.pubkey, weights_sha256=weights_sha256, round=round,
-                      reverts=reverts, proof_sha256=proof_sha256, strategy=strategy)
+                      reverts=reverts, proof_sha256=proof_sha256, strategy=strategy,
+                      strategy_params=strategy_params)
     meta.signature = wallet.sign(signing_payload(config.id, meta, message, tree, parent_refs(repo, parents)))
     identity = {
         "GIT_AUTHOR_NAME": wallet.pubkey, "GIT_AUTHOR_EMAIL": f"{wallet.pubkey}@wallet.federity",

@@ -43,9 +43,11 @@ OBJECT_MAX_BYTES = 16 << 30
 
 # The files Federity writes into model/: the weights (federity.weights.WEIGHTS_FILE), the proof-policy files
 # stored at genesis (federity.proofs.policy.SETTINGS_FILE / COMPILED_FILE, federity.proofs.srs.SRS_FILE) and an
-# update's proof of training (federity.proofs.prove.CHAIN_FILE and step_file(i)). tests/security/test_storage.py
-# checks that these names are the ones those modules write.
-MODEL_FILES = frozenset({WEIGHTS_FILE, "proof-srs.bin", "proof-settings.json", "proof-circuit.ezkl",
+# update's proof of training (federity.proofs.prove.CHAIN_FILE and step_file(i)), and an aggregate's server state
+# (STATE_FILE, for strategies such as FedAdam). tests/security/test_storage.py checks that these names are the
+# ones those modules write.
+STATE_FILE = "strategy-state.safetensors"
+MODEL_FILES = frozenset({WEIGHTS_FILE, STATE_FILE, "proof-srs.bin", "proof-settings.json", "proof-circuit.ezkl",
                          "proof/chain.json"})
 _STEP_FILE = re.compile(r"proof/step-(0|[1-9][0-9]{0,8})\.json")
 _MD5 = re.compile(r"[0-9a-f]{32}")

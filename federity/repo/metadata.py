@@ -35,6 +35,7 @@ _FIELDS = {
     "Proof-Sha256": "proof_sha256",
     "Reverts": "reverts",
     "Strategy": "strategy",
+    "Strategy-Params": "strategy_params",
     "Signature": "signature",
 }
 
@@ -50,6 +51,8 @@ class CommitMeta:
     proof_sha256: str | None = None
     reverts: str | None = None
     strategy: str | None = None
+    strategy_params: str | None = None
+    """The strategy's parameters as canonical JSON (:func:`canonical_params`), on aggregate commits that have any."""
     signature: str | None = None
 
     def trailers(self) -> str:
@@ -112,6 +115,12 @@ def parse_message(raw: str) -> ParsedMessage:
     return ParsedMessage(body.strip(), CommitMeta(**values))
 
 
+def canonical_params(parameters: dict[str, Any]) -> str:
+    """A strategy's parameters as the ``Federity-Strategy-Params`` trailer holds them: JSON, sorted keys, no
+    whitespace."""
+    return json.dumps(parameters, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 def signing_payload(
     repository_id: str, meta: CommitMeta, message: str, tree: str, parents: list[ParentRef]
 ) -> bytes:
@@ -131,4 +140,6 @@ def signing_payload(
     }
     if meta.strategy is not None:  # only aggregate commits name one; other payloads keep their v1 shape
         document["strategy"] = meta.strategy
+    if meta.strategy_params is not None:
+        document["strategy_params"] = meta.strategy_params
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

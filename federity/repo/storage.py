@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from federity.repo.layout import (
     tree_entry_problems,
 )
 from federity.weights import WEIGHTS_FILE
+from federity.weights.mapped import MappedTensors
 
 __all__ = ["MODEL_DIR", "MODEL_DVC_FILE", "REMOTE_NAME", "UnsafeCommitError", "WeightsObjectMissing",
            "WeightsStore", "storage_problems", "tree_problems"]
@@ -231,6 +233,56 @@ class WeightsStore:
                                else "this commit does not carry that file")
         return self._fetched_object(commit, entries[relpath], what, OBJECT_MAX_BYTES)
 
+    def open(self, commit: str, relpath: str = WEIGHTS_FILE) -> MappedTensors:
+        """``model/<relpath>`` (default: the weights) of ``commit``, memory-mapped from the local DVC cache (fetched
+        there first when absent) after the same checks as :meth:`read`, without reading it into memory.
+
+        An object's md5 is checked when it is first opened; the check is remembered, keyed by the cache file's
+        size, modification time and inode (as git's index and DVC's state trust an unchanged file), so opening it
+        again costs no second pass over it while the file is unchanged."""
+        what = "weights" if relpath == WEIGHTS_FILE else f"model/{relpath}"
+        entries = self.manifest(commit)
+        if relpath not in entries:
+            raise WeightsError(f"commit {commit[:12]}: model/ holds no {relpath}", "this commit does not carry it")
+        md5 = entries[relpath]
+        path = self._object_path(md5)
+        if not path.is_file():
+            self._fetched_object(commit, md5, what, OBJECT_MAX_BYTES)
+        elif not self._checked_before(path, md5):
+            if path.stat().st_size > OBJECT_MAX_BYTES:
+                raise WeightsError(f"the {what} object of commit {commit[:12]} is larger than {OBJECT_MAX_BYTES} "
+                                   "bytes", "Federity refuses it unread; do not use this commit")
+            if _file_md5(path) != md5:
+                raise WeightsError(
+                    f"the {what} object of commit {commit[:12]} is corrupted: its content no longer matches DVC "
+                    f"hash {md5}", f"delete {path} and run `federity pull` to fetch an intact copy")
+        self._remember_checked(path, md5)
+        return MappedTensors(path, f"the {what} of commit {commit[:12]}")
+
+    def _checked_file(self) -> Path:
+        return self.root / ".dvc" / "tmp" / "federity-checked.json"
+
+    def _checked_before(self, path: Path, md5: str) -> bool:
+        try:
+            known = json.loads(self._checked_file().read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(known, dict) and known.get(md5) == _stat_key(path)
+
+    def _remember_checked(self, path: Path, md5: str) -> None:
+        memo = self._checked_file()
+        try:
+            known = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if not isinstance(known, dict) or known.get(md5) == _stat_key(path):
+            return
+        known[md5] = _stat_key(path)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        scratch = memo.with_suffix(f".{os.getpid()}")
+        scratch.write_text(json.dumps(known))
+        scratch.replace(memo)
+
     def files(self, commit: str) -> list[str]:
         """The paths (relative to ``model/``) that ``commit`` tracks, from its validated manifest."""
         return sorted(self.manifest(commit))
@@ -285,6 +337,21 @@ class WeightsStore:
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    buffer = bytearray(4 << 20)
+    with open(path, "rb", buffering=0) as file:
+        while count := file.readinto(buffer):
+            digest.update(memoryview(buffer)[:count])
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path) -> list[int]:
+    """What identifies an unchanged file: size, modification time (ns), inode."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
 
 
 def _bounded_read(stream: BinaryIO, size: int | None, limit: int, commit: str, what: str) -> bytes:

@@ -98,13 +98,27 @@ def read_header(data: bytes) -> dict[str, dict[str, object]]:
     within the file (and at most 100 MiB), a UTF-8 JSON object without duplicate names, at most 100,000 tensors
     with plain names, dtypes numpy reads, bounded shapes, and data offsets that tile the data exactly (in range,
     no overlap, no gap). Raises ``ValueError`` with a short reason."""
-    if len(data) < 8:
-        raise _BadHeader(f"only {len(data)} bytes")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > min(_MAX_HEADER, len(data) - 8):
+    return parse_header(data, len(data))
+
+
+def header_length(prefix: bytes, size: int) -> int:
+    """The JSON header's length from a safetensors file's first 8 bytes, checked against the file's ``size``."""
+    if size < 8 or len(prefix) < 8:
+        raise _BadHeader(f"only {size} bytes")
+    (length,) = struct.unpack("<Q", prefix[:8])
+    if length > min(_MAX_HEADER, size - 8):
         raise _BadHeader("bad header length")
+    return length
+
+
+def parse_header(prefix: bytes, size: int) -> dict[str, dict[str, object]]:
+    """:func:`read_header` of a file of ``size`` bytes whose first bytes are ``prefix`` (at least the 8-byte
+    length and the JSON header): what a memory-mapped reader checks before it maps any tensor."""
+    header_len = header_length(prefix, size)
+    if len(prefix) < 8 + header_len:
+        raise _BadHeader("the header is cut short")
     try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"), object_pairs_hook=_unique_keys)
+        header = json.loads(prefix[8 : 8 + header_len].decode("utf-8"), object_pairs_hook=_unique_keys)
     except _BadHeader:
         raise
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -116,7 +130,7 @@ def read_header(data: bytes) -> dict[str, dict[str, object]]:
         raise _BadHeader("__metadata__ is not a table of strings")
     if len(header) > _MAX_TENSORS:
         raise _BadHeader(f"more than {_MAX_TENSORS} tensors")
-    buffer = len(data) - 8 - header_len
+    buffer = size - 8 - header_len
     ranges = sorted(_check_entry(name, entry, buffer) for name, entry in header.items())
     position = 0
     for begin, end in ranges:
@@ -128,6 +142,40 @@ def read_header(data: bytes) -> dict[str, dict[str, object]]:
     return header
 
 
+NUMPY_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "<i2", "U16": "<u2", "F16": "<f2",
+                "I32": "<i4", "U32": "<u4", "F32": "<f4", "I64": "<i8", "U64": "<u8", "F64": "<f8"}
+"""Each safetensors dtype Federity reads, as a little-endian numpy dtype."""
+_SAFETENSORS_DTYPES = {np.dtype(v).str: k for k, v in NUMPY_DTYPES.items()}
+
+
+_STORAGE_ORDER = ["U64", "I64", "F64", "F32", "U32", "I32", "F16", "U16", "I16", "I8", "U8", "BOOL"]
+"""The order in which the safetensors library lays out tensor data: by dtype in this order, then by name."""
+
+
+def canonical_order(layout: Layout) -> list[tuple[str, tuple[tuple[int, ...], str]]]:
+    """The tensors of ``layout`` in the order a canonical safetensors file stores their data."""
+    return sorted(layout.items(),
+                  key=lambda item: (_STORAGE_ORDER.index(_SAFETENSORS_DTYPES[np.dtype(item[1][1]).str]), item[0]))
+
+
+def canonical_header(layout: Layout) -> bytes:
+    """The first bytes (length, JSON header, padding) of the canonical safetensors file of tensors with this
+    ``layout``: byte for byte what :func:`tensors_to_bytes` writes before the data, so a file written tensor by
+    tensor after it hashes as the one written whole. Tensors are laid out as the safetensors library lays them out
+    (:func:`canonical_order`); a 0-d tensor is stored with shape ``[1]``, as :func:`tensors_to_bytes`
+    stores it."""
+    position, entries = 0, {}
+    for name, (stored_shape, dtype) in canonical_order(layout):
+        shape = stored_shape or (1,)
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        entries[name] = {"dtype": _SAFETENSORS_DTYPES[np.dtype(dtype).str], "shape": list(shape),
+                         "data_offsets": [position, position + size]}
+        position += size
+    header = json.dumps(entries, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header
+
+
 def check_safetensors(data: bytes, source: str) -> None:
     """Raise unless ``data`` is a well-formed safetensors file (:func:`read_header`). ``source`` names it in
     the error.
@@ -136,16 +184,20 @@ def check_safetensors(data: bytes, source: str) -> None:
     """
     try:
         read_header(data)
-        return
     except _BadHeader as exc:
-        problem = str(exc)
-    kind = _looks_like_pickle(data)
+        raise refusal(data[:8], str(exc), source) from None
+
+
+def refusal(head: bytes, problem: str, source: str) -> WeightsError:
+    """The error for a file that is not safetensors (``problem`` says why), from its first bytes ``head``: a
+    pickle or torch checkpoint gets its own."""
+    kind = _looks_like_pickle(head)
     if kind:
-        raise PickleRefusedError(
+        return PickleRefusedError(
             f"{source} is {kind}; Federity never loads pickles, because loading one can run arbitrary code",
             _CONVERT_HINT,
         )
-    raise WeightsError(f"{source} is not a safetensors file Federity reads ({problem})", _CONVERT_HINT)
+    return WeightsError(f"{source} is not a safetensors file Federity reads ({problem})", _CONVERT_HINT)
 
 
 def read_tensors(data: bytes, source: str) -> dict[str, np.ndarray]:

@@ -1,57 +1,175 @@
-"""Aggregation strategies: the maths, on small hand-checked tensors."""
+"""Aggregation strategies through the streaming engine: the maths on small hand-checked tensors, the canonical
+output file, and the refusals."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from federity.aggregation import Contribution, get_strategy, installed_strategies, staleness_discount
-from federity.aggregation.aggregate import apply_delta, deltas, trimmed_mean, weighted_mean
-from federity.errors import UnknownPluginError
+from federity.aggregation import get_strategy, installed_strategies
+from federity.aggregation.engine import CHUNK_ELEMENTS, Contribution, InMemory, aggregate_into, aggregate_tensors
+from federity.errors import ConfigError, UnknownPluginError, UpdateError
+from federity.weights.files import read_tensors, sha256_bytes, tensors_to_bytes
+from federity.weights.mapped import MappedTensors
 
 
-def _t(*values: float) -> dict[str, np.ndarray]:
-    return {"w": np.array(values, dtype=np.float32)}
+def _t(*values: float, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    return {"w": np.array(values, dtype=dtype)}
 
 
-def test_fedavg_of_updates_from_the_current_model_is_the_sample_weighted_mean_of_their_weights() -> None:
-    base = _t(0.0, 0.0)
-    updates = [_t(1.0, 2.0), _t(4.0, -1.0)]
-    contributions = [Contribution(d, n) for d, n in zip(deltas(updates, [base, base]), [30, 10], strict=True)]
-    new = apply_delta(base, get_strategy("fedavg").combine(contributions))
-    np.testing.assert_allclose(new["w"], [(30 * 1 + 10 * 4) / 40, (30 * 2 - 10) / 40])
-    assert new["w"].dtype == np.float32
+def _run(spec: str, model: dict, updates: list[dict], samples: list[int], tmp_path: Path, *,
+         bases: list[dict] | None = None, staleness: list[int] | None = None, **params: object) -> dict:
+    contributions = [Contribution(n, s) for n, s in zip(samples, staleness or [0] * len(samples), strict=True)]
+    new, _ = aggregate_tensors(get_strategy(spec, params), model, updates, bases or [model] * len(updates),
+                               contributions, tmp_path)
+    return new
 
 
-def test_a_stale_update_counts_less_and_moves_the_model_by_its_own_change() -> None:
+def test_fedavg_of_weights_one_and_three_is_two_everywhere(tmp_path: Path) -> None:
+    model = {"w": np.zeros((3, 4), np.float32), "b": np.zeros(4, np.float32)}
+    ones = {name: np.full_like(t, 1.0) for name, t in model.items()}
+    threes = {name: np.full_like(t, 3.0) for name, t in model.items()}
+    new = _run("fedavg", model, [ones, threes], [10, 10], tmp_path)
+    assert all((t == 2.0).all() and t.dtype == np.float32 for t in new.values())
+
+
+def test_fedavg_weights_each_update_by_its_sample_count(tmp_path: Path) -> None:
+    new = _run("fedavg", _t(0.0, 0.0), [_t(1.0, 2.0), _t(4.0, -1.0)], [30, 10], tmp_path)
+    np.testing.assert_allclose(new["w"], [(30 * 1 + 10 * 4) / 40, (30 * 2 - 10) / 40], rtol=1e-7)
+
+
+def test_a_stale_update_counts_less_and_moves_the_model_by_its_own_change(tmp_path: Path) -> None:
     current = _t(10.0)
-    fresh = Contribution(deltas([_t(12.0)], [current])[0], 10, staleness=0)
-    stale = Contribution(deltas([_t(1.0)], [_t(0.0)])[0], 10, staleness=1)
-    new = apply_delta(current, get_strategy("fedavg").combine([fresh, stale]))
-    expected = 10.0 + (10 * 2.0 + 10 * 0.5 * 1.0) / (10 + 10 * 0.5)
-    np.testing.assert_allclose(new["w"], [expected], rtol=1e-6)
-    assert staleness_discount(0) == 1.0 and staleness_discount(3) == 0.25
+    new = _run("fedavg", current, [_t(12.0), _t(1.0)], [10, 10], tmp_path, bases=[current, _t(0.0)],
+               staleness=[0, 1])
+    # weights 10 and 10/2; changes +2 and +1
+    np.testing.assert_allclose(new["w"], [10.0 + (10 * 2.0 + 5 * 1.0) / 15], rtol=1e-7)
 
 
-def test_median_and_trimmed_mean_ignore_one_outlier() -> None:
-    values = [_t(1.0), _t(2.0), _t(3.0), _t(1000.0)]
-    contributions = [Contribution({"w": v["w"].astype(np.float64)}, 1) for v in values]
-    assert get_strategy("fedmedian").combine(contributions)["w"][0] == pytest.approx(2.5)
-    ten = [*values, *(_t(2.0) for _ in range(6))]
-    assert trimmed_mean([{"w": v["w"].astype(np.float64)} for v in ten], 0.1)["w"][0] == pytest.approx(17 / 8)
+def test_fedavg_reads_every_input_once_and_is_exact_when_all_updates_share_the_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    model = {"w": rng.standard_normal(CHUNK_ELEMENTS + 77).astype(np.float32)}  # more than one chunk
+    updates = [{"w": rng.standard_normal(model["w"].size).astype(np.float32)} for _ in range(3)]
+    new = _run("fedavg", model, updates, [1, 2, 5], tmp_path)
+    expected = updates[0]["w"] * np.float32(1 / 8)
+    expected += updates[1]["w"] * np.float32(2 / 8)
+    expected += updates[2]["w"] * np.float32(5 / 8)
+    assert np.array_equal(new["w"], expected)  # the model's own term cancels exactly and is not computed
 
 
-def test_integer_tensors_are_rounded_not_truncated() -> None:
-    model = {"count": np.array([10], dtype=np.int64)}
-    assert apply_delta(model, {"count": np.array([2.6])})["count"].tolist() == [13]
+def test_integer_tensors_are_averaged_and_rounded_not_truncated(tmp_path: Path) -> None:
+    model = {"count": np.array([10, 0], np.int64), "w": np.zeros(2, np.float32)}
+    updates = [{"count": np.array([13, 1], np.int64), "w": np.ones(2, np.float32)},
+               {"count": np.array([14, 0], np.int64), "w": np.ones(2, np.float32)}]
+    new = _run("fedavg", model, updates, [1, 4], tmp_path)
+    # 13*0.2 + 14*0.8 = 13.8 -> 14 (Flower's integer cast would give 13); 1*0.2 = 0.2 -> 0
+    assert new["count"].tolist() == [14, 0] and new["count"].dtype == np.int64
 
 
-def test_weights_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="sum to a positive"):
-        weighted_mean([_t(1.0)], [0.0])
+def test_half_precision_is_combined_in_float32_and_stored_as_float16(tmp_path: Path) -> None:
+    new = _run("fedavg", _t(0.0, dtype=np.float16), [_t(1.0, dtype=np.float16), _t(2.0, dtype=np.float16)],
+               [1, 1], tmp_path)
+    assert new["w"].dtype == np.float16 and new["w"].tolist() == [1.5]
+
+
+def test_median_and_trimmed_mean_ignore_one_outlier(tmp_path: Path) -> None:
+    model = _t(0.0)
+    four = [_t(1.0), _t(2.0), _t(3.0), _t(1000.0)]
+    assert _run("fedmedian", model, four, [1] * 4, tmp_path)["w"].tolist() == [2.5]
+    ten = [*four, *(_t(2.0) for _ in range(6))]
+    assert _run("trimmed-mean", model, ten, [1] * 10, tmp_path)["w"][0] == pytest.approx(17 / 8)
+    # fraction 0.2 drops two each way from ten: 1.0 and the 1000.0 outlier both go with a 2.0 and a 3.0
+    assert _run("trimmed-mean", model, ten, [1] * 10, tmp_path, fraction=0.2)["w"][0] == pytest.approx(2.0)
+
+
+def _legacy(strategy: str, model: dict, updates: list[dict], bases: list[dict],
+            contributions: list[Contribution]) -> dict:
+    """The in-memory float64 maths of the version-1 strategies, as they were before the streaming engine."""
+    deltas = [{n: u[n].astype(np.float64) - b[n].astype(np.float64) for n in u}
+              for u, b in zip(updates, bases, strict=True)]
+    if strategy == "fedavg@1":
+        weights = [c.n_samples * (1.0 / (1.0 + c.staleness)) for c in contributions]
+        change = {n: sum(w * d[n] for d, w in zip(deltas, weights, strict=True)) / float(sum(weights))
+                  for n in deltas[0]}
+    elif strategy == "fedmedian@1":
+        change = {n: np.median(np.stack([d[n] for d in deltas]), axis=0) for n in deltas[0]}
+    else:
+        k = int(len(deltas) * 0.1)
+        change = {n: np.sort(np.stack([d[n] for d in deltas]), axis=0)[k:len(deltas) - k].mean(axis=0)
+                  for n in deltas[0]}
+    out = {}
+    for name, value in model.items():
+        combined = value.astype(np.float64) + change[name]
+        if np.issubdtype(value.dtype, np.integer):
+            combined = np.rint(combined)
+        out[name] = combined.astype(value.dtype)
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["fedavg@1", "fedmedian@1", "trimmed-mean@1"])
+def test_version_one_strategies_streamed_give_the_bytes_they_gave_in_memory(strategy: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+
+    def model_like() -> dict:
+        return {"big": rng.standard_normal(CHUNK_ELEMENTS + 1000).astype(np.float32),
+                "count": rng.integers(0, 100, 3).astype(np.int64), "small": rng.standard_normal((2, 3))}
+
+    model, older = model_like(), model_like()
+    updates = [model_like() for _ in range(11)]
+    bases = [model if i % 3 else older for i in range(11)]
+    contributions = [Contribution(int(rng.integers(1, 50)), 0 if i % 3 else 1) for i in range(11)]
+    new, _ = aggregate_tensors(get_strategy(strategy), model, updates, bases, contributions, tmp_path)
+    assert tensors_to_bytes(new) == tensors_to_bytes(_legacy(strategy, model, updates, bases, contributions))
+
+
+def test_the_streamed_output_file_is_the_canonical_safetensors_file(tmp_path: Path) -> None:
+    model = {"b": np.zeros(3, np.float64), "a": np.zeros((2, 2), np.float32), "n": np.zeros(1, np.int64)}
+    update = {"b": np.ones(3), "a": np.full((2, 2), 2.0, np.float32), "n": np.array([5])}
+    out = tmp_path / "out.safetensors"
+    written = aggregate_into(get_strategy("fedavg"), InMemory(model), [InMemory(update)], [InMemory(model)], [0],
+                             [Contribution(3)], out)
+    expected = tensors_to_bytes(update)
+    assert out.read_bytes() == expected and written.weights_sha256 == sha256_bytes(expected)
+
+
+def test_memory_mapped_inputs_are_read_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    tensors = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "y": np.array([7], np.int64)}
+    path.write_bytes(tensors_to_bytes(tensors))
+    with MappedTensors(path, "the test file") as mapped:
+        assert mapped.layout == {"x": ((2, 3), "float32"), "y": ((1,), "int64")}
+        assert mapped.flat("x").tolist() == [0, 1, 2, 3, 4, 5] and not mapped.flat("x").flags.writeable
+        mapped.release("x", 6)
+    assert read_tensors(path.read_bytes(), "it") .keys() == tensors.keys()
+
+
+def test_updates_that_do_not_fit_the_model_are_refused_naming_the_tensor(tmp_path: Path) -> None:
+    model = {"w": np.zeros(2, np.float32)}
+    with pytest.raises(UpdateError, match=r"update 2's tensors do not fit the model: 'w' is \(3,\)"):
+        _run("fedavg", model, [model, {"w": np.zeros(3, np.float32)}], [1, 1], tmp_path)
+    assert not (tmp_path / "aggregate.safetensors").exists()
+
+
+def test_non_finite_results_and_zero_samples_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UpdateError, match="tensor 'w' has non-finite values"):
+        _run("fedavg", _t(0.0), [_t(np.inf), _t(1.0)], [1, 1], tmp_path)
+    assert not (tmp_path / "aggregate.safetensors").exists()
+    with pytest.raises(UpdateError, match="weights sum to zero"):
+        _run("fedavg", _t(0.0), [_t(1.0)], [0], tmp_path)
+
+
+def test_bad_strategy_parameters_say_what_the_strategy_takes() -> None:
+    with pytest.raises(ConfigError, match=r"trimmed-mean@1: fraction: Input should be less than 0\.5") as info:
+        get_strategy("trimmed-mean", {"fraction": 0.7})
+    assert "fraction" in info.value.hint
+    with pytest.raises(ConfigError, match="beta: Extra inputs are not permitted"):
+        get_strategy("fedavg", {"beta": 1})
+    assert get_strategy("trimmed-mean", {"fraction": 0.25}).parameters() == {"fraction": 0.25}
 
 
 def test_an_unknown_strategy_lists_the_installed_ones() -> None:
-    with pytest.raises(UnknownPluginError, match="unknown aggregation strategy 'krum'") as info:
-        get_strategy("krum")
+    with pytest.raises(UnknownPluginError, match="unknown aggregation strategy 'no-such'") as info:
+        get_strategy("no-such")
     assert all(name in info.value.hint for name in installed_strategies())

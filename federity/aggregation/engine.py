@@ -1,0 +1,399 @@
+"""The streaming aggregation engine: every strategy runs chunk by chunk over memory-mapped weights.
+
+An aggregation combines K updates, each trained on a base model, into the next version of the current model::
+
+    new = model + combine(update_i - base_i)
+
+The engine never holds a whole update in memory. It walks the model's tensors in the order the output file
+stores them, cuts each into chunks of coordinates, and gives the strategy one :class:`Chunk` at a time: views of
+that coordinate range in the model, in every update and in every distinct base (memory-mapped files, see
+:class:`~federity.weights.mapped.MappedTensors`), and in the strategy's previous server state. What the strategy
+returns is written straight to the output file (hashed as it goes) and the pages read are given back, so memory
+holds one chunk per input, whatever the model's size.
+
+Strategies that need a whole-model statistic (an update's norm for clipping, pairwise distances for Krum) ask
+:class:`Round` for it; the engine computes it in one extra pass over the chunks, accumulated chunk by chunk in
+float64 in a fixed order. Results are deterministic: the same inputs give the same bytes, so ``verify``
+recomputes an aggregate bit for bit through this same code.
+
+Integer tensors (e.g. BatchNorm's ``num_batches_tracked``) are combined in float64 and rounded to the nearest
+integer; floating tensors are combined in their own precision (float32 for float16 and float32), float64 tensors
+in float64. Non-finite results are refused, naming the tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from federity.errors import UpdateError
+from federity.weights.files import Layout, canonical_order, describe_mismatch
+from federity.weights.mapped import CanonicalWriter
+
+Tensors = dict[str, np.ndarray]
+
+CHUNK_ELEMENTS = 1 << 18
+"""Coordinates per chunk, at most (1 MiB of float32 per input): small enough to stay in the processor's cache."""
+STACK_BYTES = 16 << 20
+"""Budget for one chunk of all K updates' float64 deltas stacked, which bounds the chunk when K is large."""
+MIN_CHUNK = 1 << 10
+
+
+class TensorSource(Protocol):
+    """Named tensors the engine reads: a memory-mapped file or tensors in memory."""
+
+    @property
+    def layout(self) -> Layout:
+        """Each tensor's shape and dtype."""
+        ...
+
+    def flat(self, name: str) -> np.ndarray:
+        """Tensor ``name`` flattened (a view where possible)."""
+        ...
+
+    def release(self, name: str, stop: int) -> None:
+        """The caller is done with the first ``stop`` elements of tensor ``name``."""
+        ...
+
+
+class InMemory:
+    """A :class:`TensorSource` over tensors already in memory."""
+
+    def __init__(self, tensors: Tensors) -> None:
+        self._tensors = tensors
+
+    @property
+    def layout(self) -> Layout:
+        """Each tensor's shape and dtype."""
+        return {name: (tuple(t.shape), str(t.dtype)) for name, t in self._tensors.items()}
+
+    def flat(self, name: str) -> np.ndarray:
+        """Tensor ``name``, flattened."""
+        return np.ascontiguousarray(self._tensors[name]).reshape(-1)
+
+    def release(self, name: str, stop: int) -> None:
+        """Nothing to give back."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What a strategy knows of one update beyond its weights: its sample count and how many rounds behind the
+    current model it was trained (its staleness)."""
+
+    n_samples: int
+    staleness: int = 0
+
+    @property
+    def weight(self) -> Fraction:
+        """Its FedAvg weight, exactly: ``n_samples / (1 + staleness)``, the sample count discounted by the
+        polynomial staleness function of FedAsync (Xie et al. 2019)."""
+        return Fraction(self.n_samples, 1 + self.staleness)
+
+
+def work_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a tensor of ``dtype`` is combined in: its own precision for float32 and float64, float32 for
+    half precision, float64 for integers and booleans (then rounded back)."""
+    if dtype == np.float64 or not np.issubdtype(dtype, np.floating):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+@dataclass
+class Chunk:
+    """One range of coordinates of one tensor, in every input: what a strategy combines at a time.
+
+    ``model``, ``updates`` and ``bases`` are read-only views (``bases[base_of[i]]`` is update i's base; a base
+    that is the current model is ``model`` itself). ``state`` holds the previous server state of this range for
+    each of the strategy's :attr:`Strategy.state` names (zeros when there is none yet); a stateful strategy fills
+    ``new_state`` with the same names.
+    """
+
+    name: str
+    start: int
+    stop: int
+    dtype: np.dtype
+    model: np.ndarray
+    updates: list[np.ndarray]
+    bases: list[np.ndarray]
+    base_of: list[int]
+    state: dict[str, np.ndarray]
+    new_state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def work(self) -> np.dtype:
+        """The dtype this chunk is combined in (:func:`work_dtype`)."""
+        return work_dtype(self.dtype)
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the tensor holds floating-point values (statistics such as norms count only those)."""
+        return bool(np.issubdtype(self.dtype, np.floating))
+
+    def linear(self, terms: Sequence[tuple[float, np.ndarray]]) -> np.ndarray:
+        """``sum(c * x for c, x in terms)`` in the work dtype, accumulated in the order given, without temporary
+        arrays larger than the chunk."""
+        out = np.empty(self.stop - self.start, self.work)
+        scratch = np.empty_like(out)
+        (first, source), *rest = terms
+        np.multiply(source, first, out=out, casting="unsafe")
+        for coefficient, source in rest:
+            np.multiply(source, coefficient, out=scratch, casting="unsafe")
+            out += scratch
+        return out
+
+    def deltas(self, dtype: np.dtype | type = np.float64) -> np.ndarray:
+        """Every update's change from its base, stacked: shape ``(K, n)``, in ``dtype``."""
+        out = np.empty((len(self.updates), self.stop - self.start), dtype)
+        for row, (update, base) in zip(out, zip(self.updates, (self.bases[b] for b in self.base_of),
+                                                 strict=True), strict=True):
+            np.subtract(update, base, out=row, dtype=dtype)
+        return out
+
+
+Plan = Callable[[Chunk], np.ndarray]
+"""What a strategy computes per chunk: the chunk's new values (any floating dtype; the engine rounds and casts)."""
+
+
+class Strategy(Protocol):
+    """An aggregation strategy: a registered plugin (``name``, ``version``) with parameters."""
+
+    name: str
+    version: int
+    state: tuple[str, ...]
+    """The names of its server-state tensors (e.g. ``("m", "v")`` for FedAdam); empty for a stateless one."""
+
+    def parameters(self) -> dict[str, float | int | str]:
+        """The parameters it was made with, as the aggregate commit signs them."""
+        ...
+
+    def plan(self, round: Round) -> Plan:
+        """What to compute per chunk, decided once per aggregation from ``round`` (its contributions, and any
+        whole-model statistics the strategy asks it for)."""
+        ...
+
+
+class Round:
+    """The inputs of one aggregation, as strategies see them: the contributions and whole-model statistics."""
+
+    def __init__(self, model: TensorSource, updates: list[TensorSource], bases: list[TensorSource],
+                 base_of: list[int], contributions: list[Contribution], state: TensorSource | None,
+                 state_names: tuple[str, ...]) -> None:
+        self.model = model
+        self.updates = updates
+        self.bases = bases
+        self.base_of = base_of
+        self.contributions = contributions
+        self._state = state
+        self._state_names = state_names
+        self.layout = model.layout
+        count = max(len(updates), 1)
+        self.chunk_elements = max(MIN_CHUNK, min(CHUNK_ELEMENTS, _floor_pow2(STACK_BYTES // (8 * count))))
+        self._norms: np.ndarray | None = None
+        self._gram: np.ndarray | None = None
+
+    @property
+    def k(self) -> int:
+        """The number of updates."""
+        return len(self.updates)
+
+    def base_is_model(self, index: int) -> bool:
+        """Whether base ``index`` is the current model itself."""
+        return self.bases[index] is self.model
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every chunk of every tensor, in the output file's order; pages are given back as the walk goes."""
+        for name, (_, dtype_name) in canonical_order(self.layout):
+            dtype = np.dtype(dtype_name)
+            model = self.model.flat(name)
+            updates = [u.flat(name) for u in self.updates]
+            bases = [model if b is self.model else b.flat(name) for b in self.bases]
+            size = model.size
+            previous = {s: self._state.flat(state_tensor_name(s, name)) for s in self._state_names} \
+                if self._state is not None and _float(dtype) else {}
+            for start in range(0, size, self.chunk_elements) if size else [0]:
+                stop = min(start + self.chunk_elements, size)
+                state = {s: previous[s][start:stop] if s in previous else np.zeros(stop - start, np.float32)
+                         for s in self._state_names} if _float(dtype) else {}
+                yield Chunk(name, start, stop, dtype, model[start:stop], [u[start:stop] for u in updates],
+                            [b[start:stop] for b in bases], self.base_of, state)
+                for source in self._sources():
+                    source.release(name, stop)
+
+    def _sources(self) -> list[TensorSource]:
+        return [self.model, *self.updates, *self.bases, *([self._state] if self._state is not None else [])]
+
+    def delta_norms(self) -> np.ndarray:
+        """Each update's L2 norm of its change from its base over every floating-point tensor (float64; one pass
+        over the inputs, computed once)."""
+        if self._norms is None:
+            squares = np.zeros(self.k)
+            for chunk in self.chunks():
+                if chunk.is_float:
+                    deltas = chunk.deltas()
+                    squares += np.einsum("ij,ij->i", deltas, deltas)
+            self._norms = np.sqrt(squares)
+        return self._norms
+
+    def delta_gram(self) -> np.ndarray:
+        """The K x K Gram matrix of the updates' changes over every floating-point tensor (float64; one pass over the
+        inputs, computed once): ``squared distance(i, j) = G[i,i] + G[j,j] - 2 G[i,j]``."""
+        if self._gram is None:
+            gram = np.zeros((self.k, self.k))
+            for chunk in self.chunks():
+                if chunk.is_float:
+                    deltas = chunk.deltas()
+                    gram += deltas @ deltas.T
+            self._gram = gram
+        return self._gram
+
+    def squared_distances(self) -> np.ndarray:
+        """The K x K squared L2 distances between the updates' changes (from :meth:`delta_gram`; never negative)."""
+        gram = self.delta_gram()
+        diagonal = np.diag(gram)
+        return np.maximum(diagonal[:, None] + diagonal[None, :] - 2 * gram, 0.0)
+
+    def fedavg_terms(self, weights: Sequence[Fraction] | None = None,
+                     selected: Sequence[int] | None = None) -> list[tuple[Fraction, int]]:
+        """The exact coefficients of the weighted mean of the selected updates' changes applied to the model,
+        ``model + sum(w_i (u_i - b_i)) / sum(w_i)``, as a linear combination of the distinct inputs: pairs
+        ``(coefficient, index)`` where index ``i < K`` is update i, ``K + j`` is base j and ``-1`` the model.
+        Coefficients are exact fractions, so a model term that cancels (every update trained on the current
+        model) is dropped and the result is then exactly the weighted mean of the updates' weights."""
+        chosen = list(range(self.k)) if selected is None else list(selected)
+        weights = [self.contributions[i].weight for i in chosen] if weights is None else list(weights)
+        total = sum(weights, Fraction(0))
+        if total <= 0:
+            raise UpdateError("the updates' aggregation weights sum to zero (no samples)",
+                              "every aggregated update must report a positive n_samples in update.json")
+        coefficients: dict[int, Fraction] = {-1: Fraction(1)}
+        for index, weight in zip(chosen, weights, strict=True):
+            share = weight / total
+            coefficients[index] = coefficients.get(index, Fraction(0)) + share
+            base = -1 if self.base_is_model(self.base_of[index]) else self.k + self.base_of[index]
+            coefficients[base] = coefficients.get(base, Fraction(0)) - share
+        return [(c, i) for i, c in sorted(coefficients.items()) if c != 0]
+
+    @staticmethod
+    def source(chunk: Chunk, index: int) -> np.ndarray:
+        """The chunk's view of input ``index`` as :meth:`fedavg_terms` numbers them."""
+        if index < 0:
+            return chunk.model
+        k = len(chunk.updates)
+        return chunk.updates[index] if index < k else chunk.bases[index - k]
+
+
+def state_tensor_name(state: str, tensor: str) -> str:
+    """The name of server-state ``state`` of model tensor ``tensor`` in the state file (e.g. ``fc.weight:m``)."""
+    return f"{tensor}:{state}"
+
+
+def state_layout(layout: Layout, names: tuple[str, ...]) -> Layout:
+    """The layout of a strategy's state file: float32 tensors, one per state name per floating model tensor."""
+    return {state_tensor_name(s, name): (shape, "float32") for name, (shape, dtype) in layout.items()
+            if _float(np.dtype(dtype)) for s in names}
+
+
+def _float(dtype: np.dtype) -> bool:
+    return bool(np.issubdtype(dtype, np.floating))
+
+
+def _floor_pow2(value: int) -> int:
+    return 1 << max(value, 1).bit_length() - 1
+
+
+@dataclass(frozen=True)
+class Output:
+    """What an aggregation wrote: the weights file's sha256, and the state file's when the strategy has state."""
+
+    weights_sha256: str
+    state_sha256: str | None = None
+
+
+def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[TensorSource],
+                   bases: list[TensorSource], base_of: list[int], contributions: list[Contribution],
+                   out: Path, *, state: TensorSource | None = None, state_out: Path | None = None) -> Output:
+    """Run ``strategy`` over the inputs and write the new model to ``out`` (and its state to ``state_out``).
+
+    ``bases`` are the distinct models the updates were trained on (``model`` itself among them when an update
+    was trained on the current model) and ``base_of[i]`` the index of update i's base. Every input must have the
+    model's tensors (names, shapes, dtypes); a mismatch, a non-finite result or a strategy error is an
+    :class:`~federity.errors.UpdateError`, and nothing is left at ``out``.
+    """
+    if not updates:
+        raise UpdateError("there is no update to aggregate", "approve at least one update")
+    layout = model.layout
+    for what, source in [*((f"update {i + 1}", u) for i, u in enumerate(updates)),
+                         *((f"base {j + 1}", b) for j, b in enumerate(bases))]:
+        mismatch = describe_mismatch(layout, source.layout)
+        if mismatch:
+            raise UpdateError(f"{what}'s tensors do not fit the model: {'; '.join(mismatch[:5])}",
+                              "reject the update: it was not trained from this repository's model")
+    names = tuple(strategy.state)
+    if state is not None and describe_mismatch(state_layout(layout, names), state.layout):
+        state = None  # a state file of another model or strategy: start afresh
+    round = Round(model, updates, bases, base_of, contributions, state, names)
+    plan = strategy.plan(round)
+    writer = CanonicalWriter(out, layout)
+    state_writer = None
+    if names:
+        if state_out is None:
+            writer.abort()
+            raise UpdateError(f"strategy {strategy.name} keeps server state, but no state file was given",
+                              "aggregate through `federity aggregate`, which keeps it in the repository")
+        state_writer = CanonicalWriter(state_out, state_layout(layout, names))
+    try:
+        _run(round, plan, writer, state_writer, names)
+    except BaseException:
+        for unfinished in (writer, state_writer):
+            if unfinished is not None:
+                unfinished.abort()
+        raise
+    return Output(writer.finish(), state_writer.finish() if state_writer is not None else None)
+
+
+def _run(round: Round, plan: Plan, writer: CanonicalWriter, state_writer: CanonicalWriter | None,
+         names: tuple[str, ...]) -> None:
+    for chunk in round.chunks():
+        values = plan(chunk) if chunk.stop > chunk.start else np.zeros(0, chunk.work)
+        if chunk.is_float:
+            if not np.isfinite(values).all():
+                raise UpdateError(f"the aggregate of tensor {chunk.name!r} has non-finite values (NaN or infinity)",
+                                  "reject the update that causes it, then aggregate again")
+        else:
+            values = np.rint(values)
+        writer.write(chunk.name, chunk.start, values)
+        if state_writer is not None and chunk.is_float:
+            missing = [s for s in names if s not in chunk.new_state]
+            if missing:
+                raise UpdateError(f"strategy state {', '.join(missing)} was not computed for {chunk.name!r}",
+                                  "this is a bug in the strategy plugin: report it to its authors")
+            for s in names:
+                state_writer.write(state_tensor_name(s, chunk.name), chunk.start, chunk.new_state[s])
+
+
+def aggregate_tensors(strategy: Strategy, model: Tensors, updates: list[Tensors], bases: list[Tensors],
+                      contributions: list[Contribution], work_dir: Path,
+                      state: Tensors | None = None) -> tuple[Tensors, Tensors]:
+    """:func:`aggregate_into` for tensors in memory (tests and experiments): each update i was trained on
+    ``bases[i]`` (pass ``model`` itself for the current model). Returns the new model and the strategy's new
+    state (empty for a stateless strategy)."""
+    from federity.weights.files import read_tensors
+
+    model_source = InMemory(model)
+    distinct: list[TensorSource] = []
+    base_of = []
+    for base in bases:
+        source = model_source if base is model else InMemory(base)
+        if source is not model_source or source not in distinct:
+            distinct.append(source)
+        base_of.append(distinct.index(source))
+    out, state_out = work_dir / "aggregate.safetensors", work_dir / "state.safetensors"
+    aggregate_into(strategy, model_source, [InMemory(u) for u in updates], distinct, base_of, contributions, out,
+                   state=InMemory(state) if state else None, state_out=state_out if strategy.state else None)
+    new_state = read_tensors(state_out.read_bytes(), "the state") if strategy.state else {}
+    return read_tensors(out.read_bytes(), "the aggregate"), new_state

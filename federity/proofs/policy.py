@@ -62,12 +62,17 @@ class ProofPolicy:
 
 
 def require_plain_sgd(params: TrainingParams) -> None:
-    """Raise unless ``params`` ask for what the circuit proves: plain SGD."""
+    """Raise unless ``params`` ask for what the circuit proves: plain SGD steps on cross-entropy, without FedProx's
+    proximal term (``mu``)."""
     if params.optimizer != "sgd" or params.momentum or params.weight_decay:
         raise ConfigError("proved training is plain SGD, but params.yaml asks for "
                           f"optimizer={params.optimizer}, momentum={params.momentum}, "
                           f"weight_decay={params.weight_decay}",
                           "set optimizer: sgd, momentum: 0 and weight_decay: 0 in params.yaml")
+    if params.mu:
+        raise ConfigError(f"params.yaml asks for FedProx with mu={params.mu}, but the proof circuit proves plain SGD "
+                          "steps and does not include FedProx's proximal term",
+                          "set mu: 0 in params.yaml, or use a repository without proofs")
 
 
 def step_circuit(policy: dict[str, Any], params: TrainingParams, weight: np.ndarray) -> StepCircuit:

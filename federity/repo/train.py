@@ -19,6 +19,7 @@ import numpy as np
 
 from federity.errors import ConfigError, DataError
 from federity.identity import Wallet
+from federity.proofs.policy import require_plain_sgd
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.params import training_params
 from federity.repo.paths import write_inside
@@ -82,6 +83,8 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         raise ConfigError(f"commit {base_commit[:12]} carries no Federity metadata", "train from a main commit")
     config = repo.config(base_commit)
     params = training_params(repo, base_commit, epochs)
+    if config.proofs is not None:
+        require_plain_sgd(params)  # before any data is read: the circuit proves plain SGD steps (no mu, no momentum)
     # Fresh randomness for each round (its nonce) or base: retraining after a failed round is not a replay, and
     # the batches of one round are not those of the last.
     salt = (nonce or base_commit).encode()

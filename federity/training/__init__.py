@@ -45,6 +45,7 @@ class _ParamsSchema(BaseModel):
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: Annotated[_Finite, Field(ge=0, lt=1)] = 0.0
     weight_decay: Annotated[_Finite, Field(ge=0, le=1e6)] = 0.0
+    mu: Annotated[_Finite, Field(ge=0, le=1e6)] = 0.0
 
 
 _PARAM_HINTS = {
@@ -55,6 +56,8 @@ _PARAM_HINTS = {
     "optimizer": "use optimizer: sgd or optimizer: adam",
     "momentum": "momentum is a number in [0, 1), e.g. momentum: 0.9",
     "weight_decay": "weight_decay is a non-negative number, e.g. weight_decay: 0.0001",
+    "mu": "mu (FedProx's proximal weight) is a non-negative finite number, at most 1e6; 0 turns it off, "
+          "e.g. mu: 0.01",
 }
 
 _TRAINERS: dict[str, str] = {
@@ -64,7 +67,12 @@ _TRAINERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Local training hyper-parameters, read from ``params.yaml``."""
+    """Local training hyper-parameters, read from ``params.yaml``.
+
+    ``mu`` is FedProx's proximal weight (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys
+    2020): above 0, local training adds ``(mu / 2) * ||w - w_start||^2`` to the loss, pulling the site's weights
+    towards the global model it started from; 0 (the default) is plain local training.
+    """
 
     lr: float = 0.1
     epochs: int = 5
@@ -73,6 +81,7 @@ class TrainingParams:
     optimizer: str = "sgd"
     momentum: float = 0.0
     weight_decay: float = 0.0
+    mu: float = 0.0
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "params.yaml") -> TrainingParams:

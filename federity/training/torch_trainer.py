@@ -1,4 +1,9 @@
-"""PyTorch trainer: mini-batch SGD or Adam on cross-entropy, deterministic for a given seed."""
+"""PyTorch trainer: mini-batch SGD or Adam on cross-entropy, deterministic for a given seed.
+
+With ``mu > 0`` in ``params.yaml`` the local objective is FedProx's (Li, Sahu, Zaheer, Sanjabi, Talwalkar and
+Smith, "Federated Optimization in Heterogeneous Networks", MLSys 2020): cross-entropy plus the proximal term
+``(mu / 2) * ||w - w_start||^2``, where ``w_start`` are the weights training started from (the global model).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,20 @@ from federity.errors import DataError, ProofError
 from federity.training import TrainingParams
 
 
+class _Proximal:
+    """FedProx's proximal term (Li et al., MLSys 2020, section 3): ``(mu / 2) * sum ||w - w_start||^2`` over the
+    trainable parameters, ``w_start`` a detached copy of them taken when it is made."""
+
+    def __init__(self, model: nn.Module, mu: float) -> None:
+        self.mu = mu
+        self.pairs = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
+
+    def __call__(self) -> torch.Tensor:
+        """The term's value, differentiable in the current parameters (its gradient is ``mu * (w - w_start)``)."""
+        squared = sum(((p - start).pow(2).sum() for p, start in self.pairs), torch.zeros(()))
+        return 0.5 * self.mu * squared
+
+
 def _tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(data.features, dtype=torch.float32), torch.tensor(data.labels, dtype=torch.long)
 
@@ -24,7 +43,12 @@ class TorchTrainer:
     version = 1
 
     def fit(self, model: nn.Module, data: Dataset, params: TrainingParams) -> dict[str, float]:
-        """Train ``model`` in place for ``params.epochs`` epochs; return loss and accuracy on ``data`` after."""
+        """Train ``model`` in place for ``params.epochs`` epochs; return loss and accuracy on ``data`` after.
+
+        With ``params.mu > 0`` each batch's loss also carries FedProx's proximal term ``(mu / 2) * ||w - w_start||^2``
+        (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys 2020), ``w_start`` the parameters as
+        ``fit`` received them (the global model); with ``mu == 0`` no term is added and training is exactly plain
+        training. The returned metrics are plain cross-entropy and accuracy either way."""
         features, labels = _tensors(data)
         generator = torch.Generator().manual_seed(params.seed)
         if params.optimizer == "adam":
@@ -34,6 +58,7 @@ class TorchTrainer:
             optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
                                         weight_decay=params.weight_decay)
         loss_fn = nn.CrossEntropyLoss()
+        proximal = _Proximal(model, params.mu) if params.mu > 0 else None
         model.train()
         for _ in range(params.epochs):
             order = torch.randperm(len(labels), generator=generator)
@@ -41,6 +66,8 @@ class TorchTrainer:
                 batch = order[start:start + params.batch_size]
                 optimizer.zero_grad()
                 loss = loss_fn(model(features[batch]), labels[batch])
+                if proximal is not None:
+                    loss = loss + proximal()
                 if not torch.isfinite(loss):
                     raise DataError("training diverged: the loss became infinite or NaN",
                                     "lower lr in params.yaml, or check that the features are scaled")

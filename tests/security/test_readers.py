@@ -206,7 +206,7 @@ def test_a_commit_whose_federity_yaml_is_malformed_is_named_by_the_error(repo: R
 # --- params.yaml --------------------------------------------------------------------------------------------------
 
 VALID_PARAMS = yaml.safe_dump({"lr": 0.1, "epochs": 5, "batch_size": 32, "seed": 0, "optimizer": "sgd",
-                               "momentum": 0.0, "weight_decay": 0.0}, sort_keys=False)
+                               "momentum": 0.0, "weight_decay": 0.0, "mu": 0.0}, sort_keys=False)
 
 
 def _accepts_params(raw: str | bytes) -> None:
@@ -216,6 +216,7 @@ def _accepts_params(raw: str | bytes) -> None:
         assert exc.message.startswith("params.yaml at 0123456789ab") and exc.hint and "\n" not in exc.message
         return
     assert math.isfinite(params.lr) and params.lr > 0 and math.isfinite(params.momentum)
+    assert isinstance(params.mu, float) and math.isfinite(params.mu) and 0 <= params.mu <= 1e6
     assert isinstance(params.epochs, int) and params.epochs >= 1 and not isinstance(params.epochs, bool)
     assert isinstance(params.batch_size, int) and params.batch_size >= 1 and isinstance(params.seed, int)
 
@@ -227,7 +228,8 @@ def test_mutated_params_yaml_is_read_or_refused_with_a_config_error(data: st.Dat
 
 
 @settings(max_examples=400, **_SETTINGS)
-@given(st.sampled_from(["lr", "epochs", "batch_size", "seed", "optimizer", "momentum", "weight_decay", "other"]),
+@given(st.sampled_from(["lr", "epochs", "batch_size", "seed", "optimizer", "momentum", "weight_decay", "mu",
+                       "other"]),
        json_values | st.sampled_from([".nan", ".inf", "-.inf", "abc", "0.5", "1e400", "!!binary aGk=", "2020-13-45"]))
 def test_params_yaml_with_any_value_for_any_parameter_is_read_or_refused(key: str, value: Any) -> None:
     text = VALID_PARAMS + f"{key}: {value}\n" if isinstance(value, str) else yaml.safe_dump(

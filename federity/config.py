@@ -111,6 +111,18 @@ def load_yaml(raw: str | bytes, source: str, hint: str) -> Any:
         raise ConfigError(f"{source} is not valid YAML: a value cannot be read", hint) from None
 
 
+def parse_pairs(pairs: list[str], what: str, example: str) -> dict[str, Any]:
+    """``key=value`` strings (command-line options) as a mapping, each value read as a YAML scalar (``0.2`` is a
+    number, ``abc`` a string); ``what`` and ``example`` name the option in the error."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {pair!r} is not key=value", f"write it like {example}")
+        parsed[key] = load_yaml(value, f"{what} {key}", f"write it like {example}")
+    return parsed
+
+
 def validation_problem(exc: ValidationError, source: str) -> str:
     """The first problem pydantic found, as one sentence naming ``source`` and the key (values are not echoed:
     they come from someone else and can be huge)."""
@@ -209,6 +221,7 @@ class AggregationSection(BaseModel):
                            bool | int | FiniteFloat | Annotated[str, Field(max_length=200)]],
                       Field(max_length=32)] = {}
     max_staleness: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_memory_bytes: Annotated[int, Field(ge=1 << 20, le=1 << 50)] | None = None
 
 
 class SrsSection(BaseModel):

@@ -70,10 +70,12 @@ def approve_verified(repo: Repository, wallet: Wallet, updates: list[UpdateInfo]
 
 
 def finalise_round(repo: Repository, wallet: Wallet, pin: RoundPin, updates: list[UpdateInfo], *,
-                   strategy: str | None = None, quorum: int = 1) -> dict[str, Any]:
-    """Aggregate the round's approved updates into main and push; a re-run returns the same commit."""
-    result = repo.aggregate(wallet, strategy=strategy, round=pin.round, updates=[u.id for u in updates],
-                            min_updates=quorum)
+                   strategy: str | None = None, parameters: dict[str, Any] | None = None,
+                   quorum: int = 1) -> dict[str, Any]:
+    """Aggregate the round's approved updates into main (with ``strategy`` and its ``parameters``, by default
+    federity.yaml's) and push; a re-run returns the same commit."""
+    result = repo.aggregate(wallet, strategy=strategy, parameters=parameters, round=pin.round,
+                            updates=[u.id for u in updates], min_updates=quorum)
     repo.push()
     return result.to_json()
 

@@ -21,7 +21,8 @@ from tasks.sites import train_at_sites
 
 @flow(name="federated-round", persist_result=False)
 def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Literal["auto", "manual"] = "auto",
-                    quorum: int = 1, strategy: str | None = None, train_timeout: float = 600,
+                    quorum: int = 1, strategy: str | None = None, strategy_params: dict[str, Any] | None = None,
+                    train_timeout: float = 600,
                     review_timeout: int = 3600, validation: str | None = None) -> list[dict[str, Any]]:
     """Run ``rounds`` federated rounds of the repository checked out at ``repo`` with the sites in ``pools``."""
     logger = get_run_logger()
@@ -40,7 +41,7 @@ def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Litera
         if review == "manual" and verified:
             decisions, reason = review_form(verified, pin["round"], review_timeout)
         approved = record_decisions(repo, pin, decisions, reason or None)
-        result = finalise_round(repo, pin, approved, strategy, quorum)
+        result = finalise_round(repo, pin, approved, strategy, strategy_params, quorum)
         run_id = track_round(repo, result["commit"], validation)
         nft = mint(repo, result["commit"])
         logger.info("round %s: commit %s from %s update(s), MLflow run %s, NFT %s", pin["round"],

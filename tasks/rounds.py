@@ -59,7 +59,7 @@ def record_decisions(repo_dir: str, pin: dict[str, Any], decisions: dict[str, bo
 
 @task(name="aggregate, commit and push", retries=2, retry_delay_seconds=2)
 def finalise_round(repo_dir: str, pin: dict[str, Any], approved: list[str], strategy: str | None,
-                   quorum: int) -> dict[str, Any]:
+                   strategy_params: dict[str, Any] | None, quorum: int) -> dict[str, Any]:
     """Aggregate the approved updates into main and push (idempotent per round)."""
     from federity.repo.updates import list_updates
     from federity.rounds import RoundPin
@@ -67,7 +67,8 @@ def finalise_round(repo_dir: str, pin: dict[str, Any], approved: list[str], stra
 
     repo, wallet = _owner(repo_dir)
     chosen = [u for u in list_updates(repo) if u.id in approved]
-    return finalise(repo, wallet, RoundPin(**pin), chosen, strategy=strategy, quorum=quorum)
+    return finalise(repo, wallet, RoundPin(**pin), chosen, strategy=strategy, parameters=strategy_params,
+                    quorum=quorum)
 
 
 @task(name="track in MLflow", retries=2, retry_delay_seconds=2)

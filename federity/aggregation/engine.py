@@ -42,6 +42,8 @@ CHUNK_ELEMENTS = 1 << 18
 STACK_BYTES = 16 << 20
 """Budget for one chunk of all K updates' float64 deltas stacked, which bounds the chunk when K is large."""
 MIN_CHUNK = 1 << 10
+DEFAULT_MEMORY_LIMIT = 2 << 30
+"""Default ceiling on :meth:`Round.memory_estimate` (federity.yaml's ``aggregation.max_memory_bytes``)."""
 
 
 class TensorSource(Protocol):
@@ -201,6 +203,15 @@ class Round:
         """The number of updates."""
         return len(self.updates)
 
+    def memory_estimate(self) -> int:
+        """Bytes the engine may hold at once beyond its inputs' page cache, at most: for every update a chunk of
+        float64 change, a sorted copy and a scratch row (what the coordinate-wise strategies stack), a mapped
+        chunk of each input, the K x K statistics, and the output chunk. Independent of the model's size; it
+        grows with K only once the chunk is at its smallest (:data:`MIN_CHUNK`) or through the K x K matrix."""
+        inputs = len(self.updates) + len(self.bases) + 2
+        return (3 * self.k * self.chunk_elements * 8 + inputs * self.chunk_elements * 8
+                + 2 * self.k * self.k * 8 + 4 * self.chunk_elements * 8)
+
     def base_is_model(self, index: int) -> bool:
         """Whether base ``index`` is the current model itself."""
         return self.bases[index] is self.model
@@ -316,13 +327,15 @@ class Output:
 
 def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[TensorSource],
                    bases: list[TensorSource], base_of: list[int], contributions: list[Contribution],
-                   out: Path, *, state: TensorSource | None = None, state_out: Path | None = None) -> Output:
+                   out: Path, *, state: TensorSource | None = None, state_out: Path | None = None,
+                   memory_limit: int = DEFAULT_MEMORY_LIMIT) -> Output:
     """Run ``strategy`` over the inputs and write the new model to ``out`` (and its state to ``state_out``).
 
     ``bases`` are the distinct models the updates were trained on (``model`` itself among them when an update
     was trained on the current model) and ``base_of[i]`` the index of update i's base. Every input must have the
     model's tensors (names, shapes, dtypes); a mismatch, a non-finite result or a strategy error is an
-    :class:`~federity.errors.UpdateError`, and nothing is left at ``out``.
+    :class:`~federity.errors.UpdateError`, and nothing is left at ``out``. An aggregation whose
+    :meth:`Round.memory_estimate` exceeds ``memory_limit`` bytes is refused before it starts, with the figure.
     """
     if not updates:
         raise UpdateError("there is no update to aggregate", "approve at least one update")
@@ -337,6 +350,12 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
     if state is not None and describe_mismatch(state_layout(layout, names), state.layout):
         state = None  # a state file of another model or strategy: start afresh
     round = Round(model, updates, bases, base_of, contributions, state, names)
+    estimate = round.memory_estimate()
+    if estimate > memory_limit:
+        raise UpdateError(f"aggregating {round.k} updates would hold about {estimate / 2**20:.0f} MiB at once, above "
+                          f"the limit of {memory_limit / 2**20:.0f} MiB",
+                          "aggregate fewer updates per round, or raise aggregation.max_memory_bytes in "
+                          "federity.yaml if the machine has the memory")
     plan = strategy.plan(round)
     writer = CanonicalWriter(out, layout)
     state_writer = None

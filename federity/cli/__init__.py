@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from federity.builders import code_notice, repository_code
+from federity.config import parse_pairs
 from federity.errors import FederityError
 from federity.identity import Wallet
 from federity.repo import Repository
@@ -84,6 +85,12 @@ def load_wallet() -> Wallet:
 
 
 console = Console(highlight=False, soft_wrap=True)
+
+
+def strategy_parameters(pairs: tuple[str, ...]) -> dict[str, Any] | None:
+    """``--param KEY=VALUE`` options as strategy parameters; ``None`` when none were given (the repository's own
+    apply)."""
+    return parse_pairs(list(pairs), "strategy parameter", "--param fraction=0.2") if pairs else None
 
 
 def emit(data: dict[str, Any], human: Callable[[], None] | str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from federity.cli import FederityGroup, emit, open_repo, state
+from federity.cli import FederityGroup, emit, open_repo, state, strategy_parameters
 
 
 @click.group(cls=FederityGroup, name="round")
@@ -22,11 +22,13 @@ def round_group() -> None:
 @click.option("--quorum", default=1, show_default=True, type=click.IntRange(min=1),
               help="Fewest accepted updates a round needs; below it the round fails and main is unchanged.")
 @click.option("--strategy", help="Aggregation strategy (default: federity.yaml's).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A strategy parameter, e.g. --param fraction=0.2 (repeatable; default: federity.yaml's).")
 @click.option("--train-timeout", default=600.0, show_default=True, help="Seconds to wait for the sites.")
 @click.option("--review-timeout", default=3600, show_default=True, help="Seconds to wait for a manual review.")
 @click.option("--validation", type=click.Path(path_type=Path), help="The owner's validation set, for MLflow.")
-def run(pools: tuple[str, ...], rounds: int, review: str, quorum: int, strategy: str | None, train_timeout: float,
-        review_timeout: int, validation: Path | None) -> None:
+def run(pools: tuple[str, ...], rounds: int, review: str, quorum: int, strategy: str | None,
+        params: tuple[str, ...], train_timeout: float, review_timeout: int, validation: Path | None) -> None:
     """Run federated rounds with the sites' agents; your wallet signs reviews and aggregates."""
     from flows.round import federated_round
 
@@ -35,7 +37,7 @@ def run(pools: tuple[str, ...], rounds: int, review: str, quorum: int, strategy:
         os.environ["FEDERITY_WALLET"] = str(state().wallet.resolve())
     summary = federated_round(
         repo=str(repo.root), pools=list(pools), rounds=rounds, review=review, quorum=quorum, strategy=strategy,
-        train_timeout=train_timeout, review_timeout=review_timeout,
+        strategy_params=strategy_parameters(params), train_timeout=train_timeout, review_timeout=review_timeout,
         validation=str(validation.resolve()) if validation else None,
     )
     emit({"rounds": summary}, "\n".join(f"round {r['round']}: {r['commit'][:12]} from {len(r['updates'])} "

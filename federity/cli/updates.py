@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from federity.cli import FederityCommand, FederityGroup, console, emit, load_wallet, open_repo
+from federity.cli import FederityCommand, FederityGroup, console, emit, load_wallet, open_repo, strategy_parameters
 from federity.repo.nft import mint_new_commits
 from federity.repo.updates import STATUSES
 
@@ -71,11 +71,13 @@ def _review(update: str, approve: bool, reason: str | None) -> None:
 
 
 @click.command(cls=FederityCommand)
-@click.option("--strategy", help="Aggregation strategy (default: federity.yaml's), e.g. fedavg, fedmedian.")
-def aggregate(strategy: str | None) -> None:
+@click.option("--strategy", help="Aggregation strategy (default: federity.yaml's), e.g. fedavg, trimmed-mean@1.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A strategy parameter, e.g. --param fraction=0.2 (repeatable; default: federity.yaml's).")
+def aggregate(strategy: str | None, params: tuple[str, ...]) -> None:
     """Aggregate the approved updates into the next commit on main."""
     repo, wallet = open_repo(), load_wallet()
-    result = repo.aggregate(wallet, strategy=strategy)
+    result = repo.aggregate(wallet, strategy=strategy, parameters=strategy_parameters(params))
     if result.created:
         mint_new_commits(repo, wallet)
     emit(result.to_json(), f"round {result.round}: aggregate {result.commit[:12]} of {len(result.updates)} "

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from federity.builders import MODEL_BUILDER, is_code_spec, load_repository_function
+from federity.config import parse_pairs
 from federity.errors import ConfigError, UnknownPluginError
 
 
@@ -80,12 +79,7 @@ def is_repository_builder(model_id: str) -> bool:
 
 def parse_model_args(model_id: str, framework: str, pairs: list[str]) -> dict[str, Any]:
     """Turn ``k=v`` strings into builder arguments: typed and checked for zoo models, YAML scalars otherwise."""
-    args: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"model argument {pair!r} is not key=value", "write it like --model-arg hidden=32")
-        args[key] = yaml.safe_load(value)
+    args = parse_pairs(pairs, "model argument", "--model-arg hidden=32")
     if is_repository_builder(model_id):
         return args
     entry = zoo_model(model_id, framework)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from federity.aggregation import Contribution, Strategy, get_strategy
-from federity.aggregation.engine import Output, TensorSource, aggregate_into
+from federity.aggregation.engine import DEFAULT_MEMORY_LIMIT, Output, TensorSource, aggregate_into
 from federity.errors import FederityError, UpdateError, WorkingTreeError
 from federity.identity import Wallet
 from federity.repo.checks import update_problems
@@ -135,8 +135,8 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
         repo.store.track()
         record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
                                round=round, strategy=strategy_id,
-                               strategy_params=signed_params,
-                               paths=(MODEL_DVC_FILE,))
+                               strategy_params=signed_params, paths=(MODEL_DVC_FILE,),
+                               weights_sha256=written.weights_sha256)
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
 
 
@@ -207,8 +207,10 @@ def aggregate_weights(history: History, main: str, updates: list[str], strategy:
                                               round - (record.meta.round if record.meta else 0)))
         state = opened.enter_context(store.open(main, STATE_FILE)) \
             if previous_state(history, main, strategy) else None
+        limit = history.config(main)
+        memory_limit = limit.aggregation.get("max_memory_bytes") if not isinstance(limit, str) else None
         return aggregate_into(strategy, model, sources, list(bases.values()), base_of, contributions, out,
-                              state=state, state_out=state_out)
+                              state=state, state_out=state_out, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT)
 
 
 def _strategy_of(meta: CommitMeta) -> Strategy:

@@ -36,8 +36,7 @@ from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
 from federity.repo.proof_inputs import check_update_proof
 from federity.repo.storage import tree_problems
-from federity.weights import read_tensors, sha256_bytes
-from federity.weights.files import describe_mismatch, tensor_layout
+from federity.weights.files import describe_mismatch
 
 MAINLINE_KINDS = frozenset({"genesis", "weights", "aggregate", "merge", "revert", "members"})
 """The commit kinds that may stand on main's first-parent line (updates reach main only as aggregate parents)."""
@@ -120,23 +119,18 @@ def _role_problem(role: Role | None, kind: str, author: str, when: str) -> str |
 
 
 def weights_problems(history: History, record: CommitRecord) -> list[tuple[str, str]]:
-    """The weights object exists, matches its DVC hash and the signed sha256, and holds only finite values."""
+    """The weights object exists, matches its DVC hash and the signed sha256, and holds only finite values
+    (read streaming, :meth:`~federity.repo.storage.WeightsStore.facts`)."""
     assert record.meta is not None
     try:
-        data = history.repo.store.read(record.commit)
+        facts = history.repo.store.facts(record.commit)
     except FederityError as exc:
         return [("weights", exc.message)]
-    actual = sha256_bytes(data)
-    if actual != record.meta.weights_sha256:
-        return [("weights", f"the weights object's sha256 is {actual}, but the commit signed "
+    if facts.sha256 != record.meta.weights_sha256:
+        return [("weights", f"the weights object's sha256 is {facts.sha256}, but the commit signed "
                             f"{record.meta.weights_sha256}")]
-    try:
-        tensors = read_tensors(data, f"the weights of {record.commit[:12]}")
-    except FederityError as exc:
-        return [("weights", exc.message)]
-    non_finite = non_finite_tensors(tensors.items())
-    if non_finite:
-        return [("weights", f"non-finite values (NaN or infinity) in {', '.join(non_finite)}")]
+    if facts.non_finite:
+        return [("weights", f"non-finite values (NaN or infinity) in {', '.join(facts.non_finite)}")]
     return []
 
 
@@ -365,23 +359,20 @@ def weights_seen_before(history: History, update: UpdateInfo, main: str) -> dict
 def _weights_fit(history: History, update: UpdateInfo, base: str, config: RepoConfig) -> list[str]:
     store = history.repo.store
     try:
-        data, base_data = store.read(update.id), store.read(base)
-        limit = int(config.review.get("max_update_bytes", 2 * len(base_data)))
-        if len(data) > limit:
-            return [f"its weights file is {len(data)} bytes, above the limit of {limit}"]
-        tensors = read_tensors(data, f"the weights of update {update.id[:12]}")
-        base_layout = tensor_layout(read_tensors(base_data, "the base weights"))
+        facts, base_facts = store.facts(update.id), store.facts(base)
+        limit = int(config.review.get("max_update_bytes", 2 * base_facts.size))
     except FederityError as exc:
         return [f"weights: {exc.message}"]
     except (TypeError, ValueError):
         return ["review.max_update_bytes in federity.yaml is not a number"]
+    if facts.size > limit:
+        return [f"its weights file is {facts.size} bytes, above the limit of {limit}"]
     signed = history.commit(update.id).meta
-    if signed is None or sha256_bytes(data) != signed.weights_sha256:
+    if signed is None or facts.sha256 != signed.weights_sha256:
         return ["weights: the weights object is not the one the update signed"]
-    mismatch = describe_mismatch(base_layout, tensor_layout(tensors))
+    mismatch = describe_mismatch(base_facts.layout, facts.layout)
     if mismatch:
         return [f"its tensors do not fit the model: {'; '.join(mismatch)}"]
-    non_finite = non_finite_tensors(tensors.items())
-    if non_finite:
-        return [f"non-finite values (NaN or infinity) in {', '.join(non_finite)}"]
+    if facts.non_finite:
+        return [f"non-finite values (NaN or infinity) in {', '.join(facts.non_finite)}"]
     return []

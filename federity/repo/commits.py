@@ -100,8 +100,10 @@ def create_commit(
     strategy: str | None = None,
     strategy_params: str | None = None,
     paths: tuple[str, ...] = (),
+    weights_sha256: str | None = None,
 ) -> CommitRecord:
     """Stage ``paths``, sign and write a commit of ``kind`` on the current branch, and move the branch to it.
+    ``weights_sha256``: the sha256 of the weights file, when the caller has just computed it as it wrote the file.
 
     The author must hold :data:`REQUIRED_ROLE` for ``kind`` in the first parent's federity.yaml (the
     commit's own, for a genesis commit).
@@ -111,7 +113,7 @@ def create_commit(
     if paths:
         repo.git.run("add", "--all", "--", *paths)
     tree = repo.git.run("write-tree")
-    weights_sha256 = sha256_bytes(repo.weights_path.read_bytes())
+    weights_sha256 = weights_sha256 or sha256_bytes(repo.weights_path.read_bytes())
     if round is None:
         first_parent_meta = read_commit(repo, parents[0]).meta if parents else None
         round = first_parent_meta.round if first_parent_meta else 0

@@ -20,8 +20,11 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from federity.errors import RemoteError, WeightsError, listed
 from federity.git import Git
@@ -38,6 +41,7 @@ from federity.repo.layout import (
     tree_entry_problems,
 )
 from federity.weights import WEIGHTS_FILE
+from federity.weights.files import Layout
 from federity.weights.mapped import MappedTensors
 
 __all__ = ["MODEL_DIR", "MODEL_DVC_FILE", "REMOTE_NAME", "UnsafeCommitError", "WeightsObjectMissing",
@@ -75,6 +79,16 @@ def _remote_error(action: str, exc: Exception) -> RemoteError:
         "check the storage URL and credentials (`dvc remote list`, AWS_* variables for S3) and that it is "
         "reachable, then retry",
     )
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    """What :meth:`WeightsStore.facts` knows of a tensors file."""
+
+    size: int
+    sha256: str
+    layout: Layout
+    non_finite: tuple[str, ...]
 
 
 class WeightsStore:
@@ -237,9 +251,31 @@ class WeightsStore:
         """``model/<relpath>`` (default: the weights) of ``commit``, memory-mapped from the local DVC cache (fetched
         there first when absent) after the same checks as :meth:`read`, without reading it into memory.
 
-        An object's md5 is checked when it is first opened; the check is remembered, keyed by the cache file's
-        size, modification time and inode (as git's index and DVC's state trust an unchanged file), so opening it
-        again costs no second pass over it while the file is unchanged."""
+        An object's md5 is checked when it is first opened, and that check is remembered with the object's
+        :meth:`facts`, keyed by the cache file's size, modification time and inode (as git's index and DVC's state
+        trust an unchanged file): opening it again costs no pass over it while the file is unchanged."""
+        path, what = self._checked_object(commit, relpath)
+        return MappedTensors(path, f"the {what} of commit {commit[:12]}")
+
+    def facts(self, commit: str, relpath: str = WEIGHTS_FILE) -> ObjectFacts:
+        """What the checks need to know of a tensors file of ``commit``: its size, sha256, tensor layout and the
+        floating-point tensors holding a NaN or an infinity. Computed in one streaming pass over the mapped object
+        (after its header is checked, :class:`MappedTensors`) and remembered like the md5 check of :meth:`open`."""
+        path, what = self._checked_object(commit, relpath)
+        md5 = self.manifest(commit)[relpath]
+        with MappedTensors(path, f"the {what} of commit {commit[:12]}") as mapped:
+            layout = mapped.layout
+            known = self._known(path, md5) or {}
+            if {"sha256", "non_finite"} <= set(known):
+                return ObjectFacts(path.stat().st_size, known["sha256"], layout, tuple(known["non_finite"]))
+            non_finite = tuple(sorted(name for name, (_, dtype) in layout.items()
+                                      if np.issubdtype(np.dtype(dtype), np.floating) and not _all_finite(mapped, name)))
+        found = ObjectFacts(path.stat().st_size, _file_digest(path, "sha256"), layout, non_finite)
+        self._remember(path, md5, sha256=found.sha256, non_finite=list(non_finite))
+        return found
+
+    def _checked_object(self, commit: str, relpath: str) -> tuple[Path, str]:
+        """The cache path of ``model/<relpath>`` at ``commit``, in the cache and md5-checked (once per file)."""
         what = "weights" if relpath == WEIGHTS_FILE else f"model/{relpath}"
         entries = self.manifest(commit)
         if relpath not in entries:
@@ -248,36 +284,39 @@ class WeightsStore:
         path = self._object_path(md5)
         if not path.is_file():
             self._fetched_object(commit, md5, what, OBJECT_MAX_BYTES)
-        elif not self._checked_before(path, md5):
+        elif self._known(path, md5) is None:
             if path.stat().st_size > OBJECT_MAX_BYTES:
                 raise WeightsError(f"the {what} object of commit {commit[:12]} is larger than {OBJECT_MAX_BYTES} "
                                    "bytes", "Federity refuses it unread; do not use this commit")
-            if _file_md5(path) != md5:
+            if _file_digest(path, "md5") != md5:
                 raise WeightsError(
                     f"the {what} object of commit {commit[:12]} is corrupted: its content no longer matches DVC "
                     f"hash {md5}", f"delete {path} and run `federity pull` to fetch an intact copy")
-        self._remember_checked(path, md5)
-        return MappedTensors(path, f"the {what} of commit {commit[:12]}")
+        self._remember(path, md5)
+        return path, what
 
-    def _checked_file(self) -> Path:
+    def _memo_file(self) -> Path:
         return self.root / ".dvc" / "tmp" / "federity-checked.json"
 
-    def _checked_before(self, path: Path, md5: str) -> bool:
+    def _memo(self) -> dict[str, Any]:
         try:
-            known = json.loads(self._checked_file().read_text())
+            known = json.loads(self._memo_file().read_text())
         except (OSError, ValueError):
-            return False
-        return isinstance(known, dict) and known.get(md5) == _stat_key(path)
+            return {}
+        return known if isinstance(known, dict) else {}
 
-    def _remember_checked(self, path: Path, md5: str) -> None:
-        memo = self._checked_file()
-        try:
-            known = json.loads(memo.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if not isinstance(known, dict) or known.get(md5) == _stat_key(path):
+    def _known(self, path: Path, md5: str) -> dict[str, Any] | None:
+        """What was checked of object ``md5``, if its cache file ``path`` is unchanged since."""
+        entry = self._memo().get(md5)
+        return entry if isinstance(entry, dict) and entry.get("stat") == _stat_key(path) else None
+
+    def _remember(self, path: Path, md5: str, **facts: Any) -> None:
+        known = self._memo()
+        entry = self._known(path, md5) or {}
+        if entry and all(entry.get(k) == v for k, v in facts.items()):
             return
-        known[md5] = _stat_key(path)
+        known[md5] = {**entry, **facts, "stat": _stat_key(path)}
+        memo = self._memo_file()
         memo.parent.mkdir(parents=True, exist_ok=True)
         scratch = memo.with_suffix(f".{os.getpid()}")
         scratch.write_text(json.dumps(known))
@@ -339,13 +378,27 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
+def _file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of the file at ``path``, read in blocks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     buffer = bytearray(4 << 20)
     with open(path, "rb", buffering=0) as file:
         while count := file.readinto(buffer):
             digest.update(memoryview(buffer)[:count])
     return digest.hexdigest()
+
+
+def _all_finite(mapped: MappedTensors, name: str) -> bool:
+    """Whether tensor ``name`` holds no NaN or infinity, checked block by block (pages given back as it goes)."""
+    values = mapped.flat(name)
+    for start in range(0, values.size, _FINITE_BLOCK):
+        if not np.isfinite(values[start:start + _FINITE_BLOCK]).all():
+            return False
+        mapped.release(name, start + _FINITE_BLOCK)
+    return True
+
+
+_FINITE_BLOCK = 1 << 20
 
 
 def _stat_key(path: Path) -> list[int]:

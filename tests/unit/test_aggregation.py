@@ -173,3 +173,13 @@ def test_an_unknown_strategy_lists_the_installed_ones() -> None:
     with pytest.raises(UnknownPluginError, match="unknown aggregation strategy 'no-such'") as info:
         get_strategy("no-such")
     assert all(name in info.value.hint for name in installed_strategies())
+
+
+def test_an_aggregation_above_the_memory_limit_is_refused_with_its_estimate(tmp_path: Path) -> None:
+    model = _t(0.0)
+    out = tmp_path / "out.safetensors"
+    with pytest.raises(UpdateError, match=r"aggregating 3 updates would hold about \d+ MiB at once, above the "
+                                          r"limit of 1 MiB") as info:
+        aggregate_into(get_strategy("fedmedian"), InMemory(model), [InMemory(model)] * 3, [InMemory(model)],
+                       [0, 0, 0], [Contribution(1)] * 3, out, memory_limit=1 << 20)
+    assert "max_memory_bytes" in info.value.hint and not out.exists()

@@ -88,9 +88,9 @@ console = Console(highlight=False, soft_wrap=True)
 
 
 def strategy_parameters(pairs: tuple[str, ...]) -> dict[str, Any] | None:
-    """``--param KEY=VALUE`` options as strategy parameters; ``None`` when none were given (the repository's own
-    apply)."""
-    return parse_pairs(list(pairs), "strategy parameter", "--param fraction=0.2") if pairs else None
+    """``--strategy-param KEY=VALUE`` options as strategy parameters; ``None`` when none were given (the
+    repository's own apply)."""
+    return parse_pairs(list(pairs), "strategy parameter", "--strategy-param fraction=0.2") if pairs else None
 
 
 def emit(data: dict[str, Any], human: Callable[[], None] | str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from federity.cli import FederityCommand, emit, load_wallet, open_repo, show_repository_code
+from federity.cli import FederityCommand, emit, load_wallet, open_repo, show_repository_code, strategy_parameters
 from federity.models import ZOO
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
@@ -35,16 +35,20 @@ from federity.repo.sync import push_notes
 @click.option("--srs-sha256", help="The published sha256 of the --srs file; checked before it is used.")
 @click.option("--ledger", default="embedded", show_default=True,
               help="Where commit NFTs are minted: embedded (LiteSVM here), devnet, mainnet, localnet or an RPC URL.")
+@click.option("--strategy", default="fedavg", show_default=True, help="The aggregation strategy federity.yaml fixes.")
+@click.option("--strategy-param", "strategy_params", multiple=True, metavar="KEY=VALUE",
+              help="A parameter of that strategy, e.g. --strategy-param fraction=0.2 (repeatable).")
 def init(directory: Path, name: str, framework: str, model: str, model_args: tuple[str, ...], remote: str | None,
          storage: str | None, storage_endpoint: str | None, seed: int, contract: Path | None, proofs: bool,
-         proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None, ledger: str) -> None:
+         proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None, ledger: str,
+         strategy: str, strategy_params: tuple[str, ...]) -> None:
     """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
     policy = ProofPolicy(proof_audits, proof_scale, srs, srs_sha256) if proofs or srs else None
     wallet = load_wallet()
     repo, record = Repository.init(
         directory, wallet, name=name, framework=framework, model=model, model_args=list(model_args),
         remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed, contract=contract,
-        proofs=policy, ledger=ledger,
+        proofs=policy, ledger=ledger, strategy=strategy, strategy_params=strategy_parameters(strategy_params),
     )
     if mint_new_commits(repo, wallet).minted and remote:  # the genesis NFT, then its record on the remote
         push_notes(repo)

@@ -22,8 +22,8 @@ def round_group() -> None:
 @click.option("--quorum", default=1, show_default=True, type=click.IntRange(min=1),
               help="Fewest accepted updates a round needs; below it the round fails and main is unchanged.")
 @click.option("--strategy", help="Aggregation strategy (default: federity.yaml's).")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A strategy parameter, e.g. --param fraction=0.2 (repeatable; default: federity.yaml's).")
+@click.option("--strategy-param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A strategy parameter, e.g. --strategy-param fraction=0.2 (repeatable; default: federity.yaml's).")
 @click.option("--train-timeout", default=600.0, show_default=True, help="Seconds to wait for the sites.")
 @click.option("--review-timeout", default=3600, show_default=True, help="Seconds to wait for a manual review.")
 @click.option("--validation", type=click.Path(path_type=Path), help="The owner's validation set, for MLflow.")

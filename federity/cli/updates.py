@@ -72,8 +72,8 @@ def _review(update: str, approve: bool, reason: str | None) -> None:
 
 @click.command(cls=FederityCommand)
 @click.option("--strategy", help="Aggregation strategy (default: federity.yaml's), e.g. fedavg, trimmed-mean@1.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A strategy parameter, e.g. --param fraction=0.2 (repeatable; default: federity.yaml's).")
+@click.option("--strategy-param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A strategy parameter, e.g. --strategy-param fraction=0.2 (repeatable; default: federity.yaml's).")
 def aggregate(strategy: str | None, params: tuple[str, ...]) -> None:
     """Aggregate the approved updates into the next commit on main."""
     repo, wallet = open_repo(), load_wallet()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from federity.aggregation import get_strategy
 from federity.builders import MODEL_BUILDER, parse_code_spec
 from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, RepoConfig, Role
 from federity.errors import ConfigError
@@ -48,6 +49,8 @@ def init(
     params: dict[str, Any] | None = None,
     proofs: ProofPolicy | None = None,
     ledger: str = "embedded",
+    strategy: str = "fedavg",
+    strategy_params: dict[str, Any] | None = None,
 ) -> tuple[Repository, CommitRecord]:
     """Create a repository in ``directory`` (new or empty) with ``wallet`` as its owner.
 
@@ -58,7 +61,9 @@ def init(
     ``params`` are the local training parameters written to params.yaml (default: :data:`DEFAULT_PARAMS`).
     With ``proofs``, every update must carry a proof of training; the genesis commit stores the SRS
     (``model/proof-srs.bin``), generated offline (insecure) or imported from a file whose sha256 is checked.
-    ``ledger`` is where the commits' NFTs are minted: ``embedded`` (LiteSVM on this machine), a cluster alias or
+    ``strategy`` and ``strategy_params`` are the aggregation strategy ``federity.yaml`` fixes (checked here:
+    an unknown strategy or a bad parameter fails before anything is created). ``ledger`` is where the commits'
+    NFTs are minted: ``embedded`` (LiteSVM on this machine), a cluster alias or
     an RPC URL; minting the genesis NFT is the caller's next step (:func:`federity.repo.nft.mint_new_commits`), so a
     failed init leaves nothing on the ledger.
     """
@@ -72,6 +77,8 @@ def init(
         raise ConfigError("the repository name is empty", "pass --name NAME")
     adapter = get_framework(framework)
     args = parse_model_args(model, framework, list(model_args))
+    get_strategy(strategy, strategy_params)
+    aggregation = {"strategy": strategy, **({"params": dict(strategy_params)} if strategy_params else {})}
     builder_file = None
     if is_repository_builder(model):
         builder_file = Path.cwd() / parse_code_spec(model, MODEL_BUILDER).path
@@ -104,7 +111,7 @@ def init(
             git.run("init", "--quiet", "--initial-branch", MAIN_BRANCH)
             config = RepoConfig(
                 name=name.strip(), framework=framework, model={"id": model, "args": args},
-                members={wallet.pubkey: Role.OWNER}, ledger=ledger,
+                members={wallet.pubkey: Role.OWNER}, ledger=ledger, aggregation=aggregation,
             )
             (directory / CONFIG_FILE).write_text(config.to_yaml())
             (directory / PARAMS_FILE).write_text(yaml.safe_dump(params or DEFAULT_PARAMS, sort_keys=False))

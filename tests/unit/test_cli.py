@@ -61,8 +61,13 @@ def test_cli_contributor_loop_train_review_aggregate_track(tmp_path: Path) -> No
     owner, site = str(tmp_path / "owner.json"), str(tmp_path / "site.json")
     federity("wallet", "new", "--path", owner, cwd=tmp_path)
     site_key = json.loads(federity("wallet", "new", "--path", site, "--json", cwd=tmp_path).stdout)["pubkey"]
+    refused = federity("--wallet", owner, "init", "repo", "--name", "n", "--model", "logistic-regression",
+                       "--model-arg", "in_features=4", "--strategy", "trimmed-mean", "--strategy-param",
+                       "fraction=0.6", cwd=tmp_path)
+    assert refused.returncode != 0 and "fraction: Input should be less than 0.5" in refused.stderr
+    assert not (tmp_path / "repo").exists()
     federity("--wallet", owner, "init", "repo", "--name", "n", "--model", "logistic-regression", "--model-arg",
-             "in_features=4", cwd=tmp_path)
+             "in_features=4", "--strategy", "trimmed-mean", "--strategy-param", "fraction=0.25", cwd=tmp_path)
     repo = tmp_path / "repo"
     federity("--wallet", owner, "members", "add", site_key, "--role", "contributor", cwd=repo)
     data = write_csv(tmp_path / "site" / "train.csv", 50, seed=3)
@@ -79,6 +84,8 @@ def test_cli_contributor_loop_train_review_aggregate_track(tmp_path: Path) -> No
     assert review["status"] == "approved"
     aggregated = json.loads(federity("--wallet", owner, "--json", "aggregate", cwd=repo).stdout)
     assert aggregated["updates"] == [update["update"]] and len(aggregated["parents"]) == 2
+    trailers = subprocess.run(["git", "log", "-1", "--format=%B"], cwd=repo, capture_output=True, text=True).stdout
+    assert "Federity-Strategy: trimmed-mean@1\nFederity-Strategy-Params: {\"fraction\":0.25}" in trailers
     tracked = json.loads(federity("--json", "track", cwd=repo).stdout)
     log = json.loads(federity("log", "--json", cwd=repo).stdout)["commits"]
     assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == tracked["mlflow_run"]

@@ -68,19 +68,22 @@ def test_approved_updates_aggregate_into_an_octopus_commit_with_fedavg_weights(
     assert federation["a"].pull() == result.commit
 
 
-@pytest.mark.parametrize("strategy", ["fedmedian", "trimmed-mean"])
+@pytest.mark.parametrize(("strategy", "parameters", "signed"), [
+    ("fedmedian", None, None), ("trimmed-mean", {"fraction": 0.3}, '{"fraction":0.3}'), ("fedavg@1", None, None)])
 def test_verify_recomputes_each_strategys_aggregate_exactly(federation: dict[str, Repository], owner: Wallet,
                                                           contributor: Wallet, site_b: Wallet, tmp_path: Path,
-                                                          strategy: str) -> None:
+                                                          strategy: str, parameters: dict | None,
+                                                          signed: str | None) -> None:
     owner_repo = federation["owner"]
     train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
     train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
     owner_repo.pull()
     for update in owner_repo.updates():
         owner_repo.review(owner, update.id, approve=True)
-    result = owner_repo.aggregate(owner, strategy=strategy)
-    strategy_id = read_commit(owner_repo, result.commit).meta.strategy
-    assert strategy_id == f"{strategy}@{get_strategy(strategy).version}"
+    result = owner_repo.aggregate(owner, strategy=strategy, parameters=parameters)
+    meta = read_commit(owner_repo, result.commit).meta
+    assert meta.strategy == f"{strategy.partition('@')[0]}@{get_strategy(strategy).version}"
+    assert meta.strategy_params == signed
     assert owner_repo.verify().ok
     # the independent verifier in docs/repository-format.md accepts the aggregate's signature, strategy included
     doc = (Path(__file__).parents[2] / "docs" / "repository-format.md").read_text()
@@ -102,7 +105,7 @@ def _hand_made_aggregate(repo: Repository, wallet: Wallet, parents: list[str], t
 @pytest.mark.parametrize(("strategy", "reason"), [
     ("fedavg", "its weights are not the fedavg of its 2 update(s) applied to its first parent"),
     (None, "does not name its aggregation strategy"),
-    ("krum", "its weights cannot be recomputed: unknown aggregation strategy 'krum'"),
+    ("sum-of-all", "its weights cannot be recomputed: unknown aggregation strategy 'sum-of-all'"),
 ])
 def test_verify_names_an_aggregate_whose_weights_its_parents_do_not_make(
         federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet, tmp_path: Path,

@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Flower, for bench/bench_aggregation.py only, in an environment of its own: no flwr release installs beside
+# constraints.txt (bench/flower-constraints.txt says which pins clash).
+FLOWER_VENV := .venv-flower
+FLOWER_STAMP := $(FLOWER_VENV)/.installed
 
 export DVC_NO_ANALYTICS := 1
 
@@ -14,6 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 	# constraints.txt locks every transitive version, so pip resolves without backtracking.
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
 	touch $(STAMP)
+
+$(FLOWER_STAMP): bench/flower-requirements.txt bench/flower-constraints.txt
+	$(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/pip install --quiet --upgrade pip
+	$(FLOWER_VENV)/bin/pip install --quiet --constraint bench/flower-constraints.txt \
+		--requirement bench/flower-requirements.txt
+	touch $(FLOWER_STAMP)
 
 DEMO_DIR := .demo
 
@@ -34,11 +45,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(FLOWER_STAMP)
 	$(BIN)/python bench/bench_repository.py
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_proofs.py
 	$(BIN)/python bench/bench_nft.py
+	$(BIN)/python bench/bench_aggregation.py --flower-python $(FLOWER_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR)
+	rm -rf $(VENV) $(FLOWER_VENV) $(DEMO_DIR)

@@ -319,17 +319,19 @@ def _floor_pow2(value: int) -> int:
 
 @dataclass(frozen=True)
 class Output:
-    """What an aggregation wrote: the weights file's sha256, and the state file's when the strategy has state."""
+    """What an aggregation wrote: the weights file's sha256, and the state file's when the strategy has state
+    (``None`` for results kept in memory)."""
 
-    weights_sha256: str
+    weights_sha256: str | None
     state_sha256: str | None = None
 
 
 def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[TensorSource],
                    bases: list[TensorSource], base_of: list[int], contributions: list[Contribution],
-                   out: Path, *, state: TensorSource | None = None, state_out: Path | None = None,
-                   memory_limit: int = DEFAULT_MEMORY_LIMIT) -> Output:
-    """Run ``strategy`` over the inputs and write the new model to ``out`` (and its state to ``state_out``).
+                   out: Path | ArraySink, *, state: TensorSource | None = None,
+                   state_out: Path | ArraySink | None = None, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> Output:
+    """Run ``strategy`` over the inputs and write the new model to ``out`` (and its state to ``state_out``): the
+    canonical safetensors file at a path, or an :class:`ArraySink` in memory (no hash then).
 
     ``bases`` are the distinct models the updates were trained on (``model`` itself among them when an update
     was trained on the current model) and ``base_of[i]`` the index of update i's base. Every input must have the
@@ -357,14 +359,11 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
                           "aggregate fewer updates per round, or raise aggregation.max_memory_bytes in "
                           "federity.yaml if the machine has the memory")
     plan = strategy.plan(round)
-    writer = CanonicalWriter(out, layout)
-    state_writer = None
-    if names:
-        if state_out is None:
-            writer.abort()
-            raise UpdateError(f"strategy {strategy.name} keeps server state, but no state file was given",
-                              "aggregate through `federity aggregate`, which keeps it in the repository")
-        state_writer = CanonicalWriter(state_out, state_layout(layout, names))
+    if names and state_out is None:
+        raise UpdateError(f"strategy {strategy.name} keeps server state, but no state file was given",
+                          "aggregate through `federity aggregate`, which keeps it in the repository")
+    writer = _sink(out, layout)
+    state_writer = _sink(state_out, state_layout(layout, names)) if names else None
     try:
         _run(round, plan, writer, state_writer, names)
     except BaseException:
@@ -375,7 +374,48 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
     return Output(writer.finish(), state_writer.finish() if state_writer is not None else None)
 
 
-def _run(round: Round, plan: Plan, writer: CanonicalWriter, state_writer: CanonicalWriter | None,
+class Sink(Protocol):
+    """Where the engine writes a result: :class:`~federity.weights.mapped.CanonicalWriter` or :class:`ArraySink`."""
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Tensor ``name``'s elements from ``start`` on."""
+        ...
+
+    def finish(self) -> str | None:
+        """Done: the result's sha256, if it is a file."""
+        ...
+
+    def abort(self) -> None:
+        """Failed: drop what was written."""
+        ...
+
+
+class ArraySink:
+    """A result kept in memory as arrays of the layout's shapes and dtypes (:attr:`tensors`)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.tensors = {name: np.empty(shape, dtype) for name, (shape, dtype) in layout.items()}
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Copy ``values`` (cast to the tensor's dtype) into tensor ``name`` from element ``start``."""
+        flat = self.tensors[name].reshape(-1)
+        flat[start:start + len(values)] = values
+
+    def finish(self) -> None:
+        """Nothing to hash."""
+
+    def abort(self) -> None:
+        """Nothing to remove."""
+
+
+def _sink(target: Path | ArraySink | None, layout: Layout) -> Sink:
+    if isinstance(target, ArraySink):
+        return target
+    assert target is not None
+    return CanonicalWriter(target, layout)
+
+
+def _run(round: Round, plan: Plan, writer: Sink, state_writer: Sink | None,
          names: tuple[str, ...]) -> None:
     for chunk in round.chunks():
         values = plan(chunk) if chunk.stop > chunk.start else np.zeros(0, chunk.work)

@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_proofs.py
 	$(BIN)/python bench/bench_nft.py
+	$(BIN)/python bench/bench_robustness.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

@@ -51,6 +51,7 @@ bench: $(STAMP) $(FLOWER_STAMP)
 	$(BIN)/python bench/bench_proofs.py
 	$(BIN)/python bench/bench_nft.py
 	$(BIN)/python bench/bench_aggregation.py --flower-python $(FLOWER_VENV)/bin/python
+	$(BIN)/python bench/bench_robustness.py
 
 clean:
 	rm -rf $(VENV) $(FLOWER_VENV) $(DEMO_DIR)

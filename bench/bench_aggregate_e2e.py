@@ -1,0 +1,148 @@
+"""Benchmark: ``federity aggregate`` end to end at K updates of a P-parameter model, against the maths alone on the
+same DVC objects. Writes ``bench/results/aggregate_e2e.json`` and prints the phases.
+
+    python bench/bench_aggregate_e2e.py             # K=10 sites, an MLP of about 25M float32 parameters
+    python bench/bench_aggregate_e2e.py --quick     # K=3, about 70k parameters
+
+A real repository: an owner, K contributors each with their own clone, each training an update on its own data
+(4 features, 40 rows) and pushing it; the owner pulls and reviews (approves) them. Then, timed:
+
+* ``review_seconds``: the K reviews, which check each update (its DVC object's md5 and sha256, its tensors, its
+  finiteness: the first read of each object, remembered afterwards);
+* ``aggregate_seconds``: the library call ``Repository.aggregate`` (checks again, the maths from the
+  memory-mapped objects to the output file, DVC tracking, the signed commit), with its phases from cProfile;
+* ``cli_aggregate_seconds``: the same through the command line, a new process (interpreter start and imports
+  included, and the NFT it mints on the embedded ledger), on a second copy of the owner's repository;
+* ``maths_seconds``: the engine alone on the same memory-mapped objects (``aggregate_into`` to an in-memory sink):
+  what the end-to-end figures are compared with;
+* ``verify_seconds``: ``Repository.verify`` of the whole repository afterwards (every commit's weights, the
+  aggregate recomputed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "aggregate_e2e.json"
+PHASES = {
+    "checks of the approved updates": "_approved",
+    "maths (streaming engine, output written and hashed)": "aggregate_weights",
+    "dvc add of the new weights": "track",
+    "signed commit": "create_commit",
+    "history snapshot": "load",
+}
+
+
+def _csv(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(40, 4))
+    label = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    rows = ["f0,f1,f2,f3,label", *(",".join(f"{v:.6f}" for v in row) + f",{y}" for row, y in zip(x, label,
+                                                                                                  strict=True))]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _phases(profile: cProfile.Profile) -> dict[str, float]:
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    found = {}
+    for label, function in PHASES.items():
+        times = [cumulative for (file, _, name), (_, _, _, cumulative, _) in stats.items()
+                 if name == function and "federity" in file]
+        found[label] = round(max(times), 3) if times else 0.0
+    return found
+
+
+def main() -> None:
+    """Build the federation, then time review, aggregate (library and CLI), the maths alone and verify."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="K=3 and a small model; results are not written")
+    args = parser.parse_args()
+    from federity.aggregation import get_strategy
+    from federity.aggregation.engine import ArraySink, Contribution, aggregate_into
+    from federity.identity import Wallet
+    from federity.repo import Repository
+
+    k, hidden = (3, 10_000) if args.quick else (10, 3_600_000)
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=os.environ.get("BENCH_SCRATCH")))
+    try:
+        owner = Wallet.create(work / "owner.json")
+        repo, _ = Repository.init(work / "owner", owner, name="bench", framework="torch", model="mlp",
+                                  model_args=["in_features=4", f"hidden={hidden}"], remote=str(work / "remote.git"))
+        sites = [Wallet.create(work / f"site-{i}.json") for i in range(k)]
+        for site in sites:
+            repo.add_member(owner, site.pubkey, "contributor")
+        repo.push()
+        for i, wallet in enumerate(sites):
+            clone = Repository.clone(str(work / "remote.git"), work / f"site-{i}")
+            clone.train(wallet, _csv(work / f"data-{i}.csv", i))
+            clone.push()
+        repo.pull()
+        parameters = sum(int(np.prod(shape)) for shape, _ in repo.store.open(repo.head()).layout.values())
+        shutil.copytree(repo.root, work / "owner-cli", symlinks=True)
+
+        started = time.perf_counter()
+        for update in repo.updates():
+            repo.review(owner, update.id, approve=True)
+        review_seconds = time.perf_counter() - started
+        main_before = repo.head()
+        infos = sorted((u for u in repo.updates() if u.status == "approved"), key=lambda u: u.id)
+        approved = [u.id for u in infos]
+
+        model = repo.store.open(main_before)
+        sources = [repo.store.open(u) for u in approved]
+        samples = [u.n_samples for u in infos]
+        started = time.perf_counter()
+        aggregate_into(get_strategy("fedavg"), model, sources, [model], [0] * len(sources),
+                       [Contribution(n) for n in samples], ArraySink(model.layout))
+        maths_seconds = time.perf_counter() - started
+
+        profile = cProfile.Profile()
+        started = time.perf_counter()
+        profile.enable()
+        result = repo.aggregate(owner)
+        profile.disable()
+        aggregate_seconds = time.perf_counter() - started
+
+        cli_repo = work / "owner-cli"
+        for update in approved:  # the copy was taken before the reviews: review there too (not timed)
+            subprocess.run([sys.executable, "-m", "federity", "--wallet", str(work / "owner.json"), "review",
+                            "approve", update], cwd=cli_repo, check=True, capture_output=True)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "federity", "--wallet", str(work / "owner.json"), "aggregate"],
+                       cwd=cli_repo, check=True, capture_output=True)
+        cli_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        report = repo.verify()
+        verify_seconds = time.perf_counter() - started
+        assert report.ok, report.failures
+        row = {"updates": k, "parameters": parameters, "input_bytes": k * parameters * 4,
+               "review_seconds": round(review_seconds, 3), "maths_seconds": round(maths_seconds, 3),
+               "aggregate_seconds": round(aggregate_seconds, 3), "aggregate_phases": _phases(profile),
+               "aggregate_over_maths": round(aggregate_seconds / maths_seconds, 2),
+               "cli_aggregate_seconds": round(cli_seconds, 3), "verify_seconds": round(verify_seconds, 3),
+               "commit": result.commit}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(row, indent=2))
+    if not args.quick:
+        RESULTS.write_text(json.dumps(row, indent=2) + "\n")
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -75,4 +75,10 @@ def installed_strategies() -> list[str]:
 def get_strategy(spec: str, parameters: Mapping[str, Any] | None = None) -> Strategy:
     """The strategy registered as ``spec`` (``name``, or exactly version ``v`` as ``name@v``) made with
     ``parameters``; an unknown name lists the installed ones, bad parameters say what the strategy takes."""
-    return STRATEGIES.create(spec, **dict(parameters or {}))
+    plugin = STRATEGIES.load(spec)
+    try:
+        return plugin(**dict(parameters or {}))
+    except TypeError as exc:  # a plugin that takes other arguments than it was given
+        raise ConfigError(f"aggregation strategy {spec} cannot be made with parameters "
+                          f"{', '.join(map(str, parameters or {})) or 'none'}: {exc}",
+                          "pass only the parameters the strategy documents") from None

@@ -218,7 +218,7 @@ def _strategy_of(meta: CommitMeta) -> Strategy:
     assert meta.strategy is not None
     try:
         parameters = json.loads(meta.strategy_params) if meta.strategy_params is not None else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpdateError("its Federity-Strategy-Params trailer is not JSON", "do not use this commit") from None
     if not isinstance(parameters, dict):
         raise UpdateError("its Federity-Strategy-Params trailer is not a JSON object", "do not use this commit")

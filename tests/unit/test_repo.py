@@ -254,6 +254,19 @@ def test_verify_names_the_commit_with_corrupted_weights(repo: Repository, owner:
     assert "corrupted" in report.failures[0]["reason"]
 
 
+def test_an_object_checked_before_is_checked_again_once_its_file_changes(repo: Repository, owner: Wallet,
+                                                                        make_weights) -> None:
+    bad = repo.commit(owner, make_weights(repo), "checked, then corrupted")
+    assert repo.verify().ok  # the object's md5, sha256 and finiteness are now remembered with its file's stat
+    md5 = hashlib.md5(repo.weights_path.read_bytes()).hexdigest()
+    entry = repo.root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    entry.chmod(0o644)
+    entry.write_bytes(entry.read_bytes()[:-1] + b"\x00")
+    report = repo.verify()
+    assert [(f["commit"], f["check"]) for f in report.failures] == [(bad.commit, "weights")]
+    assert "corrupted" in report.failures[0]["reason"]
+
+
 def test_verify_names_the_commit_whose_weights_are_missing(repo: Repository, owner: Wallet,
                                                            make_weights) -> None:
     bad = repo.commit(owner, make_weights(repo), "never pushed")

@@ -71,7 +71,7 @@ def _review(update: str, approve: bool, reason: str | None) -> None:
 
 
 @click.command(cls=FederityCommand)
-@click.option("--strategy", help="Aggregation strategy (default: federity.yaml's), e.g. fedavg, fedmedian.")
+@click.option("--strategy", help="Aggregation strategy (default: federity.yaml's), e.g. fedavg, fedmedian, fedadam.")
 def aggregate(strategy: str | None) -> None:
     """Aggregate the approved updates into the next commit on main."""
     repo, wallet = open_repo(), load_wallet()

@@ -64,6 +64,10 @@ STRATEGIES: Registry[Strategy] = Registry("aggregation strategy", "federity.stra
     "fedavg@1": "federity.aggregation.fedavg:FedAvgFloat64",
     "fedmedian": "federity.aggregation.fedmedian:FedMedian",
     "trimmed-mean": "federity.aggregation.trimmed_mean:TrimmedMean",
+    "fedavgm": "federity.aggregation.fedopt:FedAvgM",
+    "fedadam": "federity.aggregation.fedopt:FedAdam",
+    "fedyogi": "federity.aggregation.fedopt:FedYogi",
+    "fedadagrad": "federity.aggregation.fedopt:FedAdagrad",
 })
 
 

@@ -234,9 +234,12 @@ class Round:
                             [b[start:stop] for b in bases], self.base_of, state)
                 for source in self._sources():
                     source.release(name, stop)
+                if self._state is not None:  # whose tensors are named after the model's (state_tensor_name)
+                    for s in previous:
+                        self._state.release(state_tensor_name(s, name), stop)
 
     def _sources(self) -> list[TensorSource]:
-        return [self.model, *self.updates, *self.bases, *([self._state] if self._state is not None else [])]
+        return [self.model, *self.updates, *self.bases]
 
     def delta_norms(self) -> np.ndarray:
         """Each update's L2 norm of its change from its base over every floating-point tensor (float64; one pass
@@ -418,7 +421,11 @@ def _sink(target: Path | ArraySink | None, layout: Layout) -> Sink:
 def _run(round: Round, plan: Plan, writer: Sink, state_writer: Sink | None,
          names: tuple[str, ...]) -> None:
     for chunk in round.chunks():
-        values = plan(chunk) if chunk.stop > chunk.start else np.zeros(0, chunk.work)
+        if chunk.stop > chunk.start:
+            values = plan(chunk)
+        else:  # an empty tensor: nothing for the strategy to compute, and empty state
+            values = np.zeros(0, chunk.work)
+            chunk.new_state.update({s: np.zeros(0, np.float32) for s in names})
         if chunk.is_float:
             if not np.isfinite(values).all():
                 raise UpdateError(f"the aggregate of tensor {chunk.name!r} has non-finite values (NaN or infinity)",

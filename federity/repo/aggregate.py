@@ -123,16 +123,13 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
     message = (f"Round {round}: {strategy_id} of {len(chosen)} update(s), {samples} samples\n\n"
                + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
     with repo.transaction():
-        state_path = repo.weights_path.parent / STATE_FILE
         with _scratch(repo) as scratch:
             written = aggregate_weights(history, main, [u.id for u in chosen], combiner, round,
                                         scratch / "weights", scratch / "state")
             os.replace(scratch / "weights", repo.weights_path)
             if written.state_sha256 is not None:
-                os.replace(scratch / "state", state_path)
-            else:
-                state_path.unlink(missing_ok=True)
-        repo.store.track()
+                os.replace(scratch / "state", repo.weights_path.parent / STATE_FILE)
+        repo.store.track(strategy_state=written.state_sha256 is not None)
         record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
                                round=round, strategy=strategy_id,
                                strategy_params=signed_params, paths=(MODEL_DVC_FILE,),

@@ -33,6 +33,7 @@ from federity.repo.layout import (
     MODEL_DIR,
     MODEL_DVC_FILE,
     OBJECT_MAX_BYTES,
+    STATE_FILE,
     DvcOut,
     dvc_config_problems,
     gitattributes_problems,
@@ -128,8 +129,11 @@ class WeightsStore:
             remote = repo.config["core"].get("remote")
             return repo.config["remote"].get(remote, {}).get("url") if remote else None
 
-    def track(self) -> None:
-        """Record the current ``model/`` in the DVC cache and ``model.dvc``."""
+    def track(self, *, strategy_state: bool = False) -> None:
+        """Record the current ``model/`` in the DVC cache and ``model.dvc``. Only an aggregate carries a strategy's
+        state (``strategy_state``): any other commit drops the state file an aggregate left in ``model/``."""
+        if not strategy_state:
+            (self.root / MODEL_DIR / STATE_FILE).unlink(missing_ok=True)
         with self._repo() as repo:
             repo.add(MODEL_DIR)
 

@@ -212,6 +212,8 @@ def test_fedadam_state_survives_a_restart_and_verify_recomputes_it(
     _approve_all(reopened, owner)
     second = reopened.aggregate(owner, strategy="fedadam", parameters=params)
     assert second.round == 2 and sorted(second.updates) == sorted([update_a, update_b])
+    # the updates trained on round 1's aggregate do not carry its state: only aggregates do
+    assert all(STATE_FILE not in reopened.store.files(u) for u in (update_a, update_b))
 
     model = read_tensors(reopened.store.read(first.commit), "round 1's model")
     ordered = sorted([update_a, update_b])

@@ -426,20 +426,33 @@ def _run(round: Round, plan: Plan, writer: Sink, state_writer: Sink | None,
         else:  # an empty tensor: nothing for the strategy to compute, and empty state
             values = np.zeros(0, chunk.work)
             chunk.new_state.update({s: np.zeros(0, np.float32) for s in names})
-        if chunk.is_float:
-            if not np.isfinite(values).all():
-                raise UpdateError(f"the aggregate of tensor {chunk.name!r} has non-finite values (NaN or infinity)",
-                                  "reject the update that causes it, then aggregate again")
-        else:
-            values = np.rint(values)
-        writer.write(chunk.name, chunk.start, values)
+        writer.write(chunk.name, chunk.start, _stored(values, chunk.dtype, chunk.name, "aggregate"))
         if state_writer is not None and chunk.is_float:
             missing = [s for s in names if s not in chunk.new_state]
             if missing:
                 raise UpdateError(f"strategy state {', '.join(missing)} was not computed for {chunk.name!r}",
                                   "this is a bug in the strategy plugin: report it to its authors")
             for s in names:
-                state_writer.write(state_tensor_name(s, chunk.name), chunk.start, chunk.new_state[s])
+                state_writer.write(state_tensor_name(s, chunk.name), chunk.start,
+                                   _stored(chunk.new_state[s], np.dtype(np.float32), chunk.name, f"state {s}"))
+
+
+def _stored(values: np.ndarray, dtype: np.dtype, name: str, what: str) -> np.ndarray:
+    """``values`` as ``dtype`` (integers rounded to the nearest), refused when that is not finite or, for an
+    integer tensor, out of the dtype's range: a NaN, an infinity or an overflow never reaches the file."""
+    if np.issubdtype(dtype, np.floating):
+        with np.errstate(over="ignore", invalid="ignore"):
+            stored = np.asarray(values).astype(dtype, copy=False)
+        fits = bool(np.isfinite(stored).all())
+    else:
+        rounded = np.rint(values)
+        limits = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.iinfo(np.uint8)
+        fits = bool(np.isfinite(rounded).all() and (rounded >= limits.min).all() and (rounded <= limits.max).all())
+        stored = rounded.astype(dtype) if fits else rounded
+    if not fits:
+        raise UpdateError(f"the {what} of tensor {name!r} has values that are not finite {dtype} numbers (NaN, "
+                          "infinity or overflow)", "reject the update that causes it, then aggregate again")
+    return stored
 
 
 def aggregate_tensors(strategy: Strategy, model: Tensors, updates: list[Tensors], bases: list[Tensors],

@@ -153,9 +153,16 @@ def test_updates_that_do_not_fit_the_model_are_refused_naming_the_tensor(tmp_pat
 
 
 def test_non_finite_results_and_zero_samples_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(UpdateError, match="tensor 'w' has non-finite values"):
+    with pytest.raises(UpdateError, match="the aggregate of tensor 'w' has values that are not finite float32"):
         _run("fedavg", _t(0.0), [_t(np.inf), _t(1.0)], [1, 1], tmp_path)
     assert not (tmp_path / "aggregate.safetensors").exists()
+    # finite in float64, too large for float32: refused, not written as infinity
+    with pytest.raises(UpdateError, match="not finite float32 numbers"):
+        _run("fedavgm", _t(0.0), [_t(3e38), _t(3e38)], [1, 1], tmp_path, server_lr=10.0)
+    # an integer counter pushed beyond int8's range (a stale change of +127 onto 120) is refused, not wrapped
+    with pytest.raises(UpdateError, match="tensor 'w' has values that are not finite int8"):
+        _run("fedavg", _t(120, dtype=np.int8), [_t(127, dtype=np.int8)], [1], tmp_path,
+             bases=[_t(0, dtype=np.int8)], staleness=[1])
     with pytest.raises(UpdateError, match="weights sum to zero"):
         _run("fedavg", _t(0.0), [_t(1.0)], [0], tmp_path)
 

@@ -250,3 +250,20 @@ def test_only_maintainers_review_and_a_rejection_needs_a_reason(
     owner_repo.review(owner, update, approve=False, reason="metrics look implausible")
     [info] = owner_repo.updates(status="rejected")
     assert info.reason == "metrics look implausible" and info.reviewer == owner.pubkey
+
+
+def test_an_aggregate_that_overflows_is_refused_and_leaves_main_and_the_reviews_as_they_were(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
+        tmp_path: Path) -> None:
+    owner_repo = federation["owner"]
+    train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
+    train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
+    owner_repo.pull()
+    for update in owner_repo.updates():
+        owner_repo.review(owner, update.id, approve=True)
+    before = snapshot(owner_repo)
+    with pytest.raises(UpdateError, match="has values that are not finite float32 numbers"):
+        owner_repo.aggregate(owner, strategy="fedavgm", parameters={"server_lr": 1e300})
+    assert snapshot(owner_repo) == before
+    assert {u.status for u in owner_repo.updates()} == {"approved"}
+    assert not any((owner_repo.root / ".dvc" / "tmp").glob("aggregate-*"))

@@ -102,7 +102,7 @@ def _hand_made_aggregate(repo: Repository, wallet: Wallet, parents: list[str], t
 @pytest.mark.parametrize(("strategy", "reason"), [
     ("fedavg", "its weights are not the fedavg of its 2 update(s) applied to its first parent"),
     (None, "does not name its aggregation strategy"),
-    ("krum", "its weights cannot be recomputed: unknown aggregation strategy 'krum'"),
+    ("geomed", "its weights cannot be recomputed: unknown aggregation strategy 'geomed'"),
 ])
 def test_verify_names_an_aggregate_whose_weights_its_parents_do_not_make(
         federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet, tmp_path: Path,

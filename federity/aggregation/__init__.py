@@ -9,14 +9,21 @@ commit may name stays registered, so ``verify`` recomputes past aggregates exact
 
 Parameters (e.g. a trimmed mean's ``fraction``) are given as a mapping, validated by the strategy's ``Params``
 model, and signed in the aggregate commit (``Federity-Strategy-Params``).
+
+Every built-in strategy also takes ``clip_norm`` C (Sun et al. 2019, "Can You Really Backdoor Federated
+Learning?"): each update's change over the floating-point tensors is scaled by ``min(1, C / ||u_i - b_i||)``
+before the strategy combines it. It is handled once, here and in the engine, rather than by each strategy: the
+strategy's own ``Params`` never see it, :meth:`StrategyBase.parameters` signs it when it is set, and the engine
+clips the chunks it hands the strategy (:meth:`~federity.aggregation.engine.Round.clip_factors`). Without it a
+strategy computes exactly what it computed before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from federity.aggregation.engine import Contribution, Plan, Round, Strategy
 from federity.errors import ConfigError
@@ -26,15 +33,32 @@ __all__ = ["STRATEGIES", "Contribution", "Plan", "Round", "Strategy", "StrategyB
            "installed_strategies"]
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class NoParameters(BaseModel):
     """A strategy without parameters."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+class ClipParameters(BaseModel):
+    """``clip_norm``: the L2 norm every update's change is clipped to (none when ``None``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    clip_norm: Annotated[float, Field(gt=0, allow_inf_nan=False,
+                                      description="optional, finite, > 0: clip each update's change to this L2 norm")
+                         ] | None = None
+
+
+CLIP_NORM = "clip_norm"
+"""The parameter name every built-in strategy takes for update-norm clipping (reserved: no ``Params`` may use it)."""
+
+
 class StrategyBase:
     """What every built-in strategy shares: parameters validated by its ``Params`` model (strict types, unknown
-    names refused), and no server state unless it names some."""
+    names refused), the optional ``clip_norm`` (taken out before ``Params`` sees the rest, and signed with them
+    when set), and no server state unless it names some."""
 
     name: ClassVar[str]
     version: ClassVar[int]
@@ -42,17 +66,26 @@ class StrategyBase:
     state: tuple[str, ...] = ()
 
     def __init__(self, **parameters: Any) -> None:
+        clip = {CLIP_NORM: parameters.pop(CLIP_NORM)} if CLIP_NORM in parameters else {}
+        self.clip_norm: float | None = self._validated(ClipParameters, clip).clip_norm
+        self.params = self._validated(self.Params, parameters)
+
+    def _validated(self, model: type[M], parameters: dict[str, Any]) -> M:
         try:
-            self.params = self.Params(**parameters)
+            return model(**parameters)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in exc.errors())
-            fields = ", ".join(f"{n} ({f.description or f.annotation})" for n, f in self.Params.model_fields.items())
+            fields = ", ".join(f"{n} ({f.description or f.annotation})"
+                               for n, f in [*self.Params.model_fields.items(), *ClipParameters.model_fields.items()])
             raise ConfigError(f"invalid parameters for aggregation strategy {self.name}@{self.version}: {problems}",
-                              f"{self.name} takes: {fields or 'no parameters'}") from None
+                              f"{self.name} takes: {fields}") from None
 
     def parameters(self) -> dict[str, Any]:
-        """The parameters, as the aggregate commit signs them."""
-        return self.params.model_dump()
+        """The parameters, as the aggregate commit signs them (``clip_norm`` only when it is set)."""
+        signed = self.params.model_dump()
+        if self.clip_norm is not None:
+            signed[CLIP_NORM] = self.clip_norm
+        return signed
 
     def plan(self, round: Round) -> Plan:
         """What to compute per chunk."""
@@ -64,6 +97,9 @@ STRATEGIES: Registry[Strategy] = Registry("aggregation strategy", "federity.stra
     "fedavg@1": "federity.aggregation.fedavg:FedAvgFloat64",
     "fedmedian": "federity.aggregation.fedmedian:FedMedian",
     "trimmed-mean": "federity.aggregation.trimmed_mean:TrimmedMean",
+    "krum": "federity.aggregation.krum:Krum",
+    "multi-krum": "federity.aggregation.krum:MultiKrum",
+    "bulyan": "federity.aggregation.bulyan:Bulyan",
     "fedavgm": "federity.aggregation.fedopt:FedAvgM",
     "fedadam": "federity.aggregation.fedopt:FedAdam",
     "fedyogi": "federity.aggregation.fedopt:FedYogi",

@@ -16,6 +16,11 @@ Strategies that need a whole-model statistic (an update's norm for clipping, pai
 float64 in a fixed order. Results are deterministic: the same inputs give the same bytes, so ``verify``
 recomputes an aggregate bit for bit through this same code.
 
+Update-norm clipping (Sun et al. 2019, "Can You Really Backdoor Federated Learning?") is done here, under any
+strategy that has a ``clip_norm`` C: update i's change over the floating-point tensors is scaled by
+``s_i = min(1, C / ||u_i - b_i||)`` before the strategy sees it (see :meth:`Round.clip_factors`). Without
+``clip_norm``, or when no update's change is longer than C, the chunks are exactly those of an unclipped round.
+
 Integer tensors (e.g. BatchNorm's ``num_batches_tracked``) are combined in float64 and rounded to the nearest
 integer; floating tensors are combined in their own precision (float32 for float16 and float32), float64 tensors
 in float64. Non-finite results are refused, naming the tensor.
@@ -113,6 +118,11 @@ class Chunk:
     that is the current model is ``model`` itself). ``state`` holds the previous server state of this range for
     each of the strategy's :attr:`Strategy.state` names (zeros when there is none yet); a stateful strategy fills
     ``new_state`` with the same names.
+
+    When the round clips (``scales`` is set: update i's clip factor ``s_i``, see :meth:`Round.clip_factors`),
+    ``updates[i]`` of a clipped update (``s_i < 1``) is ``b_i + s_i (u_i - b_i)``, computed in the work dtype,
+    and :meth:`deltas` gives ``s_i (u_i - b_i)`` computed in its own dtype from the update as trained
+    (``trained[i]``). Integer tensors are never clipped (``scales`` is then ``None``).
     """
 
     name: str
@@ -125,6 +135,9 @@ class Chunk:
     base_of: list[int]
     state: dict[str, np.ndarray]
     new_state: dict[str, np.ndarray] = field(default_factory=dict)
+    scales: list[float] | None = None
+    trained: list[np.ndarray] | None = None
+    """The updates as trained, before clipping (``None`` when ``scales`` is: ``updates`` are then as trained)."""
 
     @property
     def work(self) -> np.dtype:
@@ -149,11 +162,20 @@ class Chunk:
         return out
 
     def deltas(self, dtype: np.dtype | type = np.float64) -> np.ndarray:
-        """Every update's change from its base, stacked: shape ``(K, n)``, in ``dtype``."""
+        """Every update's change from its base, stacked: shape ``(K, n)``, in ``dtype`` (clipped: row i is
+        ``s_i (u_i - b_i)``)."""
         out = np.empty((len(self.updates), self.stop - self.start), dtype)
-        for row, (update, base) in zip(out, zip(self.updates, (self.bases[b] for b in self.base_of),
-                                                 strict=True), strict=True):
+        if self.scales is None:
+            for row, (update, base) in zip(out, zip(self.updates, (self.bases[b] for b in self.base_of),
+                                                     strict=True), strict=True):
+                np.subtract(update, base, out=row, dtype=dtype)
+            return out
+        assert self.trained is not None
+        for row, update, base, scale in zip(out, self.trained, (self.bases[b] for b in self.base_of),
+                                            self.scales, strict=True):
             np.subtract(update, base, out=row, dtype=dtype)
+            if scale < 1:
+                row *= scale
         return out
 
 
@@ -162,7 +184,11 @@ Plan = Callable[[Chunk], np.ndarray]
 
 
 class Strategy(Protocol):
-    """An aggregation strategy: a registered plugin (``name``, ``version``) with parameters."""
+    """An aggregation strategy: a registered plugin (``name``, ``version``) with parameters.
+
+    A strategy may also have a ``clip_norm`` attribute (a positive float, or ``None``): the engine then clips
+    every update's change to that L2 norm before the strategy sees it (:meth:`Round.clip_factors`).
+    """
 
     name: str
     version: int
@@ -180,11 +206,16 @@ class Strategy(Protocol):
 
 
 class Round:
-    """The inputs of one aggregation, as strategies see them: the contributions and whole-model statistics."""
+    """The inputs of one aggregation, as strategies see them: the contributions and whole-model statistics.
+
+    ``clip_norm`` C, when given, clips every update's change to L2 norm at most C (over the floating-point tensors
+    together): :meth:`chunks`, :meth:`delta_gram` and :meth:`squared_distances` then describe the clipped
+    changes, while :meth:`delta_norms` stays the norms of the changes as trained (the clip factors come from them).
+    """
 
     def __init__(self, model: TensorSource, updates: list[TensorSource], bases: list[TensorSource],
                  base_of: list[int], contributions: list[Contribution], state: TensorSource | None,
-                 state_names: tuple[str, ...]) -> None:
+                 state_names: tuple[str, ...], clip_norm: float | None = None) -> None:
         self.model = model
         self.updates = updates
         self.bases = bases
@@ -195,8 +226,10 @@ class Round:
         self.layout = model.layout
         count = max(len(updates), 1)
         self.chunk_elements = max(MIN_CHUNK, min(CHUNK_ELEMENTS, _floor_pow2(STACK_BYTES // (8 * count))))
+        self.clip_norm = clip_norm
         self._norms: np.ndarray | None = None
         self._gram: np.ndarray | None = None
+        self._factors: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -216,8 +249,25 @@ class Round:
         """Whether base ``index`` is the current model itself."""
         return self.bases[index] is self.model
 
+    def clip_factors(self) -> np.ndarray:
+        """Each update's clip factor ``s_i = min(1, C / ||u_i - b_i||)`` (float64), from :meth:`delta_norms` (so one
+        pass over the inputs); all ones when the round does not clip. A change of norm 0 keeps factor 1."""
+        if self._factors is None:
+            if self.clip_norm is None:
+                self._factors = np.ones(self.k)
+            else:
+                with np.errstate(divide="ignore"):
+                    self._factors = np.minimum(1.0, self.clip_norm / self.delta_norms())
+        return self._factors
+
     def chunks(self) -> Iterator[Chunk]:
-        """Every chunk of every tensor, in the output file's order; pages are given back as the walk goes."""
+        """Every chunk of every tensor, in the output file's order, as the strategy sees it (clipped when the round
+        clips); pages are given back as the walk goes."""
+        factors = self.clip_factors()
+        return self._walk(None if (factors >= 1).all() else [float(s) for s in factors])
+
+    def _walk(self, scales: list[float] | None) -> Iterator[Chunk]:
+        """The chunks, with floating-point updates clipped by ``scales`` (none when ``None``)."""
         for name, (_, dtype_name) in canonical_order(self.layout):
             dtype = np.dtype(dtype_name)
             model = self.model.flat(name)
@@ -230,8 +280,16 @@ class Round:
                 stop = min(start + self.chunk_elements, size)
                 state = {s: previous[s][start:stop] if s in previous else np.zeros(stop - start, np.float32)
                          for s in self._state_names} if _float(dtype) else {}
-                yield Chunk(name, start, stop, dtype, model[start:stop], [u[start:stop] for u in updates],
-                            [b[start:stop] for b in bases], self.base_of, state)
+                trained = [u[start:stop] for u in updates]
+                views = [b[start:stop] for b in bases]
+                if scales is None or not _float(dtype):
+                    yield Chunk(name, start, stop, dtype, model[start:stop], trained, views, self.base_of, state)
+                else:
+                    work = work_dtype(dtype)
+                    clipped = [_clip(u, views[b], s, work) if s < 1 else u
+                               for u, b, s in zip(trained, self.base_of, scales, strict=True)]
+                    yield Chunk(name, start, stop, dtype, model[start:stop], clipped, views, self.base_of, state,
+                                scales=scales, trained=trained)
                 for source in self._sources():
                     source.release(name, stop)
                 if self._state is not None:  # whose tensors are named after the model's (state_tensor_name)
@@ -243,10 +301,10 @@ class Round:
 
     def delta_norms(self) -> np.ndarray:
         """Each update's L2 norm of its change from its base over every floating-point tensor (float64; one pass
-        over the inputs, computed once)."""
+        over the inputs, computed once). These are the changes as trained, never clipped."""
         if self._norms is None:
             squares = np.zeros(self.k)
-            for chunk in self.chunks():
+            for chunk in self._walk(None):
                 if chunk.is_float:
                     deltas = chunk.deltas()
                     squares += np.einsum("ij,ij->i", deltas, deltas)
@@ -254,8 +312,9 @@ class Round:
         return self._norms
 
     def delta_gram(self) -> np.ndarray:
-        """The K x K Gram matrix of the updates' changes over every floating-point tensor (float64; one pass over the
-        inputs, computed once): ``squared distance(i, j) = G[i,i] + G[j,j] - 2 G[i,j]``."""
+        """The K x K Gram matrix of the updates' changes (clipped, if the round clips) over every floating-point
+        tensor (float64; one pass over the inputs, computed once): ``squared distance(i, j) = G[i,i] + G[j,j] -
+        2 G[i,j]``."""
         if self._gram is None:
             gram = np.zeros((self.k, self.k))
             for chunk in self.chunks():
@@ -312,6 +371,14 @@ def state_layout(layout: Layout, names: tuple[str, ...]) -> Layout:
             if _float(np.dtype(dtype)) for s in names}
 
 
+def _clip(update: np.ndarray, base: np.ndarray, scale: float, work: np.dtype) -> np.ndarray:
+    """``base + scale (update - base)`` in ``work``."""
+    out = np.subtract(update, base, dtype=work)
+    out *= work.type(scale)
+    out += base
+    return out
+
+
 def _float(dtype: np.dtype) -> bool:
     return bool(np.issubdtype(dtype, np.floating))
 
@@ -354,7 +421,8 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
     names = tuple(strategy.state)
     if state is not None and describe_mismatch(state_layout(layout, names), state.layout):
         state = None  # a state file of another model or strategy: start afresh
-    round = Round(model, updates, bases, base_of, contributions, state, names)
+    round = Round(model, updates, bases, base_of, contributions, state, names,
+                  clip_norm=getattr(strategy, "clip_norm", None))
     estimate = round.memory_estimate()
     if estimate > memory_limit:
         raise UpdateError(f"aggregating {round.k} updates would hold about {estimate / 2**20:.0f} MiB at once, above "

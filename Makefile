@@ -51,6 +51,8 @@ bench: $(STAMP) $(FLOWER_STAMP)
 	$(BIN)/python bench/bench_proofs.py
 	$(BIN)/python bench/bench_nft.py
 	$(BIN)/python bench/bench_aggregation.py --flower-python $(FLOWER_VENV)/bin/python
+	$(BIN)/python bench/bench_strategies.py
+	$(BIN)/python bench/bench_aggregate_e2e.py
 	$(BIN)/python bench/bench_robustness.py
 
 clean:

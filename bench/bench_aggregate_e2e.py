@@ -10,10 +10,10 @@ A real repository: an owner, K contributors each with their own clone, each trai
 * ``review_seconds``: the K reviews, which check each update (its DVC object's md5 and sha256, its tensors, its
   finiteness: the first read of each object, remembered afterwards);
 * ``aggregate_seconds``: the library call ``Repository.aggregate`` (checks again, the maths from the
-  memory-mapped objects to the output file, DVC tracking, the signed commit), with its phases from cProfile;
+  DVC objects, read in pieces, to the output file, DVC tracking, the signed commit), with its phases from cProfile;
 * ``cli_aggregate_seconds``: the same through the command line, a new process (interpreter start and imports
   included, and the NFT it mints on the embedded ledger), on a second copy of the owner's repository;
-* ``maths_seconds``: the engine alone on the same memory-mapped objects (``aggregate_into`` to an in-memory sink):
+* ``maths_seconds``: the engine alone on the same DVC objects (``aggregate_into`` to an in-memory sink):
   what the end-to-end figures are compared with;
 * ``verify_seconds``: ``Repository.verify`` of the whole repository afterwards (every commit's weights, the
   aggregate recomputed).

@@ -141,13 +141,13 @@ def _federity_fedavg(prepared: tuple[Any, ...]) -> Layers:
 
 
 def _federity_files(updates: list[Layers], n_samples: list[int]) -> tuple[Any, ...]:
-    """Each update written as a safetensors file (into the page cache, as the DVC cache holds them) and
-    memory-mapped, as ``federity aggregate`` reads them."""
+    """Each update written as a safetensors file (into the page cache, as the DVC cache holds them) and opened
+    as ``federity aggregate`` reads them."""
     import tempfile
 
     from federity.aggregation.engine import Contribution, InMemory
     from federity.weights.files import tensors_to_bytes
-    from federity.weights.mapped import MappedTensors
+    from federity.weights.tensor_file import TensorFile
 
     work = Path(tempfile.mkdtemp(prefix="bench-aggregation-"))
     names = _layer_names(updates[0])
@@ -155,23 +155,23 @@ def _federity_files(updates: list[Layers], n_samples: list[int]) -> tuple[Any, .
     for k, layers in enumerate(updates):
         path = work / f"update-{k}.safetensors"
         path.write_bytes(tensors_to_bytes(dict(zip(names, layers, strict=True))))
-        mapped.append(MappedTensors(path, f"update {k}"))
+        mapped.append(TensorFile(path, f"update {k}"))
     model = InMemory({n: np.zeros_like(layer) for n, layer in zip(names, updates[0], strict=True)})
     return model, mapped, [Contribution(n) for n in n_samples], work
 
 
 def _federity_fedavg_files(prepared: tuple[Any, ...]) -> Layers:
-    """Federity's streaming FedAvg from memory-mapped safetensors files to the canonical output file, hashed
-    (sha256) as ``federity aggregate`` writes it; the result is returned as views of the mapped output."""
+    """Federity's streaming FedAvg from safetensors files (read in pieces) to the canonical output file, hashed
+    (sha256) as ``federity aggregate`` writes it; the result read back is part of the time."""
     from federity.aggregation import get_strategy
     from federity.aggregation.engine import aggregate_into
-    from federity.weights.mapped import MappedTensors
+    from federity.weights.tensor_file import TensorFile
 
     model, mapped, contributions, work = prepared
     out = work / "aggregate.safetensors"
     aggregate_into(get_strategy("fedavg"), model, mapped, [model], [0] * len(mapped), contributions, out)
-    result = MappedTensors(out, "the aggregate")
-    return [result.flat(n).reshape(shape) for n, (shape, _) in sorted(
+    result = TensorFile(out, "the aggregate")
+    return [result.tensor(n) for n, _ in sorted(
         result.layout.items(), key=lambda item: int(item[0].removeprefix("layer")))]
 
 
@@ -181,8 +181,8 @@ METHODS: dict[str, AggregateFn | Method] = {
     "federity_fedavg": Method(run=_federity_fedavg, prepare=_federity_in_memory,
                               note="fedavg@2 through the streaming engine, arrays in memory, result in memory"),
     "federity_fedavg_files": Method(run=_federity_fedavg_files, prepare=_federity_files, keeps_arrays=False,
-                                    note="fedavg@2 from memory-mapped safetensors files (page cache) to the "
-                                         "canonical output file, sha256 included"),
+                                    note="fedavg@2 from safetensors files (page cache) read in pieces to the "
+                                         "canonical output file, sha256 included, read back"),
     "flwr_aggregate": Method(run=_flower_aggregate, prepare=_flower_pairs, flower=True,
                              note="multiplies every update by its num_examples into new arrays, then sums them"),
     "flwr_aggregate_inplace": Method(run=_flower_aggregate_inplace, prepare=_flower_fit_results,

@@ -1,5 +1,5 @@
 """Benchmark: every aggregation strategy's time and peak memory across K updates and P float32 parameters, through
-the streaming engine from memory-mapped safetensors files to the canonical output file, as ``federity aggregate``
+the streaming engine from safetensors files read in pieces to the canonical output file, as ``federity aggregate``
 and ``verify`` run it. Writes ``bench/results/strategies.json`` and prints a table.
 
     python bench/bench_strategies.py            # the cases of CASES (about 10 minutes here, 12 GB of scratch disk)
@@ -8,7 +8,7 @@ and ``verify`` run it. Writes ``bench/results/strategies.json`` and prints a tab
 What is measured, per (strategy, K, P), each run in a fresh process:
 
 * seconds: one aggregation (`aggregate_into`): the inputs are files in the page cache (written just before),
-  memory-mapped; the output is written and hashed (sha256). GB/s is the input (K x P x 4 bytes) over the seconds.
+  read in pieces; the output is written and hashed (sha256). GB/s is the input (K x P x 4 bytes) over the seconds.
 * peak extra MiB: the process's peak resident memory during the aggregation (ru_maxrss, after resetting the peak
   through /proc/self/clear_refs) minus its resident memory just before it, once the libraries are imported and
   the inputs opened: everything the engine holds, mapped input pages included, beyond the interpreter. Compared
@@ -55,7 +55,7 @@ def _layers(parameters: int) -> dict[str, tuple[int, ...]]:
 
 def _write_inputs(work: Path, k: int, parameters: int) -> None:
     """The model and K updates as canonical safetensors files (updates = model + small random changes)."""
-    from federity.weights.mapped import CanonicalWriter
+    from federity.weights.tensor_file import CanonicalWriter
 
     shapes = _layers(parameters)
     layout = {name: (shape, "float32") for name, shape in shapes.items()}
@@ -75,11 +75,11 @@ def child(strategy: str, k: int, work: Path) -> dict[str, Any]:
     """One aggregation in this process: seconds and peak extra resident memory."""
     from federity.aggregation import get_strategy
     from federity.aggregation.engine import Contribution, aggregate_into
-    from federity.weights.mapped import MappedTensors
+    from federity.weights.tensor_file import TensorFile
 
     combiner = get_strategy(strategy, PARAMS.get(strategy))
-    model = MappedTensors(work / "model.safetensors", "model")
-    updates = [MappedTensors(work / f"update-{i}.safetensors", f"update {i}") for i in range(k)]
+    model = TensorFile(work / "model.safetensors", "model")
+    updates = [TensorFile(work / f"update-{i}.safetensors", f"update {i}") for i in range(k)]
     contributions = [Contribution(100 + i) for i in range(k)]
     out = work / f"out-{strategy}.safetensors"
     state_out = work / f"state-{strategy}.safetensors" if combiner.state else None
@@ -136,7 +136,7 @@ def main() -> None:
         return
     RESULTS.write_text(json.dumps({
         "cpus": os.cpu_count(),
-        "measures": {"seconds": "one aggregate_into from memory-mapped files (page cache) to the hashed output file",
+        "measures": {"seconds": "one aggregate_into from files (page cache) read in pieces to the hashed output file",
                      "peak_extra_mib": "ru_maxrss during the call minus resident memory just before it (inputs "
                                        "opened, libraries imported), MiB",
                      "peak_over_model": "peak_extra_mib / one model's size (P x 4 bytes)"},

@@ -1,15 +1,15 @@
-"""The streaming aggregation engine: every strategy runs chunk by chunk over memory-mapped weights.
+"""The streaming aggregation engine: every strategy runs chunk by chunk over weights read in pieces.
 
 An aggregation combines K updates, each trained on a base model, into the next version of the current model::
 
     new = model + combine(update_i - base_i)
 
 The engine never holds a whole update in memory. It walks the model's tensors in the order the output file
-stores them, cuts each into chunks of coordinates, and gives the strategy one :class:`Chunk` at a time: views of
-that coordinate range in the model, in every update and in every distinct base (memory-mapped files, see
-:class:`~federity.weights.mapped.MappedTensors`), and in the strategy's previous server state. What the strategy
-returns is written straight to the output file (hashed as it goes) and the pages read are given back, so memory
-holds one chunk per input, whatever the model's size.
+stores them, cuts each into chunks of coordinates, and gives the strategy one :class:`Chunk` at a time: that
+coordinate range of every update, of the model and of every distinct base (read from their files only when the
+strategy asks for them, see :class:`~federity.weights.tensor_file.TensorFile`), and of the strategy's previous
+server state. What the strategy returns is written straight to the output file, so memory holds one chunk per
+input, whatever the model's size.
 
 Strategies that need a whole-model statistic (an update's norm for clipping, pairwise distances for Krum) ask
 :class:`Round` for it; the engine computes it in one extra pass over the chunks, accumulated chunk by chunk in
@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Protocol
 
@@ -38,7 +39,7 @@ import numpy as np
 
 from federity.errors import UpdateError
 from federity.weights.files import Layout, canonical_order, describe_mismatch
-from federity.weights.mapped import CanonicalWriter
+from federity.weights.tensor_file import CanonicalWriter
 
 Tensors = dict[str, np.ndarray]
 
@@ -52,19 +53,16 @@ DEFAULT_MEMORY_LIMIT = 2 << 30
 
 
 class TensorSource(Protocol):
-    """Named tensors the engine reads: a memory-mapped file or tensors in memory."""
+    """Named tensors the engine reads: a file (:class:`~federity.weights.tensor_file.TensorFile`) or tensors in
+    memory (:class:`InMemory`)."""
 
     @property
     def layout(self) -> Layout:
         """Each tensor's shape and dtype."""
         ...
 
-    def flat(self, name: str) -> np.ndarray:
-        """Tensor ``name`` flattened (a view where possible)."""
-        ...
-
-    def release(self, name: str, stop: int) -> None:
-        """The caller is done with the first ``stop`` elements of tensor ``name``."""
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Elements ``start`` to ``stop`` of tensor ``name``, flattened (never written to by the engine)."""
         ...
 
 
@@ -72,19 +70,17 @@ class InMemory:
     """A :class:`TensorSource` over tensors already in memory."""
 
     def __init__(self, tensors: Tensors) -> None:
-        self._tensors = tensors
+        self._flat = {name: np.ascontiguousarray(t).reshape(-1) for name, t in tensors.items()}
+        self._layout = {name: (tuple(t.shape), str(t.dtype)) for name, t in tensors.items()}
 
     @property
     def layout(self) -> Layout:
         """Each tensor's shape and dtype."""
-        return {name: (tuple(t.shape), str(t.dtype)) for name, t in self._tensors.items()}
+        return self._layout
 
-    def flat(self, name: str) -> np.ndarray:
-        """Tensor ``name``, flattened."""
-        return np.ascontiguousarray(self._tensors[name]).reshape(-1)
-
-    def release(self, name: str, stop: int) -> None:
-        """Nothing to give back."""
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """A view of elements ``start`` to ``stop`` of tensor ``name``."""
+        return self._flat[name][start:stop]
 
 
 @dataclass(frozen=True)
@@ -114,10 +110,11 @@ def work_dtype(dtype: np.dtype) -> np.dtype:
 class Chunk:
     """One range of coordinates of one tensor, in every input: what a strategy combines at a time.
 
-    ``model``, ``updates`` and ``bases`` are read-only views (``bases[base_of[i]]`` is update i's base; a base
-    that is the current model is ``model`` itself). ``state`` holds the previous server state of this range for
-    each of the strategy's :attr:`Strategy.state` names (zeros when there is none yet); a stateful strategy fills
-    ``new_state`` with the same names.
+    ``updates``, :attr:`model` and :attr:`bases` are read-only arrays (``bases[base_of[i]]`` is update i's base;
+    a base that is the current model is :attr:`model` itself); the model and the bases are read only when a
+    strategy asks for them. ``state`` holds the previous server state of this range for each of the strategy's
+    :attr:`Strategy.state` names (zeros when there is none yet); a stateful strategy fills ``new_state`` with the
+    same names.
 
     When the round clips (``scales`` is set: update i's clip factor ``s_i``, see :meth:`Round.clip_factors`),
     ``updates[i]`` of a clipped update (``s_i < 1``) is ``b_i + s_i (u_i - b_i)``, computed in the work dtype,
@@ -129,15 +126,26 @@ class Chunk:
     start: int
     stop: int
     dtype: np.dtype
-    model: np.ndarray
     updates: list[np.ndarray]
-    bases: list[np.ndarray]
     base_of: list[int]
     state: dict[str, np.ndarray]
+    read_model: Callable[[], np.ndarray]
+    read_bases: Callable[[np.ndarray], list[np.ndarray]]
+    """Reads the distinct bases, given the model's array (which stands for a base that is the model)."""
     new_state: dict[str, np.ndarray] = field(default_factory=dict)
     scales: list[float] | None = None
     trained: list[np.ndarray] | None = None
     """The updates as trained, before clipping (``None`` when ``scales`` is: ``updates`` are then as trained)."""
+
+    @cached_property
+    def model(self) -> np.ndarray:
+        """This range of the current model."""
+        return self.read_model()
+
+    @cached_property
+    def bases(self) -> list[np.ndarray]:
+        """This range of each distinct base."""
+        return self.read_bases(self.model)
 
     @property
     def work(self) -> np.dtype:
@@ -268,36 +276,29 @@ class Round:
 
     def _walk(self, scales: list[float] | None) -> Iterator[Chunk]:
         """The chunks, with floating-point updates clipped by ``scales`` (none when ``None``)."""
-        for name, (_, dtype_name) in canonical_order(self.layout):
+        for name, (shape, dtype_name) in canonical_order(self.layout):
             dtype = np.dtype(dtype_name)
-            model = self.model.flat(name)
-            updates = [u.flat(name) for u in self.updates]
-            bases = [model if b is self.model else b.flat(name) for b in self.bases]
-            size = model.size
-            previous = {s: self._state.flat(state_tensor_name(s, name)) for s in self._state_names} \
-                if self._state is not None and _float(dtype) else {}
+            size = int(np.prod(shape, dtype=np.int64))
+            states = self._state_names if _float(dtype) else ()
             for start in range(0, size, self.chunk_elements) if size else [0]:
                 stop = min(start + self.chunk_elements, size)
-                state = {s: previous[s][start:stop] if s in previous else np.zeros(stop - start, np.float32)
-                         for s in self._state_names} if _float(dtype) else {}
-                trained = [u[start:stop] for u in updates]
-                views = [b[start:stop] for b in bases]
+                state = {s: self._state.read(state_tensor_name(s, name), start, stop) if self._state is not None
+                         else np.zeros(stop - start, np.float32) for s in states}
+                trained = [u.read(name, start, stop) for u in self.updates]
+                read_model = partial(self.model.read, name, start, stop)
+                read_bases = partial(self._read_bases, name, start, stop)
                 if scales is None or not _float(dtype):
-                    yield Chunk(name, start, stop, dtype, model[start:stop], trained, views, self.base_of, state)
-                else:
-                    work = work_dtype(dtype)
-                    clipped = [_clip(u, views[b], s, work) if s < 1 else u
-                               for u, b, s in zip(trained, self.base_of, scales, strict=True)]
-                    yield Chunk(name, start, stop, dtype, model[start:stop], clipped, views, self.base_of, state,
-                                scales=scales, trained=trained)
-                for source in self._sources():
-                    source.release(name, stop)
-                if self._state is not None:  # whose tensors are named after the model's (state_tensor_name)
-                    for s in previous:
-                        self._state.release(state_tensor_name(s, name), stop)
+                    yield Chunk(name, start, stop, dtype, trained, self.base_of, state, read_model, read_bases)
+                    continue
+                chunk = Chunk(name, start, stop, dtype, trained, self.base_of, state, read_model, read_bases,
+                              scales=scales, trained=trained)
+                work = work_dtype(dtype)
+                chunk.updates = [_clip(u, chunk.bases[b], s, work) if s < 1 else u
+                                 for u, b, s in zip(trained, self.base_of, scales, strict=True)]
+                yield chunk
 
-    def _sources(self) -> list[TensorSource]:
-        return [self.model, *self.updates, *self.bases]
+    def _read_bases(self, name: str, start: int, stop: int, model: np.ndarray) -> list[np.ndarray]:
+        return [model if base is self.model else base.read(name, start, stop) for base in self.bases]
 
     def delta_norms(self) -> np.ndarray:
         """Each update's L2 norm of its change from its base over every floating-point tensor (float64; one pass
@@ -446,7 +447,8 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
 
 
 class Sink(Protocol):
-    """Where the engine writes a result: :class:`~federity.weights.mapped.CanonicalWriter` or :class:`ArraySink`."""
+    """Where the engine writes a result: a :class:`~federity.weights.tensor_file.CanonicalWriter` or an
+    :class:`ArraySink`."""
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         """Tensor ``name``'s elements from ``start`` on."""

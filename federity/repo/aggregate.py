@@ -3,7 +3,7 @@
 The aggregate commit's parents are the previous main commit and every update it aggregated (an octopus merge, so
 ``git log --graph`` shows who contributed to which version). Its weights are the current model plus the
 strategy's combination of each update's change from its own base (see :mod:`federity.aggregation`), computed
-by the streaming engine straight from the memory-mapped DVC objects.
+by the streaming engine straight from the DVC objects, read in pieces.
 
 Finalising a round is idempotent: when main already holds an aggregate commit for the round, that commit is
 returned and nothing new is made.
@@ -183,7 +183,7 @@ def aggregate_weights(history: History, main: str, updates: list[str], strategy:
     ``out`` (and the strategy's new state to ``state_out``, if it keeps any).
 
     Each update contributes its change from its own base (its first parent), its ``n_samples`` from update.json
-    and its staleness, ``round`` minus the update's round. Every input is memory-mapped from the DVC cache.
+    and its staleness, ``round`` minus the update's round. Every input is read in pieces from the DVC cache.
     """
     store = history.repo.store
     with contextlib.ExitStack() as opened:

@@ -43,7 +43,7 @@ from federity.repo.layout import (
 )
 from federity.weights import WEIGHTS_FILE
 from federity.weights.files import Layout
-from federity.weights.mapped import MappedTensors
+from federity.weights.tensor_file import TensorFile
 
 __all__ = ["MODEL_DIR", "MODEL_DVC_FILE", "REMOTE_NAME", "UnsafeCommitError", "WeightsObjectMissing",
            "WeightsStore", "storage_problems", "tree_problems"]
@@ -251,29 +251,30 @@ class WeightsStore:
                                else "this commit does not carry that file")
         return self._fetched_object(commit, entries[relpath], what, OBJECT_MAX_BYTES)
 
-    def open(self, commit: str, relpath: str = WEIGHTS_FILE) -> MappedTensors:
-        """``model/<relpath>`` (default: the weights) of ``commit``, memory-mapped from the local DVC cache (fetched
-        there first when absent) after the same checks as :meth:`read`, without reading it into memory.
+    def open(self, commit: str, relpath: str = WEIGHTS_FILE) -> TensorFile:
+        """``model/<relpath>`` (default: the weights) of ``commit`` as a :class:`TensorFile` over the local DVC cache
+        (fetched there first when absent), after the same checks as :meth:`read`, without reading it into memory.
 
         An object's md5 is checked when it is first opened, and that check is remembered with the object's
         :meth:`facts`, keyed by the cache file's size, modification time and inode (as git's index and DVC's state
         trust an unchanged file): opening it again costs no pass over it while the file is unchanged."""
         path, what = self._checked_object(commit, relpath)
-        return MappedTensors(path, f"the {what} of commit {commit[:12]}")
+        return TensorFile(path, f"the {what} of commit {commit[:12]}")
 
     def facts(self, commit: str, relpath: str = WEIGHTS_FILE) -> ObjectFacts:
         """What the checks need to know of a tensors file of ``commit``: its size, sha256, tensor layout and the
-        floating-point tensors holding a NaN or an infinity. Computed in one streaming pass over the mapped object
-        (after its header is checked, :class:`MappedTensors`) and remembered like the md5 check of :meth:`open`."""
+        floating-point tensors holding a NaN or an infinity. Computed in one streaming pass over the object (after
+        its header is checked, :class:`TensorFile`) and remembered like the md5 check of :meth:`open`."""
         path, what = self._checked_object(commit, relpath)
         md5 = self.manifest(commit)[relpath]
-        with MappedTensors(path, f"the {what} of commit {commit[:12]}") as mapped:
-            layout = mapped.layout
+        with TensorFile(path, f"the {what} of commit {commit[:12]}") as tensors:
+            layout = tensors.layout
             known = self._known(path, md5) or {}
             if {"sha256", "non_finite"} <= set(known):
                 return ObjectFacts(path.stat().st_size, known["sha256"], layout, tuple(known["non_finite"]))
-            non_finite = tuple(sorted(name for name, (_, dtype) in layout.items()
-                                      if np.issubdtype(np.dtype(dtype), np.floating) and not _all_finite(mapped, name)))
+            non_finite = tuple(sorted(name for name, (shape, dtype) in layout.items()
+                                      if np.issubdtype(np.dtype(dtype), np.floating)
+                                      and not _all_finite(tensors, name, int(np.prod(shape, dtype=np.int64)))))
         found = ObjectFacts(path.stat().st_size, _file_digest(path, "sha256"), layout, non_finite)
         self._remember(path, md5, sha256=found.sha256, non_finite=list(non_finite))
         return found
@@ -392,14 +393,10 @@ def _file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _all_finite(mapped: MappedTensors, name: str) -> bool:
-    """Whether tensor ``name`` holds no NaN or infinity, checked block by block (pages given back as it goes)."""
-    values = mapped.flat(name)
-    for start in range(0, values.size, _FINITE_BLOCK):
-        if not np.isfinite(values[start:start + _FINITE_BLOCK]).all():
-            return False
-        mapped.release(name, start + _FINITE_BLOCK)
-    return True
+def _all_finite(tensors: TensorFile, name: str, size: int) -> bool:
+    """Whether tensor ``name`` (of ``size`` elements) holds no NaN or infinity, read block by block."""
+    return all(np.isfinite(tensors.read(name, start, min(start + _FINITE_BLOCK, size))).all()
+               for start in range(0, size, _FINITE_BLOCK))
 
 
 _FINITE_BLOCK = 1 << 20

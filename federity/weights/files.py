@@ -113,7 +113,7 @@ def header_length(prefix: bytes, size: int) -> int:
 
 def parse_header(prefix: bytes, size: int) -> dict[str, dict[str, object]]:
     """:func:`read_header` of a file of ``size`` bytes whose first bytes are ``prefix`` (at least the 8-byte
-    length and the JSON header): what a memory-mapped reader checks before it maps any tensor."""
+    length and the JSON header): what a reader of pieces checks before it reads any tensor."""
     header_len = header_length(prefix, size)
     if len(prefix) < 8 + header_len:
         raise _BadHeader("the header is cut short")

@@ -10,9 +10,9 @@ import pytest
 
 from federity.aggregation import get_strategy, installed_strategies
 from federity.aggregation.engine import CHUNK_ELEMENTS, Contribution, InMemory, aggregate_into, aggregate_tensors
-from federity.errors import ConfigError, UnknownPluginError, UpdateError
-from federity.weights.files import read_tensors, sha256_bytes, tensors_to_bytes
-from federity.weights.mapped import MappedTensors
+from federity.errors import ConfigError, PickleRefusedError, UnknownPluginError, UpdateError
+from federity.weights.files import sha256_bytes, tensors_to_bytes
+from federity.weights.tensor_file import TensorFile
 
 
 def _t(*values: float, dtype: type = np.float32) -> dict[str, np.ndarray]:
@@ -134,15 +134,17 @@ def test_the_streamed_output_file_is_the_canonical_safetensors_file(tmp_path: Pa
     assert out.read_bytes() == expected and written.weights_sha256 == sha256_bytes(expected)
 
 
-def test_memory_mapped_inputs_are_read_in_place(tmp_path: Path) -> None:
+def test_tensor_files_are_read_in_pieces_after_their_header_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     tensors = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "y": np.array([7], np.int64)}
     path.write_bytes(tensors_to_bytes(tensors))
-    with MappedTensors(path, "the test file") as mapped:
-        assert mapped.layout == {"x": ((2, 3), "float32"), "y": ((1,), "int64")}
-        assert mapped.flat("x").tolist() == [0, 1, 2, 3, 4, 5] and not mapped.flat("x").flags.writeable
-        mapped.release("x", 6)
-    assert read_tensors(path.read_bytes(), "it") .keys() == tensors.keys()
+    with TensorFile(path, "the test file") as file:
+        assert file.layout == {"x": ((2, 3), "float32"), "y": ((1,), "int64")}
+        assert file.read("x", 2, 5).tolist() == [2, 3, 4] and file.read("y", 0, 1).tolist() == [7]
+        assert file.tensor("x").tolist() == [[0, 1, 2], [3, 4, 5]]
+    path.write_bytes(b"\x80\x04" + b"pickle" * 10)
+    with pytest.raises(PickleRefusedError, match="the test file is a Python pickle"):
+        TensorFile(path, "the test file")
 
 
 def test_updates_that_do_not_fit_the_model_are_refused_naming_the_tensor(tmp_path: Path) -> None:

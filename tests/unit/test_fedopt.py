@@ -21,7 +21,7 @@ from federity.repo.layout import STATE_FILE
 from federity.repo.metadata import canonical_params
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
-from federity.weights.mapped import MappedTensors
+from federity.weights.tensor_file import TensorFile
 from tests.conftest import train_and_push, write_csv
 
 Tensors = dict[str, np.ndarray]
@@ -266,14 +266,14 @@ def test_verify_names_an_aggregate_whose_state_file_its_parents_do_not_make(
     assert aggregate_problems(history, history.commit(forged)) == [report.failures[0]["reason"]]
 
 
-def test_a_memory_mapped_state_file_is_read_and_released_by_its_own_tensor_names(tmp_path: Path) -> None:
+def test_a_state_file_is_read_by_its_own_tensor_names(tmp_path: Path) -> None:
     model = {"a": np.zeros(3, np.float32), "n": np.array([1], np.int64)}
     update = {"a": np.ones(3, np.float32), "n": np.array([3], np.int64)}
     previous = {"a:momentum": np.array([1.0, 2.0, 4.0], np.float32)}
     path = tmp_path / "state.safetensors"
     path.write_bytes(tensors_to_bytes(previous))
     out = tmp_path / "out.safetensors"
-    with MappedTensors(path, "the state") as state:
+    with TensorFile(path, "the state") as state:
         aggregate_into(get_strategy("fedavgm", {"beta": 0.5}), InMemory(model), [InMemory(update)],
                        [InMemory(model)], [0], [Contribution(1)], out, state=state,
                        state_out=tmp_path / "new-state.safetensors")

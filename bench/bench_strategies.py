@@ -9,10 +9,11 @@ What is measured, per (strategy, K, P), each run in a fresh process:
 
 * seconds: one aggregation (`aggregate_into`): the inputs are files in the page cache (written just before),
   read in pieces; the output is written and hashed (sha256). GB/s is the input (K x P x 4 bytes) over the seconds.
-* peak extra MiB: the process's peak resident memory during the aggregation (ru_maxrss, after resetting the peak
-  through /proc/self/clear_refs) minus its resident memory just before it, once the libraries are imported and
-  the inputs opened: everything the engine holds, mapped input pages included, beyond the interpreter. Compared
-  with one model's size (P x 4 bytes).
+* peak RSS MiB: the whole process's peak resident memory during the aggregation (ru_maxrss, after resetting the
+  peak through /proc/self/clear_refs just before it): the interpreter, numpy and Federity's imports, the open
+  inputs and everything the engine holds. Compared with one model's size (P x 4 bytes).
+* peak extra MiB: that peak minus the resident memory just before the aggregation. It can be 0 when the engine's
+  chunks fit in memory the process had already freed (the allocator reuses it without growing the process).
 
 The recomputation `verify` makes of an aggregate is this same call on the same files (federity.repo.aggregate's
 ``aggregate_weights``), so these figures are also verify's per aggregate.
@@ -93,7 +94,7 @@ def child(strategy: str, k: int, work: Path) -> dict[str, Any]:
     if state_out is not None:
         state_out.unlink()
     return {"strategy": f"{combiner.name}@{combiner.version}", "seconds": seconds,
-            "peak_extra_mib": peak - baseline, "baseline_mib": baseline}
+            "peak_extra_mib": peak - baseline, "baseline_mib": baseline, "peak_rss_mib": peak}
 
 
 def main() -> None:
@@ -125,11 +126,12 @@ def main() -> None:
                 row = {**json.loads(out.stdout.strip().splitlines()[-1]), "k": k, "parameters": parameters,
                        "model_mib": model_mib}
                 row["gb_per_s"] = k * parameters * 4 / row["seconds"] / 1e9
-                row["peak_over_model"] = row["peak_extra_mib"] / model_mib
+                row["peak_rss_over_model"] = row["peak_rss_mib"] / model_mib
                 rows.append(row)
                 print(f"{row['strategy']:16s} K={k:4d} P={parameters:>11,}  {row['seconds']:8.2f} s "
-                      f"{row['gb_per_s']:6.2f} GB/s  peak +{row['peak_extra_mib']:7.1f} MiB "
-                      f"({row['peak_over_model']:.2f} x one model)", flush=True)
+                      f"{row['gb_per_s']:6.2f} GB/s  peak RSS {row['peak_rss_mib']:7.1f} MiB "
+                      f"({row['peak_rss_over_model']:.2f} x one model), +{row['peak_extra_mib']:.1f} MiB",
+                      flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     if args.quick:
@@ -137,9 +139,10 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "cpus": os.cpu_count(),
         "measures": {"seconds": "one aggregate_into from files (page cache) read in pieces to the hashed output file",
-                     "peak_extra_mib": "ru_maxrss during the call minus resident memory just before it (inputs "
-                                       "opened, libraries imported), MiB",
-                     "peak_over_model": "peak_extra_mib / one model's size (P x 4 bytes)"},
+                     "peak_rss_mib": "the process's peak resident memory during the call (ru_maxrss after a "
+                                     "reset): interpreter, imports, open inputs and the engine, MiB",
+                     "peak_extra_mib": "peak_rss_mib minus resident memory just before the call, MiB",
+                     "peak_rss_over_model": "peak_rss_mib / one model's size (P x 4 bytes)"},
         "results": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")

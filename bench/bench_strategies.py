@@ -9,9 +9,10 @@ What is measured, per (strategy, K, P), each run in a fresh process:
 
 * seconds: one aggregation (`aggregate_into`): the inputs are files in the page cache (written just before),
   read in pieces; the output is written and hashed (sha256). GB/s is the input (K x P x 4 bytes) over the seconds.
-* peak RSS MiB: the whole process's peak resident memory during the aggregation (ru_maxrss, after resetting the
-  peak through /proc/self/clear_refs just before it): the interpreter, numpy and Federity's imports, the open
-  inputs and everything the engine holds. Compared with one model's size (P x 4 bytes).
+* peak RSS MiB: the whole process's peak resident memory during the aggregation (VmHWM of /proc/self/status,
+  after resetting it through /proc/self/clear_refs just before; not ru_maxrss, which keeps the peak of the
+  process this one was forked from): the interpreter, numpy and Federity's imports, the open inputs and
+  everything the engine holds. Compared with one model's size (P x 4 bytes).
 * peak extra MiB: that peak minus the resident memory just before the aggregation. It can be 0 when the engine's
   chunks fit in memory the process had already freed (the allocator reuses it without growing the process).
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -72,6 +72,14 @@ def _write_inputs(work: Path, k: int, parameters: int) -> None:
         writer.finish()
 
 
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MiB (VmHWM is the peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"/proc/self/status has no {field}")
+
+
 def child(strategy: str, k: int, work: Path) -> dict[str, Any]:
     """One aggregation in this process: seconds and peak extra resident memory."""
     from federity.aggregation import get_strategy
@@ -85,11 +93,11 @@ def child(strategy: str, k: int, work: Path) -> dict[str, Any]:
     out = work / f"out-{strategy}.safetensors"
     state_out = work / f"state-{strategy}.safetensors" if combiner.state else None
     Path("/proc/self/clear_refs").write_text("5")
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = _status_mib("VmRSS")
     started = time.perf_counter()
     aggregate_into(combiner, model, updates, [model], [0] * k, contributions, out, state_out=state_out)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     out.unlink()
     if state_out is not None:
         state_out.unlink()
@@ -139,7 +147,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "cpus": os.cpu_count(),
         "measures": {"seconds": "one aggregate_into from files (page cache) read in pieces to the hashed output file",
-                     "peak_rss_mib": "the process's peak resident memory during the call (ru_maxrss after a "
+                     "peak_rss_mib": "the process's peak resident memory during the call (VmHWM after a "
                                      "reset): interpreter, imports, open inputs and the engine, MiB",
                      "peak_extra_mib": "peak_rss_mib minus resident memory just before the call, MiB",
                      "peak_rss_over_model": "peak_rss_mib / one model's size (P x 4 bytes)"},

@@ -23,7 +23,8 @@ strategy that has a ``clip_norm`` C: update i's change over the floating-point t
 
 Integer tensors (e.g. BatchNorm's ``num_batches_tracked``) are combined in float64 and rounded to the nearest
 integer; floating tensors are combined in their own precision (float32 for float16 and float32), float64 tensors
-in float64. Non-finite results are refused, naming the tensor.
+in float64. Results that are not finite in the stored dtype (NaN, infinity, overflow) or integers out of range are
+refused, naming the tensor.
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ class Round:
 
     def memory_estimate(self) -> int:
         """Bytes the engine may hold at once beyond its inputs' page cache, at most: for every update a chunk of
-        float64 change, a sorted copy and a scratch row (what the coordinate-wise strategies stack), a mapped
+        float64 change, a sorted copy and a scratch row (what the coordinate-wise strategies stack), a read
         chunk of each input, the K x K statistics, and the output chunk. Independent of the model's size; it
         grows with K only once the chunk is at its smallest (:data:`MIN_CHUNK`) or through the K x K matrix."""
         inputs = len(self.updates) + len(self.bases) + 2

@@ -130,6 +130,18 @@ def train_and_push(site: Repository, wallet: Wallet, data: Path) -> str:
 
 
 @pytest.fixture
+def approved_updates(federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
+                     tmp_path: Path) -> list[str]:
+    """Two updates for round 1, approved in the owner's repository: site A's (50 samples), then site B's (70)."""
+    updates = [train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1)),
+               train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))]
+    federation["owner"].pull()
+    for update in updates:
+        federation["owner"].review(owner, update, approve=True)
+    return updates
+
+
+@pytest.fixture
 def rpc_server(tmp_path: Path) -> Iterator[RpcServer]:
     """A JSON-RPC server on localhost backed by an embedded ledger in ``tmp_path / "cluster"``."""
     server = RpcServer(tmp_path / "cluster")

@@ -10,6 +10,9 @@ before) computed every change in float64 first; it stays registered as ``fedavg@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from fractions import Fraction
+
 import numpy as np
 
 from federity.aggregation import StrategyBase
@@ -24,12 +27,20 @@ class FedAvg(StrategyBase):
 
     def plan(self, round: Round) -> Plan:
         """Fixed coefficients for every chunk."""
-        terms = [(float(c), index) for c, index in round.fedavg_terms()]
+        return mean_plan(round)
 
-        def combine(chunk: Chunk) -> np.ndarray:
-            return chunk.linear([(c, round.source(chunk, index)) for c, index in terms])
 
-        return combine
+def mean_plan(round: Round, weights: Sequence[Fraction] | None = None,
+              selected: Sequence[int] | None = None) -> Plan:
+    """The plan that applies the weighted mean of the ``selected`` updates' changes (default: every update,
+    weighted by :attr:`Contribution.weight`) to the model: one exact linear combination of the inputs
+    (:meth:`Round.fedavg_terms`), in each tensor's precision."""
+    terms = [(float(c), index) for c, index in round.fedavg_terms(weights, selected)]
+
+    def combine(chunk: Chunk) -> np.ndarray:
+        return chunk.linear([(c, round.source(chunk, index)) for c, index in terms])
+
+    return combine
 
 
 class FedAvgFloat64(StrategyBase):

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from federity.aggregation import StrategyBase
 from federity.aggregation.engine import Chunk, Plan, Round
+from federity.aggregation.fedavg import mean_plan
 
 Terms = list[tuple[float, int]]
 
@@ -95,13 +96,12 @@ class ServerOptimiser(StrategyBase):
 
     def plan(self, round: Round) -> Plan:
         """FedAvg's coefficients, fixed for the round; the optimiser's step per floating chunk."""
-        mean = round.fedavg_terms()
-        fedavg = [(float(c), index) for c, index in mean]
-        change = change_terms(mean)
+        fedavg = mean_plan(round)
+        change = change_terms(round.fedavg_terms())
 
         def combine(chunk: Chunk) -> np.ndarray:
             if not chunk.is_float:
-                return chunk.linear([(c, round.source(chunk, index)) for c, index in fedavg])
+                return fedavg(chunk)
             delta = _linear64(chunk, round, change)
             previous = {name: chunk.state[name].astype(np.float64) for name in self.state}
             step, new_state = self.step(delta, previous)

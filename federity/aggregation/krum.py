@@ -28,7 +28,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from federity.aggregation import StrategyBase
-from federity.aggregation.engine import Chunk, Plan, Round
+from federity.aggregation.engine import Plan, Round
+from federity.aggregation.fedavg import mean_plan
 from federity.errors import UpdateError
 
 Byzantine = Annotated[int, Field(ge=0, description="int >= 0, default 1: how many updates may be Byzantine")]
@@ -51,17 +52,6 @@ def require_updates(strategy: str, k: int, needed: int, byzantine: int, rule: st
         raise UpdateError(f"{strategy} with byzantine={byzantine} needs at least {needed} updates ({rule}), "
                           f"{k} given",
                           f"approve at least {needed} updates, or lower {strategy}'s byzantine parameter")
-
-
-def linear_plan(round: Round, weights: Sequence[Fraction] | None, selected: Sequence[int]) -> Plan:
-    """The plan that applies the (weighted) mean of the ``selected`` updates' changes to the model, as FedAvg
-    computes it: one exact linear combination in each tensor's precision."""
-    terms = [(float(c), index) for c, index in round.fedavg_terms(weights, selected)]
-
-    def combine(chunk: Chunk) -> np.ndarray:
-        return chunk.linear([(c, round.source(chunk, index)) for c, index in terms])
-
-    return combine
 
 
 class KrumParams(BaseModel):
@@ -92,7 +82,7 @@ class Krum(StrategyBase):
     def plan(self, round: Round) -> Plan:
         """``model + Δ_i`` for the lowest-scoring update i."""
         best = self.selection(round)[0][0]
-        return linear_plan(round, [Fraction(1)], [best])
+        return mean_plan(round, [Fraction(1)], [best])
 
 
 class MultiKrumParams(BaseModel):
@@ -119,4 +109,4 @@ class MultiKrum(Krum):
         if m > round.k:
             raise UpdateError(f"multi-krum cannot select {m} updates from {round.k}",
                               "lower multi-krum's selected parameter, or approve more updates")
-        return linear_plan(round, None, sorted(self.selection(round)[0][:m]))
+        return mean_plan(round, None, sorted(self.selection(round)[0][:m]))

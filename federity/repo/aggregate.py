@@ -262,8 +262,6 @@ def aggregate_problems(history: History, record: CommitRecord) -> list[str]:
 
 
 def _stored_state_sha256(history: History, record: CommitRecord) -> str | None:
-    from federity.weights import sha256_bytes
-
     if STATE_FILE not in history.repo.store.files(record.commit):
         return None
-    return sha256_bytes(history.repo.store.read(record.commit, STATE_FILE))
+    return history.repo.store.facts(record.commit, STATE_FILE).sha256

@@ -4,28 +4,12 @@ was not asked to."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.commits import create_commit
 from federity.repo.storage import MODEL_DVC_FILE
-from tests.conftest import train_and_push, write_csv
-
-
-@pytest.fixture
-def round_one(federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
-              tmp_path: Path) -> tuple[Repository, list[str]]:
-    """The owner's repository with two approved updates for round 1."""
-    owner_repo = federation["owner"]
-    updates = sorted([train_and_push(federation["a"], contributor, write_csv(tmp_path / "a" / "t.csv", 50, seed=1)),
-                      train_and_push(federation["b"], site_b, write_csv(tmp_path / "b" / "t.csv", 70, seed=2))])
-    owner_repo.pull()
-    for update in updates:
-        owner_repo.review(owner, update, approve=True)
-    return owner_repo, updates
 
 
 @pytest.mark.parametrize(("strategy", "params", "reason"), [
@@ -37,10 +21,10 @@ def round_one(federation: dict[str, Repository], owner: Wallet, contributor: Wal
     ("fedavg@9", None, "aggregation strategy 'fedavg' has no version 9 installed"),
     ("fedavg@x", None, "'fedavg@x' is not a valid aggregation strategy id"),
 ])
-def test_a_forged_strategy_or_parameter_is_reported_by_verify(round_one: tuple[Repository, list[str]],
-                                                              owner: Wallet, strategy: str, params: str | None,
-                                                              reason: str) -> None:
-    owner_repo, updates = round_one
+def test_a_forged_strategy_or_parameter_is_reported_by_verify(federation: dict[str, Repository],
+                                                              approved_updates: list[str], owner: Wallet,
+                                                              strategy: str, params: str | None, reason: str) -> None:
+    owner_repo, updates = federation["owner"], sorted(approved_updates)
     with owner_repo.transaction():
         forged = create_commit(owner_repo, owner, "aggregate", "Round 1: by hand", [owner_repo.head(), *updates],
                                round=1, strategy=strategy, strategy_params=params, paths=(MODEL_DVC_FILE,)).commit
@@ -50,8 +34,8 @@ def test_a_forged_strategy_or_parameter_is_reported_by_verify(round_one: tuple[R
 
 
 def test_an_aggregate_signed_with_other_parameters_than_made_it_is_reported(
-        round_one: tuple[Repository, list[str]], owner: Wallet) -> None:
-    owner_repo, updates = round_one
+        federation: dict[str, Repository], approved_updates: list[str], owner: Wallet) -> None:
+    owner_repo, updates = federation["owner"], sorted(approved_updates)
     made = owner_repo.aggregate(owner, strategy="fedavg")  # weights of fedavg, now claimed as a median's
     owner_repo.git.run("reset", "--hard", "--quiet", "HEAD~1")
     owner_repo.store.checkout()

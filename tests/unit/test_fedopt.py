@@ -233,12 +233,9 @@ def test_fedadam_state_survives_a_restart_and_verify_recomputes_it(
 
 
 def test_verify_names_an_aggregate_whose_state_file_its_parents_do_not_make(
-        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet, tmp_path: Path) -> None:
+        federation: dict[str, Repository], owner: Wallet, approved_updates: list[str], tmp_path: Path) -> None:
     owner_repo = federation["owner"]
-    update_a = train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
-    update_b = train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
-    owner_repo.pull()
-    _approve_all(owner_repo, owner)
+    update_a, update_b = approved_updates
     main = owner_repo.head()
     ordered = sorted([update_a, update_b])
     model = read_tensors(owner_repo.store.read(main), "main")

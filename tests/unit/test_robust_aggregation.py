@@ -17,7 +17,6 @@ from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.commits import read_commit
 from federity.weights.files import read_tensors, tensors_to_bytes
-from tests.conftest import train_and_push, write_csv
 
 
 def _run(spec: str, model: dict, updates: list[dict], samples: list[int], tmp_path: Path, *,
@@ -239,14 +238,9 @@ def test_clipped_distances_across_chunks_match_numpy_on_the_clipped_changes(tmp_
 
 
 def test_a_clipped_aggregate_signs_clip_norm_and_verify_recomputes_it(federation: dict[str, Repository],
-                                                                      owner: Wallet, contributor: Wallet,
-                                                                      site_b: Wallet, tmp_path: Path) -> None:
+                                                                      owner: Wallet, approved_updates: list[str]
+                                                                      ) -> None:
     owner_repo = federation["owner"]
-    train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
-    train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
-    owner_repo.pull()
-    for update in owner_repo.updates():
-        owner_repo.review(owner, update.id, approve=True)
     result = owner_repo.aggregate(owner, strategy="fedmedian", parameters={"clip_norm": 1e-3})
     meta = read_commit(owner_repo, result.commit).meta
     assert (meta.strategy, meta.strategy_params) == ("fedmedian@1", '{"clip_norm":0.001}')

@@ -71,15 +71,9 @@ def test_approved_updates_aggregate_into_an_octopus_commit_with_fedavg_weights(
 @pytest.mark.parametrize(("strategy", "parameters", "signed"), [
     ("fedmedian", None, None), ("trimmed-mean", {"fraction": 0.3}, '{"fraction":0.3}'), ("fedavg@1", None, None)])
 def test_verify_recomputes_each_strategys_aggregate_exactly(federation: dict[str, Repository], owner: Wallet,
-                                                          contributor: Wallet, site_b: Wallet, tmp_path: Path,
-                                                          strategy: str, parameters: dict | None,
-                                                          signed: str | None) -> None:
+                                                          approved_updates: list[str], strategy: str,
+                                                          parameters: dict | None, signed: str | None) -> None:
     owner_repo = federation["owner"]
-    train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
-    train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
-    owner_repo.pull()
-    for update in owner_repo.updates():
-        owner_repo.review(owner, update.id, approve=True)
     result = owner_repo.aggregate(owner, strategy=strategy, parameters=parameters)
     meta = read_commit(owner_repo, result.commit).meta
     assert meta.strategy == f"{strategy.partition('@')[0]}@{get_strategy(strategy).version}"
@@ -108,14 +102,10 @@ def _hand_made_aggregate(repo: Repository, wallet: Wallet, parents: list[str], t
     ("sum-of-all", "its weights cannot be recomputed: unknown aggregation strategy 'sum-of-all'"),
 ])
 def test_verify_names_an_aggregate_whose_weights_its_parents_do_not_make(
-        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet, tmp_path: Path,
-        strategy: str | None, reason: str) -> None:
+        federation: dict[str, Repository], owner: Wallet, approved_updates: list[str], strategy: str | None,
+        reason: str) -> None:
     owner_repo = federation["owner"]
-    update_a = train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
-    update_b = train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
-    owner_repo.pull()
-    for update in (update_a, update_b):
-        owner_repo.review(owner, update, approve=True)
+    update_a, update_b = approved_updates
     # a maintainer signs site A's weights alone as the round's aggregate
     favoured = read_tensors(owner_repo.store.read(update_a), "update a")
     forged = _hand_made_aggregate(owner_repo, owner, [owner_repo.head(), *sorted([update_a, update_b])], favoured,
@@ -253,14 +243,8 @@ def test_only_maintainers_review_and_a_rejection_needs_a_reason(
 
 
 def test_an_aggregate_that_overflows_is_refused_and_leaves_main_and_the_reviews_as_they_were(
-        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
-        tmp_path: Path) -> None:
+        federation: dict[str, Repository], owner: Wallet, approved_updates: list[str]) -> None:
     owner_repo = federation["owner"]
-    train_and_push(federation["a"], contributor, write_csv(tmp_path / "da" / "t.csv", 50, seed=1))
-    train_and_push(federation["b"], site_b, write_csv(tmp_path / "db" / "t.csv", 70, seed=2))
-    owner_repo.pull()
-    for update in owner_repo.updates():
-        owner_repo.review(owner, update.id, approve=True)
     before = snapshot(owner_repo)
     with pytest.raises(UpdateError, match="has values that are not finite float32 numbers"):
         owner_repo.aggregate(owner, strategy="fedavgm", parameters={"server_lr": 1e300})

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ from federity.records import (
 from federity.repo import Repository
 from federity.training import TrainingParams
 from federity.weights import read_tensors, tensors_to_bytes
+from federity.weights.tensor_file import TensorFile
 from tests.conftest import git
 
 _SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -426,13 +429,31 @@ VALID_HEADER = json.loads(VALID_WEIGHTS[8:8 + HEADER_LEN])
 
 
 def _accepts_weights(data: bytes) -> None:
+    """``data`` is read or refused with a short WeightsError naming it, by read_tensors and, the same way, by the
+    piecewise reader the aggregation engine uses (TensorFile)."""
+    source = "the weights of update 0123456789ab"
     try:
-        tensors = read_tensors(data, "the weights of update 0123456789ab")
+        tensors = read_tensors(data, source)
     except WeightsError as exc:
-        assert exc.message.startswith("the weights of update 0123456789ab") and len(exc.message) < 600
+        assert exc.message.startswith(source) and len(exc.message) < 600
         assert "\n" not in exc.message
+        if "damaged safetensors file" not in exc.message:  # a header refusal: the piecewise reader refuses alike
+            with pytest.raises(WeightsError) as piecewise:
+                _tensor_file(data, source)
+            assert piecewise.value.message == exc.message
         return
     assert sum(t.nbytes for t in tensors.values()) <= len(data)
+    read = _tensor_file(data, source)
+    assert read.keys() == tensors.keys()
+    assert all(read[name].tobytes() == tensors[name].tobytes() for name in tensors)
+
+
+def _tensor_file(data: bytes, source: str) -> dict[str, np.ndarray]:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "weights.safetensors"
+        path.write_bytes(data)
+        with TensorFile(path, source) as file:
+            return {name: file.tensor(name) for name in file.layout}
 
 
 def _with_header(header: Any, data: bytes = VALID_WEIGHTS[8 + HEADER_LEN:]) -> bytes:

@@ -271,7 +271,7 @@ class Round:
 
     def chunks(self) -> Iterator[Chunk]:
         """Every chunk of every tensor, in the output file's order, as the strategy sees it (clipped when the round
-        clips); pages are given back as the walk goes."""
+        clips)."""
         factors = self.clip_factors()
         return self._walk(None if (factors >= 1).all() else [float(s) for s in factors])
 
@@ -286,16 +286,13 @@ class Round:
                 state = {s: self._state.read(state_tensor_name(s, name), start, stop) if self._state is not None
                          else np.zeros(stop - start, np.float32) for s in states}
                 trained = [u.read(name, start, stop) for u in self.updates]
-                read_model = partial(self.model.read, name, start, stop)
-                read_bases = partial(self._read_bases, name, start, stop)
-                if scales is None or not _float(dtype):
-                    yield Chunk(name, start, stop, dtype, trained, self.base_of, state, read_model, read_bases)
-                    continue
-                chunk = Chunk(name, start, stop, dtype, trained, self.base_of, state, read_model, read_bases,
-                              scales=scales, trained=trained)
-                work = work_dtype(dtype)
-                chunk.updates = [_clip(u, chunk.bases[b], s, work) if s < 1 else u
-                                 for u, b, s in zip(trained, self.base_of, scales, strict=True)]
+                clipped = scales is not None and _float(dtype)
+                chunk = Chunk(name, start, stop, dtype, trained, self.base_of, state,
+                              partial(self.model.read, name, start, stop), partial(self._read_bases, name, start, stop),
+                              scales=scales if clipped else None, trained=trained if clipped else None)
+                if clipped:
+                    chunk.updates = [_clip(u, chunk.bases[b], s, chunk.work) if s < 1 else u
+                                     for u, b, s in zip(trained, self.base_of, chunk.scales, strict=True)]
                 yield chunk
 
     def _read_bases(self, name: str, start: int, stop: int, model: np.ndarray) -> list[np.ndarray]:

@@ -204,8 +204,8 @@ def aggregate_weights(history: History, main: str, updates: list[str], strategy:
                                               round - (record.meta.round if record.meta else 0)))
         state = opened.enter_context(store.open(main, STATE_FILE)) \
             if previous_state(history, main, strategy) else None
-        limit = history.config(main)
-        memory_limit = limit.aggregation.get("max_memory_bytes") if not isinstance(limit, str) else None
+        config = history.config(main)
+        memory_limit = config.aggregation.get("max_memory_bytes") if not isinstance(config, str) else None
         return aggregate_into(strategy, model, sources, list(bases.values()), base_of, contributions, out,
                               state=state, state_out=state_out, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT)
 

@@ -243,13 +243,17 @@ class WeightsStore:
         the DVC storage one by one; an object whose content does not match its DVC md5 is reported as corrupted.
         Every failure is a :class:`WeightsError`.
         """
-        what = "weights" if relpath == WEIGHTS_FILE else f"model/{relpath}"
+        md5, what = self._entry(commit, relpath)
+        return self._fetched_object(commit, md5, what, OBJECT_MAX_BYTES)
+
+    def _entry(self, commit: str, relpath: str) -> tuple[str, str]:
+        """The DVC md5 of ``model/<relpath>`` at ``commit`` (from its validated manifest), and what to call it."""
         entries = self.manifest(commit)
         if relpath not in entries:
             raise WeightsError(f"commit {commit[:12]}: model/ holds no {relpath}",
                                "commit weights with `federity commit`" if relpath == WEIGHTS_FILE
                                else "this commit does not carry that file")
-        return self._fetched_object(commit, entries[relpath], what, OBJECT_MAX_BYTES)
+        return entries[relpath], "weights" if relpath == WEIGHTS_FILE else f"model/{relpath}"
 
     def open(self, commit: str, relpath: str = WEIGHTS_FILE) -> TensorFile:
         """``model/<relpath>`` (default: the weights) of ``commit`` as a :class:`TensorFile` over the local DVC cache
@@ -258,15 +262,14 @@ class WeightsStore:
         An object's md5 is checked when it is first opened, and that check is remembered with the object's
         :meth:`facts`, keyed by the cache file's size, modification time and inode (as git's index and DVC's state
         trust an unchanged file): opening it again costs no pass over it while the file is unchanged."""
-        path, what = self._checked_object(commit, relpath)
+        path, _, what = self._checked_object(commit, relpath)
         return TensorFile(path, f"the {what} of commit {commit[:12]}")
 
     def facts(self, commit: str, relpath: str = WEIGHTS_FILE) -> ObjectFacts:
         """What the checks need to know of a tensors file of ``commit``: its size, sha256, tensor layout and the
         floating-point tensors holding a NaN or an infinity. Computed in one streaming pass over the object (after
         its header is checked, :class:`TensorFile`) and remembered like the md5 check of :meth:`open`."""
-        path, what = self._checked_object(commit, relpath)
-        md5 = self.manifest(commit)[relpath]
+        path, md5, what = self._checked_object(commit, relpath)
         with TensorFile(path, f"the {what} of commit {commit[:12]}") as tensors:
             layout = tensors.layout
             known = self._known(path, md5) or {}
@@ -279,13 +282,10 @@ class WeightsStore:
         self._remember(path, md5, sha256=found.sha256, non_finite=list(non_finite))
         return found
 
-    def _checked_object(self, commit: str, relpath: str) -> tuple[Path, str]:
-        """The cache path of ``model/<relpath>`` at ``commit``, in the cache and md5-checked (once per file)."""
-        what = "weights" if relpath == WEIGHTS_FILE else f"model/{relpath}"
-        entries = self.manifest(commit)
-        if relpath not in entries:
-            raise WeightsError(f"commit {commit[:12]}: model/ holds no {relpath}", "this commit does not carry it")
-        md5 = entries[relpath]
+    def _checked_object(self, commit: str, relpath: str) -> tuple[Path, str, str]:
+        """The cache path of ``model/<relpath>`` at ``commit``, in the cache and md5-checked (once per file), with
+        its md5 and what to call it."""
+        md5, what = self._entry(commit, relpath)
         path = self._object_path(md5)
         if not path.is_file():
             self._fetched_object(commit, md5, what, OBJECT_MAX_BYTES)
@@ -298,7 +298,7 @@ class WeightsStore:
                     f"the {what} object of commit {commit[:12]} is corrupted: its content no longer matches DVC "
                     f"hash {md5}", f"delete {path} and run `federity pull` to fetch an intact copy")
         self._remember(path, md5)
-        return path, what
+        return path, md5, what
 
     def _memo_file(self) -> Path:
         return self.root / ".dvc" / "tmp" / "federity-checked.json"
@@ -310,14 +310,15 @@ class WeightsStore:
             return {}
         return known if isinstance(known, dict) else {}
 
-    def _known(self, path: Path, md5: str) -> dict[str, Any] | None:
-        """What was checked of object ``md5``, if its cache file ``path`` is unchanged since."""
-        entry = self._memo().get(md5)
+    def _known(self, path: Path, md5: str, memo: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """What was checked of object ``md5`` (in ``memo``, default: the file's), if its cache file ``path`` is
+        unchanged since."""
+        entry = (self._memo() if memo is None else memo).get(md5)
         return entry if isinstance(entry, dict) and entry.get("stat") == _stat_key(path) else None
 
     def _remember(self, path: Path, md5: str, **facts: Any) -> None:
         known = self._memo()
-        entry = self._known(path, md5) or {}
+        entry = self._known(path, md5, known) or {}
         if entry and all(entry.get(k) == v for k, v in facts.items()):
             return
         known[md5] = {**entry, **facts, "stat": _stat_key(path)}

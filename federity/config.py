@@ -18,7 +18,8 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -121,6 +122,23 @@ def parse_pairs(pairs: list[str], what: str, example: str) -> dict[str, Any]:
             raise ConfigError(f"{what} {pair!r} is not key=value", f"write it like {example}")
         parsed[key] = load_yaml(value, f"{what} {key}", f"write it like {example}")
     return parsed
+
+
+ParamsModel = TypeVar("ParamsModel", bound=BaseModel)
+
+
+def validated_parameters(model: type[ParamsModel], parameters: dict[str, Any], plugin: str,
+                         fields: Iterable[tuple[str, Any]] | None = None) -> ParamsModel:
+    """A plugin's ``parameters`` validated by its pydantic ``model``; invalid ones are a :class:`ConfigError`
+    naming ``plugin`` (e.g. ``"merge method ties@1"``), each problem, and the parameters it takes (``fields``:
+    name and pydantic field pairs, default the model's)."""
+    try:
+        return model(**parameters)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in exc.errors())
+        takes = ", ".join(f"{name} ({field.description or field.annotation})"
+                          for name, field in (model.model_fields.items() if fields is None else fields)) or "none"
+        raise ConfigError(f"invalid parameters for {plugin}: {problems}", f"{plugin} takes: {takes}") from None
 
 
 def validation_problem(exc: ValidationError, source: str) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
 
-from federity.errors import UnknownPluginError
+from federity.errors import ConfigError, UnknownPluginError
 
 T = TypeVar("T")
 
@@ -129,6 +129,17 @@ class Registry(Generic[T]):
     def create(self, spec: object, *args: Any, **kwargs: Any) -> T:
         """An instance of the plugin ``spec`` names, made with ``args`` and ``kwargs``."""
         return self.load(spec)(*args, **kwargs)
+
+    def with_parameters(self, spec: object, parameters: Mapping[str, Any] | None) -> T:
+        """The plugin ``spec`` names, made with the keyword ``parameters``; a plugin that does not take them is a
+        :class:`~federity.errors.ConfigError` (its own validation raises its own errors)."""
+        plugin = self.load(spec)
+        try:
+            return plugin(**dict(parameters or {}))
+        except TypeError as exc:
+            raise ConfigError(f"{self.kind} {spec} cannot be made with parameters "
+                              f"{', '.join(map(str, parameters or {})) or 'none'}: {exc}",
+                              "pass only the parameters it documents") from None
 
     def _version_list(self, name: str) -> str:
         return ", ".join(f"{name}@{v}" for v in self.versions(name)) or "none"

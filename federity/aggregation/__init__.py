@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from federity.aggregation.engine import Contribution, Plan, Round, Strategy
-from federity.errors import ConfigError
+from federity.config import validated_parameters
 from federity.plugins import Registry
 
 __all__ = ["STRATEGIES", "Contribution", "Plan", "Round", "Strategy", "StrategyBase", "get_strategy",
@@ -71,14 +71,8 @@ class StrategyBase:
         self.params = self._validated(self.Params, parameters)
 
     def _validated(self, model: type[M], parameters: dict[str, Any]) -> M:
-        try:
-            return model(**parameters)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in exc.errors())
-            fields = ", ".join(f"{n} ({f.description or f.annotation})"
-                               for n, f in [*self.Params.model_fields.items(), *ClipParameters.model_fields.items()])
-            raise ConfigError(f"invalid parameters for aggregation strategy {self.name}@{self.version}: {problems}",
-                              f"{self.name} takes: {fields}") from None
+        return validated_parameters(model, parameters, f"aggregation strategy {self.name}@{self.version}",
+                                    [*self.Params.model_fields.items(), *ClipParameters.model_fields.items()])
 
     def parameters(self) -> dict[str, Any]:
         """The parameters, as the aggregate commit signs them (``clip_norm`` only when it is set)."""
@@ -115,10 +109,4 @@ def installed_strategies() -> list[str]:
 def get_strategy(spec: str, parameters: Mapping[str, Any] | None = None) -> Strategy:
     """The strategy registered as ``spec`` (``name``, or exactly version ``v`` as ``name@v``) made with
     ``parameters``; an unknown name lists the installed ones, bad parameters say what the strategy takes."""
-    plugin = STRATEGIES.load(spec)
-    try:
-        return plugin(**dict(parameters or {}))
-    except TypeError as exc:  # a plugin that takes other arguments than it was given
-        raise ConfigError(f"aggregation strategy {spec} cannot be made with parameters "
-                          f"{', '.join(map(str, parameters or {})) or 'none'}: {exc}",
-                          "pass only the parameters the strategy documents") from None
+    return STRATEGIES.with_parameters(spec, parameters)

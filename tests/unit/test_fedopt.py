@@ -174,7 +174,7 @@ def test_integer_tensors_are_fedavg_rounded_and_keep_no_state(spec: str, tmp_pat
 def test_bad_parameters_are_refused_naming_the_parameter(spec: str, params: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         get_strategy(spec, params)
-    assert info.value.hint.startswith(f"{spec} takes: ")
+    assert info.value.hint.startswith(f"aggregation strategy {spec}@1 takes: ")
 
 
 def test_the_defaults_are_flowers_fedyogi_defaults_and_are_signed() -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from collections.abc import Iterable
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml

@@ -13,7 +13,7 @@ import pytest
 
 from federity.aggregation import STRATEGIES, get_strategy, installed_strategies
 from federity.chain.ledger import LEDGERS
-from federity.errors import UnknownPluginError
+from federity.errors import ConfigError, UnknownPluginError
 from federity.plugins import PluginId, Registry
 from federity.training import TRAINERS
 from federity.weights.frameworks import FRAMEWORKS
@@ -115,6 +115,16 @@ def test_an_entry_registered_under_a_version_must_be_that_version(
         registry.load("sum@1")
     with pytest.raises(UnknownPluginError, match="'sum' has no current version installed"):
         registry.load("sum")
+
+
+def test_a_plugin_that_does_not_take_the_given_parameters_is_a_config_error_naming_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _module(tmp_path, monkeypatch, PLUGINS)
+    registry: Registry[object] = Registry("strategy", "federity.test-none", {"sum": f"{module}:Sum"})
+    assert type(registry.with_parameters("sum", None)).__name__ == "Sum"
+    with pytest.raises(ConfigError, match="strategy sum cannot be made with parameters alpha, beta: ") as info:
+        registry.with_parameters("sum", {"alpha": 1, "beta": 2})
+    assert info.value.hint == "pass only the parameters it documents"
 
 
 def test_a_strategys_past_versions_stay_installed_and_an_unknown_version_lists_them() -> None:

@@ -82,6 +82,10 @@ class UpdateError(FederityError, ValueError):
     """An update cannot be checked, reviewed or aggregated as asked."""
 
 
+class MergeError(FederityError, ValueError):
+    """Two branches' models cannot be merged as asked."""
+
+
 class ProofError(FederityError, ValueError):
     """A proof of training cannot be made, or does not verify."""
 

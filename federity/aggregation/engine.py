@@ -39,7 +39,7 @@ from typing import Protocol
 import numpy as np
 
 from federity.errors import UpdateError
-from federity.weights.files import Layout, canonical_order, describe_mismatch
+from federity.weights.files import Layout, canonical_order, describe_mismatch, stored_values
 from federity.weights.tensor_file import CanonicalWriter
 
 Tensors = dict[str, np.ndarray]
@@ -506,18 +506,10 @@ def _run(round: Round, plan: Plan, writer: Sink, state_writer: Sink | None,
 
 
 def _stored(values: np.ndarray, dtype: np.dtype, name: str, what: str) -> np.ndarray:
-    """``values`` as ``dtype`` (integers rounded to the nearest), refused when that is not finite or, for an
-    integer tensor, out of the dtype's range: a NaN, an infinity or an overflow never reaches the file."""
-    if np.issubdtype(dtype, np.floating):
-        with np.errstate(over="ignore", invalid="ignore"):
-            stored = np.asarray(values).astype(dtype, copy=False)
-        fits = bool(np.isfinite(stored).all())
-    else:
-        rounded = np.rint(values)
-        limits = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.iinfo(np.uint8)
-        fits = bool(np.isfinite(rounded).all() and (rounded >= limits.min).all() and (rounded <= limits.max).all())
-        stored = rounded.astype(dtype) if fits else rounded
-    if not fits:
+    """``values`` as ``dtype`` (:func:`~federity.weights.files.stored_values`); a NaN, an infinity or an overflow
+    never reaches the file."""
+    stored = stored_values(values, dtype)
+    if stored is None:
         raise UpdateError(f"the {what} of tensor {name!r} has values that are not finite {dtype} numbers (NaN, "
                           "infinity or overflow)", "reject the update that causes it, then aggregate again")
     return stored

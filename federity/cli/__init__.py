@@ -125,7 +125,7 @@ def _load_commands() -> None:
     for command in (
         wallet.wallet, repository.init, repository.clone, repository.pull, repository.push, repository.commit,
         repository.models, members.members, history.log, history.show, history.diff, refs.checkout,
-        refs.branch, refs.tag, refs.revert, verify.verify, train.train, updates.updates, updates.review,
+        refs.branch, refs.tag, refs.revert, refs.merge, verify.verify, train.train, updates.updates, updates.review,
         updates.aggregate, updates.track, rounds.round_group, rounds.agent, demo.demo, nft.nft,
     ):
         cli.add_command(command)

@@ -1,10 +1,10 @@
-"""``federity checkout|branch|tag|revert``: moving through and undoing history."""
+"""``federity checkout|branch|tag|revert|merge``: moving through, undoing and joining history."""
 
 from __future__ import annotations
 
 import click
 
-from federity.cli import FederityCommand, emit, load_wallet, open_repo
+from federity.cli import FederityCommand, emit, load_wallet, open_repo, strategy_parameters
 from federity.repo.nft import mint_new_commits
 
 
@@ -44,3 +44,19 @@ def revert(rev: str, message: str | None) -> None:
     mint_new_commits(repo, wallet)
     emit({"commit": record.commit, "weights_sha256": record.meta.weights_sha256},
          f"revert commit {record.commit[:12]}  weights {record.meta.weights_sha256[:12]}")
+
+
+@click.command(cls=FederityCommand)
+@click.argument("branch")
+@click.option("--strategy", help="Merge method (default: average): average, weighted, task-arithmetic, ties, dare, "
+                                 "or a plugin's.")
+@click.option("--strategy-param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A merge method parameter, e.g. --strategy-param scale=0.5 (repeatable).")
+@click.option("-m", "--message", help="Commit message (default: Merge BRANCH into <current> (<method>)).")
+def merge(branch: str, strategy: str | None, params: tuple[str, ...], message: str | None) -> None:
+    """Merge BRANCH's model into the current branch's: a signed two-parent merge commit (needs maintainer)."""
+    repo, wallet = open_repo(), load_wallet()
+    result = repo.merge(wallet, branch, strategy=strategy, parameters=strategy_parameters(params), message=message)
+    mint_new_commits(repo, wallet)
+    emit(result.to_json(), f"merge commit {result.commit[:12]}  {result.strategy}  base {result.merge_base[:12]}  "
+                           f"weights {result.weights_sha256[:12]}")

@@ -27,6 +27,7 @@ class Repository:
     from federity.repo.init import init  # type: ignore[misc]
     from federity.repo.log import graph, log, show  # type: ignore[misc]
     from federity.repo.members import add_member, list_members, remove_member  # type: ignore[misc]
+    from federity.repo.merge import merge  # type: ignore[misc]
     from federity.repo.nft import show as nft_show  # type: ignore[misc]
     from federity.repo.nft import sync as nft_sync  # type: ignore[misc]
     from federity.repo.nft import transfer as nft_transfer  # type: ignore[misc]

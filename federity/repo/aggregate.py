@@ -20,9 +20,7 @@ and reports one that differs.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +33,7 @@ from federity.repo.checks import update_problems
 from federity.repo.commits import CommitRecord, create_commit, read_commit, read_commits
 from federity.repo.history import History
 from federity.repo.layout import STATE_FILE
-from federity.repo.metadata import CommitMeta, canonical_params
+from federity.repo.metadata import CommitMeta, canonical_params, signed_params
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UpdateInfo, list_updates, record_review
 
@@ -123,7 +121,7 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
     message = (f"Round {round}: {strategy_id} of {len(chosen)} update(s), {samples} samples\n\n"
                + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
     with repo.transaction():
-        with _scratch(repo) as scratch:
+        with repo.store.scratch() as scratch:
             written = aggregate_weights(history, main, [u.id for u in chosen], combiner, round,
                                         scratch / "weights", scratch / "state")
             os.replace(scratch / "weights", repo.weights_path)
@@ -135,15 +133,6 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
                                strategy_params=signed_params, paths=(MODEL_DVC_FILE,),
                                weights_sha256=written.weights_sha256)
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
-
-
-@contextlib.contextmanager
-def _scratch(repo: Repository) -> Any:
-    """A scratch directory beside the repository's DVC cache (the same file system, so results move in place)."""
-    parent = repo.root / ".dvc" / "tmp"
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix="aggregate-") as scratch:
-        yield Path(scratch)
 
 
 def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None) -> list[UpdateInfo]:
@@ -214,11 +203,9 @@ def _strategy_of(meta: CommitMeta) -> Strategy:
     """The strategy an aggregate commit names, with the parameters it signed (hostile text: validated)."""
     assert meta.strategy is not None
     try:
-        parameters = json.loads(meta.strategy_params) if meta.strategy_params is not None else {}
-    except (ValueError, RecursionError):
-        raise UpdateError("its Federity-Strategy-Params trailer is not JSON", "do not use this commit") from None
-    if not isinstance(parameters, dict):
-        raise UpdateError("its Federity-Strategy-Params trailer is not a JSON object", "do not use this commit")
+        parameters = signed_params(meta)
+    except ValueError as exc:
+        raise UpdateError(str(exc), "do not use this commit") from None
     return get_strategy(meta.strategy, parameters)
 
 
@@ -243,7 +230,7 @@ def aggregate_problems(history: History, record: CommitRecord) -> list[str]:
         return [f"its parents after the first must be update commits, and these are not: {', '.join(not_updates)}"]
     try:
         strategy = _strategy_of(meta)
-        with _scratch(history.repo) as scratch:
+        with history.repo.store.scratch() as scratch:
             written = aggregate_weights(history, record.parents[0], updates, strategy, meta.round,
                                         scratch / "weights", scratch / "state")
             stored_state = _stored_state_sha256(history, record) if written.state_sha256 is not None else None

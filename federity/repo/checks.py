@@ -40,6 +40,8 @@ from federity.weights.files import describe_mismatch
 
 MAINLINE_KINDS = frozenset({"genesis", "weights", "aggregate", "merge", "revert", "members"})
 """The commit kinds that may stand on main's first-parent line (updates reach main only as aggregate parents)."""
+PLAIN_MERGE_HINT = (": it merges branches unsigned, as a plain `git merge` does; undo it (`git reset --hard "
+                    "HEAD~1`) and merge with `federity merge BRANCH`, which signs the merge and its method")
 REVIEW_STATUSES = frozenset({"verified", "approved", "rejected"})
 
 
@@ -73,7 +75,8 @@ def _structural_problems(history: History, record: CommitRecord) -> tuple[list[t
     """The checks that read no weights, and whether the weights are worth checking after them."""
     meta = record.meta
     if meta is None:
-        return [("metadata", "; ".join(record.problems))], False
+        return [("metadata", "; ".join(record.problems) + (PLAIN_MERGE_HINT if len(record.parents) > 1 else ""))], \
+            False
     if meta.kind not in REQUIRED_ROLE:
         return [("metadata", f"unknown commit kind {meta.kind!r}")], False
     if (meta.kind == "genesis") != (not record.parents):
@@ -170,7 +173,8 @@ def mainline_problems(history: History, tip: str) -> list[Problem]:
     for commit in reversed(line):
         record = history.commits.get(commit)
         if record is None or record.meta is None:
-            problems.append(Problem(commit, "main-line", "a commit without Federity metadata stands on main"))
+            problems.append(Problem(commit, "main-line", "a commit without Federity metadata stands on main"
+                                    + (PLAIN_MERGE_HINT if record is not None and len(record.parents) > 1 else "")))
             continue
         kind = record.meta.kind
         if not record.parents:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from federity.config import Role
 from federity.errors import WeightsError
 from federity.identity import Wallet
 from federity.repo.checks import non_finite_tensors
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
 def commit(repo: Repository, wallet: Wallet, weights: Path, message: str) -> CommitRecord:
     """Commit the tensors in ``weights`` (a safetensors file that fits the model) on the current branch.
 
-    On the main branch the commit is of kind ``weights`` and needs a maintainer or owner; on any other branch
-    it is an ``update`` and needs a contributor.
+    A maintainer's or owner's commit is of kind ``weights``, on any branch (on a branch other than main, a variant
+    to merge back later with ``federity merge``). On a branch other than main, a contributor's commit is an
+    ``update``; on main a contributor may not commit.
     """
     from federity.repo import MAIN_BRANCH
 
@@ -42,10 +44,12 @@ def commit(repo: Repository, wallet: Wallet, weights: Path, message: str) -> Com
             "train or edit the weights first",
         )
     head = repo.head()
+    role = repo.config(head).role_of(wallet.pubkey)
+    direct = branch == MAIN_BRANCH or (role is not None and role >= Role.MAINTAINER)
     with repo.transaction():
         repo.weights_path.write_bytes(data)
         repo.store.track()
         return create_commit(
-            repo, wallet, "weights" if branch == MAIN_BRANCH else "update", message, [head],
+            repo, wallet, "weights" if direct else "update", message, [head],
             paths=(MODEL_DVC_FILE,),
         )

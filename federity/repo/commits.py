@@ -24,7 +24,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     "members": Role.MAINTAINER,
 }
 """The commit kinds, and the least role the author of each must hold in the first parent's federity.yaml.
-``weights`` is a direct commit of new weights on main (``federity commit``); ``update`` one on any other branch."""
+``weights`` is a maintainer's direct commit of new weights (``federity commit``, on any branch); ``update`` a
+contributor's, on a branch other than main (``federity train``, or ``federity commit``)."""
 
 _FIELD_SEP, _RECORD_SEP = "\x00", "\x1e"
 _LOG_FORMAT = "%H%x00%P%x00%T%x00%B%x1e"  # git writes the separators above

@@ -14,7 +14,8 @@ any git host keeps it::
 The signature is the author's ed25519 signature over the canonical payload (:func:`signing_payload`): UTF-8
 JSON with sorted keys and no whitespace. It binds the repository id, the kind, the round, the author, the
 message, the git tree (so ``federity.yaml`` — the membership — and ``model.dvc`` are covered), the weights
-sha256, the proof digest, an aggregate's strategy, and every parent's commit id *and* weights sha256.
+sha256, the proof digest, an aggregate's strategy or a merge's method, and every parent's commit id *and*
+weights sha256.
 ``docs/repository-format.md`` documents it for independent verifiers.
 """
 
@@ -52,7 +53,8 @@ class CommitMeta:
     reverts: str | None = None
     strategy: str | None = None
     strategy_params: str | None = None
-    """The strategy's parameters as canonical JSON (:func:`canonical_params`), on aggregate commits that have any."""
+    """The strategy's (or merge method's) parameters as canonical JSON (:func:`canonical_params`), on aggregate and
+    merge commits that have any."""
     signature: str | None = None
 
     def trailers(self) -> str:
@@ -121,6 +123,20 @@ def canonical_params(parameters: dict[str, Any]) -> str:
     return json.dumps(parameters, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def signed_params(meta: CommitMeta) -> dict[str, Any]:
+    """The parameters a commit's ``Federity-Strategy-Params`` trailer signed (``{}`` when it has none). The text is
+    another party's: anything but a JSON object is a :class:`ValueError` saying so."""
+    if meta.strategy_params is None:
+        return {}
+    try:
+        parameters = json.loads(meta.strategy_params)
+    except (ValueError, RecursionError):
+        raise ValueError("its Federity-Strategy-Params trailer is not JSON") from None
+    if not isinstance(parameters, dict):
+        raise ValueError("its Federity-Strategy-Params trailer is not a JSON object")
+    return parameters
+
+
 def signing_payload(
     repository_id: str, meta: CommitMeta, message: str, tree: str, parents: list[ParentRef]
 ) -> bytes:
@@ -138,7 +154,7 @@ def signing_payload(
         "reverts": meta.reverts,
         "parents": [{"commit": p.commit, "weights_sha256": p.weights_sha256} for p in parents],
     }
-    if meta.strategy is not None:  # only aggregate commits name one; other payloads keep their v1 shape
+    if meta.strategy is not None:  # only aggregate and merge commits name one; others keep their v1 shape
         document["strategy"] = meta.strategy
     if meta.strategy_params is not None:
         document["strategy_params"] = meta.strategy_params

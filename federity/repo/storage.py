@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,15 @@ class WeightsStore:
             (self.root / MODEL_DIR / STATE_FILE).unlink(missing_ok=True)
         with self._repo() as repo:
             repo.add(MODEL_DIR)
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A scratch directory beside the DVC cache (the same file system, so results move into ``model/`` in
+        place), removed afterwards."""
+        parent = self.root / ".dvc" / "tmp"
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=parent, prefix="federity-") as scratch:
+            yield Path(scratch)
 
     def _require_safe_worktree(self) -> None:
         """Check HEAD's tree and the working tree's ``model.dvc`` (what DVC will act on) before DVC runs."""

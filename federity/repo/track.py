@@ -68,7 +68,7 @@ def track(repo: Repository, rev: str = "HEAD", *, validation: Path | None = None
     run_id = tracker.log_commit(
         repository=config.name, repository_id=config.id, commit=record.commit, round=record.meta.round,
         kind=record.meta.kind, params=training_params(repo, record.commit).to_json(),
-        strategy=str(config.aggregation.get("strategy", "fedavg")),
+        strategy=record.meta.strategy or str(config.aggregation.get("strategy", "fedavg")),
         global_metrics=evaluate_commit(repo, record.commit, validation) if validation else {},
         updates=updates,
     )

@@ -18,6 +18,9 @@ rule once; operations that accept changes call the same functions):
   one, and every value is finite; a ``members`` commit keeps its parent's weights;
 - ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents, recomputed
   (:func:`federity.repo.aggregate.aggregate_problems`);
+- ``merge``: a merge commit has two parents and its weights are exactly what its merge method makes of them
+  relative to their merge base, recomputed (:func:`federity.repo.merge.merge_problems`); a merge made by hand
+  with ``git merge`` carries no metadata and fails ``metadata``, with a hint to use ``federity merge``;
 - ``update``: an update commit's ``update.json`` is well formed (:func:`federity.records.parse_update_record`);
 - ``proof``: an update commit in a repository that requires proofs carries a proof of training that verifies
   (:mod:`federity.proofs.verify`, through :mod:`federity.repo.proof_inputs`: re-verified offline, from the
@@ -51,6 +54,7 @@ from federity.repo.checks import (
     valid_updates,
 )
 from federity.repo.history import MAIN_REF, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History
+from federity.repo.merge import merge_problems
 from federity.repo.nft import ownership_problems, verify_nfts
 from federity.repo.proof_inputs import check_update_proof
 
@@ -106,7 +110,7 @@ def verify(repo: Repository) -> VerifyReport:
         if not history.rooted(commit):
             continue  # a foreign history: its root is reported, its commits are not this repository's
         report.commits_checked += 1
-        problems = [Problem(commit, check, reason) for check, reason in _all_problems(history, commit)]
+        problems = [Problem(commit, check, reason) for check, reason in commit_checks(history, commit)]
         if commit in vouched:
             for problem in problems:
                 report.fail(problem.commit, problem.check, problem.reason)
@@ -124,13 +128,17 @@ def _oldest_first(history: History) -> list[str]:
     return list(reversed(list(history.commits)))
 
 
-def _all_problems(history: History, commit: str) -> list[tuple[str, str]]:
+def commit_checks(history: History, commit: str) -> list[tuple[str, str]]:
+    """Every check of one commit as (check, reason) pairs: its commit checks, then what its kind adds (an
+    aggregate's or a merge's weights recomputed, an update's record and proof)."""
     record = history.commit(commit)
     problems = commit_problems(history, record)
     if problems or record.meta is None:
         return problems
     if record.meta.kind == "aggregate":
         return [("aggregate", reason) for reason in aggregate_problems(history, record)]
+    if record.meta.kind == "merge":
+        return [("merge", reason) for reason in merge_problems(history, record)]
     if record.meta.kind == "update":
         update_record = history.update_record(commit)
         if isinstance(update_record, str):

@@ -251,3 +251,16 @@ def require_layout(expected: Layout, tensors: dict[str, np.ndarray], source: str
             f"{source} does not fit the repository's model: " + "; ".join(problems),
             "commit weights saved from the repository's own model architecture",
         )
+
+
+def stored_values(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    """``values`` (computed in float64) as ``dtype``, integers rounded to the nearest; ``None`` when that is not
+    finite or, for an integer tensor, out of the dtype's range."""
+    if np.issubdtype(dtype, np.floating):
+        with np.errstate(over="ignore", invalid="ignore"):
+            stored = np.asarray(values).astype(dtype, copy=False)
+        return stored if bool(np.isfinite(stored).all()) else None
+    rounded = np.rint(values)
+    limits = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.iinfo(np.uint8)
+    fits = bool(np.isfinite(rounded).all() and (rounded >= limits.min).all() and (rounded <= limits.max).all())
+    return rounded.astype(dtype) if fits else None

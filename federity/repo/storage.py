@@ -144,7 +144,7 @@ class WeightsStore:
         place), removed afterwards."""
         parent = self.root / ".dvc" / "tmp"
         parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=parent, prefix="federity-") as scratch:
+        with tempfile.TemporaryDirectory(dir=parent, prefix="scratch-") as scratch:
             yield Path(scratch)
 
     def _require_safe_worktree(self) -> None:

@@ -179,10 +179,14 @@ def merge_weights(store: WeightsStore, method: MergeMethod, ours: str, theirs: s
             for name, (shape, dtype) in canonical_order(layout):
                 merged = np.asarray(method.merge(name, *(source.tensor(name).astype(np.float64)
                                                          for source in (mine, other, common))))
-                stored = stored_values(merged, np.dtype(dtype)) if merged.shape == tuple(shape) else None
+                if merged.shape != tuple(shape):
+                    raise MergeError(f"merge method {method.name} returned shape {merged.shape} for tensor {name!r} "
+                                     f"of shape {tuple(shape)}", "this is a bug in the merge method plugin: report "
+                                                                 "it to its authors")
+                stored = stored_values(merged, np.dtype(dtype))
                 if stored is None:
-                    raise MergeError(f"the {method.name} merge of tensor {name!r} is not {tuple(shape)} finite "
-                                     f"{dtype} values (NaN, infinity or overflow)",
+                    raise MergeError(f"the {method.name} merge of tensor {name!r} has values that are not finite "
+                                     f"{dtype} numbers (NaN, infinity or overflow)",
                                      "nothing was merged; try a smaller scale or another merge method")
                 writer.write(name, 0, stored.reshape(-1))
         except BaseException:

@@ -115,3 +115,40 @@ def test_cli_proofs_init_train_show_verify_and_a_refused_srs(tmp_path: Path) -> 
     assert "1 of 2 SGD steps" in shown.stdout and "does not cover" in shown.stdout and "INSECURE" in shown.stdout
     verify = json.loads(federity("verify", "--json", cwd=repo).stdout)
     assert verify["ok"] and verify["commits_checked"] == 2
+
+
+def test_cli_merge_a_branch_signed_minted_tracked_and_verified(tmp_path: Path) -> None:
+    import numpy as np
+
+    from federity.weights import read_tensors, tensors_to_bytes
+
+    owner = str(tmp_path / "owner.json")
+    federity("wallet", "new", "--path", owner, cwd=tmp_path)
+    federity("--wallet", owner, "init", "repo", "--name", "n", "--model", "logistic-regression", "--model-arg",
+             "in_features=4", cwd=tmp_path)
+    repo = tmp_path / "repo"
+    tensors = read_tensors((repo / "model" / "model.safetensors").read_bytes(), "weights")
+    for value in (1.0, 3.0):
+        (tmp_path / f"{value}.safetensors").write_bytes(
+            tensors_to_bytes({k: np.full_like(v, value) for k, v in tensors.items()}))
+    assert federity("branch", "variant", cwd=repo).returncode == 0
+    federity("--wallet", owner, "commit", "--weights", str(tmp_path / "1.0.safetensors"), "-m", "ones", cwd=repo)
+    federity("checkout", "variant", cwd=repo)
+    federity("--wallet", owner, "commit", "--weights", str(tmp_path / "3.0.safetensors"), "-m", "threes", cwd=repo)
+    federity("checkout", "main", cwd=repo)
+    merged = federity("--wallet", owner, "--json", "merge", "variant", "--strategy", "ties", "--strategy-param",
+                      "density=1.0", "-m", "Merge the variant", cwd=repo)
+    assert merged.returncode == 0, merged.stderr
+    result = json.loads(merged.stdout)
+    assert set(result) == {"commit", "parents", "strategy", "strategy_params", "merge_base", "weights_sha256"}
+    assert result["strategy"] == "ties@1" and result["strategy_params"] == {"density": 1.0, "scale": 1.0}
+    assert {float(x) for x in read_tensors((repo / "model" / "model.safetensors").read_bytes(), "m")["0.weight"]
+            .reshape(-1)} == {2.0}
+    again = federity("--wallet", owner, "--json", "merge", "variant", cwd=repo)
+    assert again.returncode == 1 and "already part of main" in again.stderr and "what to do:" in again.stderr
+    tracked = json.loads(federity("--json", "track", cwd=repo).stdout)
+    [latest, *_] = json.loads(federity("log", "--json", cwd=repo).stdout)["commits"]
+    assert latest["kind"] == "merge" and latest["parents"] == result["parents"]
+    assert latest["nft"] and latest["mlflow_run"] == tracked["mlflow_run"]
+    verify = json.loads(federity("verify", "--json", cwd=repo).stdout)
+    assert verify["ok"] and verify["failures"] == [], verify

@@ -61,8 +61,8 @@ def test_task_arithmetic_adds_the_scaled_task_vectors_to_the_base() -> None:
 
 def test_ties_trims_elects_signs_and_averages_what_agrees() -> None:
     base = [1.0] * 5
-    ours = [b + t for b, t in zip(base, [3.0, -1.0, 0.5, 2.0, 0.2])]     # trimmed to 60%: [3, -1, 0, 2, 0]
-    theirs = [b + t for b, t in zip(base, [-2.0, -1.5, 1.0, 0.1, 4.0])]  # trimmed to 60%: [-2, -1.5, 0, 0, 4]
+    ours = [1.0 + t for t in [3.0, -1.0, 0.5, 2.0, 0.2]]     # task vector trimmed to 60%: [3, -1, 0, 2, 0]
+    theirs = [1.0 + t for t in [-2.0, -1.5, 1.0, 0.1, 4.0]]  # task vector trimmed to 60%: [-2, -1.5, 0, 0, 4]
     # elected signs [+, -, 0, +, +]; agreeing means [3, (-1 - 1.5) / 2, 0, 2, 4]
     assert merged("ties", ours, theirs, base, density=0.6).tolist() == [4.0, -0.25, 1.0, 3.0, 5.0]
     assert merged("ties", ours, theirs, base, density=0.6, scale=2.0).tolist() == [7.0, -1.5, 1.0, 5.0, 9.0]

@@ -124,6 +124,13 @@ def parse_pairs(pairs: list[str], what: str, example: str) -> dict[str, Any]:
     return parsed
 
 
+class PluginParameters(BaseModel):
+    """What every plugin's parameters model derives from: strict types, unknown names refused, immutable. With no
+    fields of its own, the parameters of a plugin that takes none."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
 ParamsModel = TypeVar("ParamsModel", bound=BaseModel)
 
 

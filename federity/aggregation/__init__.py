@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from federity.aggregation.engine import Contribution, Plan, Round, Strategy
-from federity.config import validated_parameters
+from federity.config import PluginParameters, validated_parameters
 from federity.plugins import Registry
 
 __all__ = ["STRATEGIES", "Contribution", "Plan", "Round", "Strategy", "StrategyBase", "get_strategy",
@@ -36,16 +36,9 @@ __all__ = ["STRATEGIES", "Contribution", "Plan", "Round", "Strategy", "StrategyB
 M = TypeVar("M", bound=BaseModel)
 
 
-class NoParameters(BaseModel):
-    """A strategy without parameters."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class ClipParameters(BaseModel):
+class ClipParameters(PluginParameters):
     """``clip_norm``: the L2 norm every update's change is clipped to (none when ``None``)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     clip_norm: Annotated[float, Field(gt=0, allow_inf_nan=False,
                                       description="optional, finite, > 0: clip each update's change to this L2 norm")
                          ] | None = None
@@ -62,7 +55,7 @@ class StrategyBase:
 
     name: ClassVar[str]
     version: ClassVar[int]
-    Params: ClassVar[type[BaseModel]] = NoParameters
+    Params: ClassVar[type[BaseModel]] = PluginParameters
     state: tuple[str, ...] = ()
 
     def __init__(self, **parameters: Any) -> None:

@@ -22,17 +22,16 @@ from its own base, and breaks ties among the β closest with ``argpartition`` (u
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from federity.aggregation import StrategyBase
 from federity.aggregation.engine import Chunk, Plan, Round
 from federity.aggregation.krum import Byzantine, krum_scores, require_updates
+from federity.config import PluginParameters
 
 
-class BulyanParams(BaseModel):
+class BulyanParams(PluginParameters):
     """``byzantine``: f, the number of Byzantine updates to tolerate."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     byzantine: Byzantine = 1
 
 

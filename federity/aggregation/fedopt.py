@@ -40,26 +40,25 @@ from fractions import Fraction
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from federity.aggregation import StrategyBase
 from federity.aggregation.engine import Chunk, Plan, Round
 from federity.aggregation.fedavg import mean_plan
+from federity.config import PluginParameters
 
 Terms = list[tuple[float, int]]
 
-class FedAvgMParams(BaseModel):
+class FedAvgMParams(PluginParameters):
     """FedAvgM's parameters: the server learning rate and the momentum."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     server_lr: Annotated[float, Field(gt=0, allow_inf_nan=False, description="> 0, default 1.0")] = 1.0
     beta: Annotated[float, Field(ge=0, lt=1, description="momentum in [0, 1), default 0.9")] = 0.9
 
 
-class FedAdagradParams(BaseModel):
+class FedAdagradParams(PluginParameters):
     """FedAdagrad's parameters (Reddi et al. 2021, Algorithm 2)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     eta: Annotated[float, Field(gt=0, allow_inf_nan=False, description="server learning rate > 0, default 0.01")] \
         = 1e-2
     beta1: Annotated[float, Field(ge=0, lt=1, description="first-moment decay in [0, 1), default 0.9")] = 0.9

@@ -25,11 +25,12 @@ from fractions import Fraction
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from federity.aggregation import StrategyBase
 from federity.aggregation.engine import Plan, Round
 from federity.aggregation.fedavg import mean_plan
+from federity.config import PluginParameters
 from federity.errors import UpdateError
 
 Byzantine = Annotated[int, Field(ge=0, description="int >= 0, default 1: how many updates may be Byzantine")]
@@ -54,10 +55,9 @@ def require_updates(strategy: str, k: int, needed: int, byzantine: int, rule: st
                           f"approve at least {needed} updates, or lower {strategy}'s byzantine parameter")
 
 
-class KrumParams(BaseModel):
+class KrumParams(PluginParameters):
     """``byzantine``: f, the number of Byzantine updates to tolerate."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     byzantine: Byzantine = 1
 
 
@@ -85,10 +85,9 @@ class Krum(StrategyBase):
         return mean_plan(round, [Fraction(1)], [best])
 
 
-class MultiKrumParams(BaseModel):
+class MultiKrumParams(PluginParameters):
     """``byzantine`` f, and ``selected`` m: how many of the lowest-scoring updates are averaged."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     byzantine: Byzantine = 1
     selected: Annotated[int, Field(ge=1, description="int >= 1, at most K; default K - f")] | None = None
 

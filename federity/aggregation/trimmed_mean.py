@@ -6,16 +6,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from federity.aggregation import StrategyBase
 from federity.aggregation.engine import Chunk, Plan, Round
+from federity.config import PluginParameters
 
 
-class TrimmedMeanParams(BaseModel):
+class TrimmedMeanParams(PluginParameters):
     """``fraction``: the share of updates dropped at each end, per coordinate."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     fraction: Annotated[float, Field(ge=0, lt=0.5, description="in [0, 0.5), default 0.1")] = 0.1
 
 

@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from federity.config import validated_parameters
+from federity.config import PluginParameters, validated_parameters
 from federity.plugins import Registry
 
 __all__ = ["MERGE_METHODS", "MergeMethod", "MergeMethodBase", "get_merge_method", "installed_merge_methods"]
@@ -59,19 +59,13 @@ class MergeMethod(Protocol):
         ...
 
 
-class NoParameters(BaseModel):
-    """A merge method without parameters."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
 class MergeMethodBase:
     """What the built-in methods share: parameters validated by their ``Params`` model (strict types, unknown
     names refused), and no use for sample counts unless they say so."""
 
     name: ClassVar[str]
     version: ClassVar[int]
-    Params: ClassVar[type[BaseModel]] = NoParameters
+    Params: ClassVar[type[BaseModel]] = PluginParameters
 
     def __init__(self, **parameters: Any) -> None:
         self.params = validated_parameters(self.Params, parameters, f"merge method {self.name}@{self.version}")

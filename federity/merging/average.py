@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from federity.config import PluginParameters
 from federity.errors import MergeError
 from federity.merging import MergeMethod, MergeMethodBase
 
@@ -27,10 +28,9 @@ class Average(MergeMethodBase):
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False, description="finite, > 0")]
 
 
-class WeightedParams(BaseModel):
+class WeightedParams(PluginParameters):
     """The two branches' weights, both or neither (then: their sample counts since the merge base)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     ours: Weight | None = None
     theirs: Weight | None = None
 
@@ -59,10 +59,6 @@ class Weighted(MergeMethodBase):
                              "took in updates there)", "give the weights: --strategy-param ours=1 "
                                                        "--strategy-param theirs=3, or merge with --strategy average")
         return Weighted(ours=float(ours), theirs=float(theirs))
-
-    def parameters(self) -> dict[str, Any]:
-        """The weights used."""
-        return self.params.model_dump()
 
     def merge(self, name: str, ours: np.ndarray, theirs: np.ndarray, base: np.ndarray) -> np.ndarray:
         """The weighted mean of the two tensors."""

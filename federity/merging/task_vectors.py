@@ -15,17 +15,17 @@ import math
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from federity.config import PluginParameters
 from federity.merging import MergeMethodBase
 
 Scale = Annotated[float, Field(gt=0, allow_inf_nan=False, description="lambda: finite, > 0, default 1")]
 
 
-class TaskArithmeticParams(BaseModel):
+class TaskArithmeticParams(PluginParameters):
     """``scale``: lambda, what the summed task vectors are multiplied by."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     scale: Scale = 1.0
 
 
@@ -41,10 +41,9 @@ class TaskArithmetic(MergeMethodBase):
         return base + self.params.scale * ((ours - base) + (theirs - base))
 
 
-class TiesParams(BaseModel):
+class TiesParams(PluginParameters):
     """``density``: the fraction of each task vector's coordinates kept (the largest in magnitude); ``scale``."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     density: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False, description="in (0, 1], default 0.2")] = 0.2
     scale: Scale = 1.0
 
@@ -77,10 +76,9 @@ def trimmed(vector: np.ndarray, density: float) -> np.ndarray:
     return np.where(magnitude >= threshold, vector, 0.0)
 
 
-class DareParams(BaseModel):
+class DareParams(PluginParameters):
     """``drop_rate`` p: the probability a task-vector coordinate is dropped; ``seed`` of the drops; ``scale``."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     drop_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False, description="in [0, 1), default 0.5")] = 0.5
     seed: Annotated[int, Field(ge=0, lt=2**63, description="the drops' seed, default 0")] = 0
     scale: Scale = 1.0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -115,6 +116,28 @@ Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:/ -]{
 Text = Annotated[str, StringConstraints(max_length=4000)]
 Line = Annotated[str, StringConstraints(max_length=2048, pattern=r"^[^\x00-\x1f\x7f]*$")]
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
+MAIN_BRANCH = "main"
+UPDATE_BRANCH_PREFIX = "updates/"
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,3}$")
+
+
+def is_model_branch(name: str) -> bool:
+    """Whether ``name`` can be a branch a model lives on (main, or a variant such as ``pediatric`` or
+    ``site/lab-2``): at most four ``/``-separated parts of letters, digits, ``_``, ``.`` and ``-``, none ending in
+    ``.`` or ``.lock`` and none holding ``..``, and not an ``updates/…`` branch, where updates wait for review."""
+    parts = name.split("/")
+    return (bool(_BRANCH.match(name)) and parts[0] != UPDATE_BRANCH_PREFIX.rstrip("/")
+            and not any(part.endswith((".", ".lock")) or ".." in part for part in parts))
+
+
+def _model_branch(value: str) -> str:
+    if not is_model_branch(value):
+        raise ValueError("is not a model branch name (main or a variant: letters, digits, '_', '.', '-', "
+                         "up to four '/'-separated parts, not updates/…)")
+    return value
+
+
+BranchName = Annotated[str, StringConstraints(max_length=259), AfterValidator(_model_branch)]
 
 
 class UpdateRecord(BaseModel):
@@ -130,10 +153,17 @@ class UpdateRecord(BaseModel):
     params: Annotated[dict[Key, Scalar], Field(max_length=64)]
     contract: Annotated[dict[Key, Scalar], Field(max_length=64)]
     proof: dict[str, Any] | None = None
+    branch: BranchName | None = None
+    """The branch the update was trained for and may only be aggregated on; absent means main."""
+
+    @property
+    def target(self) -> str:
+        """The branch the update may be aggregated on."""
+        return self.branch or MAIN_BRANCH
 
     def to_json(self) -> dict[str, Any]:
-        """The record as a plain mapping (``schema`` under its JSON name)."""
-        return self.model_dump(by_alias=True)
+        """The record as a plain mapping (``schema`` under its JSON name; ``branch`` only when it is not main)."""
+        return self.model_dump(by_alias=True, exclude={"branch"} if self.branch is None else None)
 
 
 def parse_update_record(raw: bytes | str | Mapping[str, Any] | None, source: str) -> UpdateRecord:

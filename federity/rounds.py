@@ -10,8 +10,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from federity.errors import UpdateError
+from federity.errors import ConfigError, UpdateError
 from federity.identity import Wallet
+from federity.records import is_model_branch
 from federity.repo import MAIN_BRANCH, Repository
 from federity.repo.commits import read_commit
 from federity.repo.updates import UpdateInfo, check_updates, list_updates, record_review
@@ -25,23 +26,33 @@ class RoundPin:
     base: str
     round: int
     nonce: str
+    branch: str = MAIN_BRANCH
+    """The branch the round trains and aggregates on (main, or a variant)."""
 
     def to_json(self) -> dict[str, Any]:
         """As flow parameters carry it."""
-        return {"remote": self.remote, "base": self.base, "round": self.round, "nonce": self.nonce}
+        return {"remote": self.remote, "base": self.base, "round": self.round, "nonce": self.nonce,
+                "branch": self.branch}
 
 
-def pin_round(repo: Repository) -> RoundPin:
-    """Pull, then pin main's head as the base of the next round, with a fresh nonce."""
-    if repo.git.current_branch() != MAIN_BRANCH:
-        repo.checkout(MAIN_BRANCH)
+def _on_branch(repo: Repository, branch: str) -> None:
+    if not is_model_branch(branch):
+        raise ConfigError(f"{branch!r} is not a branch a model lives on", "run rounds on main or a variant branch")
+    if repo.git.current_branch() != branch:
+        repo.checkout(branch)
+
+
+def pin_round(repo: Repository, branch: str = MAIN_BRANCH) -> RoundPin:
+    """Pull ``branch`` (origin must have it: the sites train from origin's), then pin its head as the base of the
+    next round, with a fresh nonce."""
+    _on_branch(repo, branch)
     repo.pull()
     base = repo.head()
     meta = read_commit(repo, base).meta
     if meta is None:
-        raise UpdateError(f"main's head {base[:12]} carries no Federity metadata", "run `federity verify`")
+        raise UpdateError(f"{branch}'s head {base[:12]} carries no Federity metadata", "run `federity verify`")
     remote = repo.git.run("remote", "get-url", "origin")
-    return RoundPin(remote, base, meta.round + 1, secrets.token_hex(16))
+    return RoundPin(remote, base, meta.round + 1, secrets.token_hex(16), branch)
 
 
 def collect_updates(repo: Repository, wallet: Wallet, pin: RoundPin) -> list[UpdateInfo]:
@@ -72,8 +83,9 @@ def approve_verified(repo: Repository, wallet: Wallet, updates: list[UpdateInfo]
 def finalise_round(repo: Repository, wallet: Wallet, pin: RoundPin, updates: list[UpdateInfo], *,
                    strategy: str | None = None, parameters: dict[str, Any] | None = None,
                    quorum: int = 1) -> dict[str, Any]:
-    """Aggregate the round's approved updates into main (with ``strategy`` and its ``parameters``, by default
-    federity.yaml's) and push; a re-run returns the same commit."""
+    """Aggregate the round's approved updates on the round's branch (with ``strategy`` and its ``parameters``, by
+    default federity.yaml's) and push; a re-run returns the same commit."""
+    _on_branch(repo, pin.branch)
     result = repo.aggregate(wallet, strategy=strategy, parameters=parameters, round=pin.round,
                             updates=[u.id for u in updates], min_updates=quorum)
     repo.push()

@@ -13,30 +13,34 @@ from typing import Any
 from federity.errors import RemoteError
 from federity.identity import Wallet
 from federity.repo import MAIN_BRANCH, Repository
+from federity.repo.sync import fetch_checked
 
 
-def workspace(remote: str, directory: Path) -> Repository:
-    """The site's clone of ``remote`` in ``directory`` (cloned on first use), on main and up to date."""
+def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH) -> Repository:
+    """The site's clone of ``remote`` in ``directory`` (cloned on first use), on ``branch`` and up to date."""
     directory = Path(directory)
-    if not directory.exists() or not any(directory.iterdir()):
-        return Repository.clone(remote, directory)
-    repo = Repository.open(directory)
-    if repo.git.current_branch() != MAIN_BRANCH:
-        repo.checkout(MAIN_BRANCH)
-    repo.pull()
+    fresh = not directory.exists() or not any(directory.iterdir())
+    repo = Repository.clone(remote, directory) if fresh else Repository.open(directory)
+    if not fresh:
+        fetch_checked(repo)  # so that a branch origin gained since the last round is known here
+    if repo.git.current_branch() != branch:
+        repo.checkout(branch)
+    if not fresh:
+        repo.pull()
     return repo
 
 
 def train_at_site(remote: str, directory: Path, wallet: Wallet, data: Path, *, base: str, nonce: str | None,
-                  epochs: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train the round's ``base`` model on ``data`` and push the update; return what may leave the site (the
-    proof summary holds a sha256, step counts, timings and sizes: no data)."""
-    repo = workspace(remote, directory)
+                  branch: str = MAIN_BRANCH, epochs: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the round's ``base`` model (the head of origin's ``branch``) on ``data`` and push the update; return
+    what may leave the site (the proof summary holds a sha256, step counts, timings and sizes: no data)."""
+    repo = workspace(remote, directory, branch)
     if repo.head() != base:
-        raise RemoteError(f"the round's base {base[:12]} is not origin's main ({repo.head()[:12]})",
+        raise RemoteError(f"the round's base {base[:12]} is not the head of origin's {branch} ({repo.head()[:12]})",
                           "the round is out of date: the owner should start a new round")
-    result = repo.train(wallet, data, base=base, nonce=nonce, epochs=epochs, progress=progress)
+    result = repo.train(wallet, data, base=base, branch=branch, nonce=nonce, epochs=epochs, progress=progress)
     repo.push()
-    repo.checkout(MAIN_BRANCH)
+    repo.checkout(branch)
     return {"update": result.update, "round": result.round, "n_samples": result.n_samples,
             "metrics": result.metrics, "proof": result.proof}

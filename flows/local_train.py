@@ -16,6 +16,8 @@ AGENT_WORKSPACE = "FEDERITY_AGENT_WORKSPACE"
 
 
 @flow(name="local-train", persist_result=False, log_prints=False)
-def local_train(remote: str, base: str, round: int, nonce: str, epochs: int | None = None) -> dict[str, Any]:
-    """Train for round ``round`` from commit ``base``; returns the update id, sample count and local metrics."""
-    return train_at_site(remote, os.environ[AGENT_WORKSPACE], os.environ[AGENT_DATA], base, nonce, epochs)
+def local_train(remote: str, base: str, round: int, nonce: str, branch: str = "main",
+                epochs: int | None = None) -> dict[str, Any]:
+    """Train for round ``round`` of ``branch`` from commit ``base``; returns the update id, sample count and local
+    metrics."""
+    return train_at_site(remote, os.environ[AGENT_WORKSPACE], os.environ[AGENT_DATA], base, nonce, branch, epochs)

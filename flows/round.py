@@ -1,6 +1,6 @@
 """The round flow an owner runs (or schedules in the Prefect UI): N federated rounds.
 
-Each round: pin (base commit, round, nonce) → local training at every site (``run_deployment`` of the
+Each round: pin (branch, base commit, round, nonce) → local training at every site (``run_deployment`` of the
 ``local-train/<pool>`` deployment each agent serves) → collect and check updates → review gate (``auto``
 approves every verified update; ``manual`` pauses the run with a form in the Prefect UI, which
 ``federity review`` can also answer) → aggregate, commit and push → track in MLflow → mint the NFTs.
@@ -22,14 +22,15 @@ from tasks.sites import train_at_sites
 @flow(name="federated-round", persist_result=False)
 def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Literal["auto", "manual"] = "auto",
                     quorum: int = 1, strategy: str | None = None, strategy_params: dict[str, Any] | None = None,
-                    train_timeout: float = 600,
-                    review_timeout: int = 3600, validation: str | None = None) -> list[dict[str, Any]]:
-    """Run ``rounds`` federated rounds of the repository checked out at ``repo`` with the sites in ``pools``."""
+                    train_timeout: float = 600, review_timeout: int = 3600, validation: str | None = None,
+                    branch: str = "main") -> list[dict[str, Any]]:
+    """Run ``rounds`` federated rounds of the repository checked out at ``repo`` with the sites in ``pools``, on
+    ``branch`` (main, or a variant the sites fine-tune: they train from its head and it takes the aggregates)."""
     logger = get_run_logger()
     summary = []
     for _ in range(rounds):
-        pin = pin_round(repo)
-        logger.info("round %s: base %s, sites %s", pin["round"], pin["base"][:12], ", ".join(pools))
+        pin = pin_round(repo, branch)
+        logger.info("round %s of %s: base %s, sites %s", pin["round"], branch, pin["base"][:12], ", ".join(pools))
         states = train_at_sites(pools, pin, train_timeout)
         logger.info("round %s: site runs %s", pin["round"], states)
         updates = collect_updates(repo, pin)

@@ -17,22 +17,22 @@ def _owner(repo_dir: str) -> tuple[Repository, Wallet]:
 
 
 @task(name="pin round", retries=2, retry_delay_seconds=2)
-def pin_round(repo_dir: str) -> dict[str, Any]:
-    """Pin the round's base commit, round number and nonce."""
+def pin_round(repo_dir: str, branch: str) -> dict[str, Any]:
+    """Pin the round's branch, base commit, round number and nonce."""
     from federity.rounds import pin_round as pin
 
-    return pin(Repository.open(repo_dir)).to_json()
+    return pin(Repository.open(repo_dir), branch).to_json()
 
 
 @task(name="train at site")
-def train_at_site(remote: str, workspace: str, data: str, base: str, nonce: str,
+def train_at_site(remote: str, workspace: str, data: str, base: str, nonce: str, branch: str,
                   epochs: int | None = None) -> dict[str, Any]:
     """Train on the site's data and push the update (runs inside the agent's local-train flow); proving progress
     goes to the run's log."""
     from federity.site import train_at_site as train
 
-    return train(remote, Path(workspace), Wallet.load(), Path(data), base=base, nonce=nonce, epochs=epochs,
-                 progress=get_run_logger().info)
+    return train(remote, Path(workspace), Wallet.load(), Path(data), base=base, nonce=nonce, branch=branch,
+                 epochs=epochs, progress=get_run_logger().info)
 
 
 @task(name="collect and check updates", retries=2, retry_delay_seconds=2)
@@ -60,7 +60,7 @@ def record_decisions(repo_dir: str, pin: dict[str, Any], decisions: dict[str, bo
 @task(name="aggregate, commit and push", retries=2, retry_delay_seconds=2)
 def finalise_round(repo_dir: str, pin: dict[str, Any], approved: list[str], strategy: str | None,
                    strategy_params: dict[str, Any] | None, quorum: int) -> dict[str, Any]:
-    """Aggregate the approved updates into main and push (idempotent per round)."""
+    """Aggregate the approved updates on the round's branch and push (idempotent per round)."""
     from federity.repo.updates import list_updates
     from federity.rounds import RoundPin
     from federity.rounds import finalise_round as finalise

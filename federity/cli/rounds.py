@@ -20,15 +20,18 @@ def round_group() -> None:
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--review", type=click.Choice(["auto", "manual"]), default="auto", show_default=True)
 @click.option("--quorum", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Fewest accepted updates a round needs; below it the round fails and main is unchanged.")
+              help="Fewest accepted updates a round needs; below it the round fails and the branch is unchanged.")
 @click.option("--strategy", help="Aggregation strategy (default: federity.yaml's).")
 @click.option("--strategy-param", "params", multiple=True, metavar="KEY=VALUE",
               help="A strategy parameter, e.g. --strategy-param fraction=0.2 (repeatable; default: federity.yaml's).")
 @click.option("--train-timeout", default=600.0, show_default=True, help="Seconds to wait for the sites.")
 @click.option("--review-timeout", default=3600, show_default=True, help="Seconds to wait for a manual review.")
 @click.option("--validation", type=click.Path(path_type=Path), help="The owner's validation set, for MLflow.")
+@click.option("--branch", default="main", show_default=True,
+              help="The branch the sites train from and the aggregates land on (a variant, pushed to origin).")
 def run(pools: tuple[str, ...], rounds: int, review: str, quorum: int, strategy: str | None,
-        params: tuple[str, ...], train_timeout: float, review_timeout: int, validation: Path | None) -> None:
+        params: tuple[str, ...], train_timeout: float, review_timeout: int, validation: Path | None,
+        branch: str) -> None:
     """Run federated rounds with the sites' agents; your wallet signs reviews and aggregates."""
     from flows.round import federated_round
 
@@ -38,7 +41,7 @@ def run(pools: tuple[str, ...], rounds: int, review: str, quorum: int, strategy:
     summary = federated_round(
         repo=str(repo.root), pools=list(pools), rounds=rounds, review=review, quorum=quorum, strategy=strategy,
         strategy_params=strategy_parameters(params), train_timeout=train_timeout, review_timeout=review_timeout,
-        validation=str(validation.resolve()) if validation else None,
+        validation=str(validation.resolve()) if validation else None, branch=branch,
     )
     emit({"rounds": summary}, "\n".join(f"round {r['round']}: {r['commit'][:12]} from {len(r['updates'])} "
                                         f"update(s); sites {r['sites']}" for r in summary))

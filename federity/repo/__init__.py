@@ -9,11 +9,11 @@ from pathlib import Path
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import NotARepositoryError, WorkingTreeError
 from federity.git import Git, GitError
-from federity.records import UPDATE_FILE
+from federity.records import MAIN_BRANCH, UPDATE_FILE
 from federity.repo.storage import MODEL_DIR, WeightsStore
 from federity.weights import WEIGHTS_FILE
 
-MAIN_BRANCH = "main"
+__all__ = ["MAIN_BRANCH", "Repository"]
 
 
 class Repository:

@@ -1,11 +1,12 @@
-"""``federity aggregate``: combine approved updates into the next main commit.
+"""``federity aggregate``: combine approved updates into the next commit of the current branch (main, or a variant
+that a group of sites fine-tunes; each update names the branch it was trained for and is aggregated only there).
 
-The aggregate commit's parents are the previous main commit and every update it aggregated (an octopus merge, so
+The aggregate commit's parents are the branch's previous head and every update it aggregated (an octopus merge, so
 ``git log --graph`` shows who contributed to which version). Its weights are the current model plus the
 strategy's combination of each update's change from its own base (see :mod:`federity.aggregation`), computed
 by the streaming engine straight from the DVC objects, read in pieces.
 
-Finalising a round is idempotent: when main already holds an aggregate commit for the round, that commit is
+Finalising a round is idempotent: when the branch already holds an aggregate commit for the round, that commit is
 returned and nothing new is made.
 
 The aggregate commit names its strategy, the strategy's version and its parameters (the signed
@@ -29,6 +30,7 @@ from federity.aggregation import Contribution, Strategy, get_strategy
 from federity.aggregation.engine import DEFAULT_MEMORY_LIMIT, Output, TensorSource, aggregate_into
 from federity.errors import FederityError, UpdateError, WorkingTreeError
 from federity.identity import Wallet
+from federity.records import MAIN_BRANCH, is_model_branch
 from federity.repo.checks import update_problems
 from federity.repo.commits import CommitRecord, create_commit, read_commit, read_commits
 from federity.repo.history import History
@@ -57,11 +59,9 @@ class AggregateResult:
                 "created": self.created}
 
 
-def existing_aggregate(repo: Repository, round: int) -> AggregateResult | None:
-    """The aggregate commit for ``round`` on main's first-parent line, if there is one."""
-    from federity.repo import MAIN_BRANCH
-
-    for record in read_commits(repo, "--first-parent", MAIN_BRANCH):
+def existing_aggregate(repo: Repository, round: int, branch: str) -> AggregateResult | None:
+    """The aggregate commit for ``round`` on ``branch``'s first-parent line, if there is one."""
+    for record in read_commits(repo, "--first-parent", f"refs/heads/{branch}"):
         meta = record.meta
         if meta and meta.kind == "aggregate" and meta.round == round:
             return AggregateResult(record.commit, record.parents, record.parents[1:], round, created=False)
@@ -84,32 +84,33 @@ def chosen_strategy(config_aggregation: dict[str, Any], strategy: str | None,
 def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
               parameters: dict[str, Any] | None = None, round: int | None = None,
               updates: list[str] | None = None, min_updates: int = 1) -> AggregateResult:
-    """Aggregate the approved updates (or the given ones, which must be approved) into a commit on main.
+    """Aggregate the approved updates trained for the current branch (or the given ones, which must be approved)
+    into a commit on it.
 
-    ``strategy`` and its ``parameters`` default to ``federity.yaml``'s; ``round`` to the round after main's.
-    Approved updates that no longer pass their checks (e.g. they became too stale) are recorded as rejected and
-    left out. Fewer than ``min_updates`` usable updates is an error, and main is left unchanged.
+    ``strategy`` and its ``parameters`` default to ``federity.yaml``'s; ``round`` to the round after the branch
+    head's. Approved updates that no longer pass their checks (e.g. they became too stale) are recorded as
+    rejected and left out. Fewer than ``min_updates`` usable updates is an error, and the branch is left
+    unchanged.
     """
-    from federity.repo import MAIN_BRANCH
-
-    if repo.git.current_branch() != MAIN_BRANCH:
-        raise WorkingTreeError("aggregation commits on main, which is not checked out",
-                               "run `federity checkout main` first")
-    main = repo.head()
-    main_meta = read_commit(repo, main).meta
-    if main_meta is None:
-        raise UpdateError(f"main's head {main[:12]} carries no Federity metadata", "run `federity verify`")
-    round = main_meta.round + 1 if round is None else round
-    done = existing_aggregate(repo, round)
+    branch = repo.require_branch()
+    if not is_model_branch(branch):
+        raise WorkingTreeError(f"{branch} is an update's branch, not one a model lives on",
+                               "check out the branch to aggregate on (`federity checkout main`)")
+    head = repo.head()
+    head_meta = read_commit(repo, head).meta
+    if head_meta is None:
+        raise UpdateError(f"{branch}'s head {head[:12]} carries no Federity metadata", "run `federity verify`")
+    round = head_meta.round + 1 if round is None else round
+    done = existing_aggregate(repo, round, branch)
     if done is not None:
         return done
-    if round != main_meta.round + 1:
-        raise UpdateError(f"main is at round {main_meta.round}, so it cannot aggregate round {round}",
+    if round != head_meta.round + 1:
+        raise UpdateError(f"{branch} is at round {head_meta.round}, so it cannot aggregate round {round}",
                           "aggregate the next round, or pull first")
     # an unknown strategy or bad parameters fail here, before any review is recorded
-    combiner = chosen_strategy(repo.config(main).aggregation, strategy, parameters)
+    combiner = chosen_strategy(repo.config(head).aggregation, strategy, parameters)
     history = History.load(repo)
-    chosen = _approved(repo, history, wallet, updates)
+    chosen = _approved(repo, history, wallet, updates, branch)
     if len(chosen) < max(min_updates, 1):
         raise UpdateError(f"{len(chosen)} approved update(s) can be aggregated, {max(min_updates, 1)} needed",
                           "review pending updates with `federity updates` and `federity review approve`")
@@ -118,36 +119,39 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
     samples = sum(u.n_samples for u in chosen)
     strategy_id = f"{combiner.name}@{combiner.version}"
     signed_params = canonical_params(combiner.parameters()) if combiner.parameters() else None
-    message = (f"Round {round}: {strategy_id} of {len(chosen)} update(s), {samples} samples\n\n"
+    where = "" if branch == MAIN_BRANCH else f" on {branch}"
+    message = (f"Round {round}{where}: {strategy_id} of {len(chosen)} update(s), {samples} samples\n\n"
                + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
     with repo.transaction():
         with repo.store.scratch() as scratch:
-            written = aggregate_weights(history, main, [u.id for u in chosen], combiner, round,
+            written = aggregate_weights(history, head, [u.id for u in chosen], combiner, round,
                                         scratch / "weights", scratch / "state")
             os.replace(scratch / "weights", repo.weights_path)
             if written.state_sha256 is not None:
                 os.replace(scratch / "state", repo.weights_path.parent / STATE_FILE)
         repo.store.track(strategy_state=written.state_sha256 is not None)
-        record = create_commit(repo, wallet, "aggregate", message, [main, *(u.id for u in chosen)],
+        record = create_commit(repo, wallet, "aggregate", message, [head, *(u.id for u in chosen)],
                                round=round, strategy=strategy_id,
                                strategy_params=signed_params, paths=(MODEL_DVC_FILE,),
                                weights_sha256=written.weights_sha256)
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
 
 
-def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None) -> list[UpdateInfo]:
-    approved = list_updates(repo, "approved", history)
+def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None,
+              branch: str) -> list[UpdateInfo]:
+    approved = [u for u in list_updates(repo, "approved", history) if u.target == branch]
     if refs is not None:
         by_ref = {u.id: u for u in approved}
         missing = [r for r in refs if not any(uid.startswith(r) for uid in by_ref)]
         if missing:
-            raise UpdateError(f"not approved (or unknown): {', '.join(missing)}",
-                              "approve them with `federity review approve UPDATE` first")
+            raise UpdateError(f"not approved for {branch} (or unknown): {', '.join(missing)}",
+                              "approve them with `federity review approve UPDATE` first; an update is aggregated "
+                              "only on the branch it was trained for (the target `federity updates` lists)")
         approved = [u for u in approved if any(u.id.startswith(r) for r in refs)]
     usable = []
-    main = repo.head()
+    tip = repo.head()
     for update in approved:
-        problems = update_problems(history, update, main)
+        problems = update_problems(history, update, tip, branch=branch)
         if problems:
             record_review(repo, wallet, update, "rejected", "; ".join(problems), history)
         else:

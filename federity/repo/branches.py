@@ -29,6 +29,15 @@ def checkout(repo: Repository, rev: str) -> str:
     return target
 
 
+def branch_tip(repo: Repository, name: str) -> str:
+    """The commit of branch ``name``, local or else ``origin``'s."""
+    for ref in (f"refs/heads/{name}", f"refs/remotes/origin/{name}"):
+        if (commit := repo.git.try_resolve(ref)) is not None:
+            return commit
+    raise ConfigError(f"there is no branch named {name!r} (locally or on origin)",
+                      "`federity pull` fetches origin's branches; `git branch -a` lists them")
+
+
 def _new_ref(repo: Repository, kind: str, name: str, rev: str | None) -> str:
     target = repo.git.resolve(rev or "HEAD")
     check = ["check-ref-format", "--branch", name] if kind == "branch" else ["check-ref-format", f"refs/tags/{name}"]

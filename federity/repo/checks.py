@@ -11,12 +11,14 @@ The rules, each in one place:
 - **one root** (:func:`root_problems`): every commit descends from the repository's genesis and no other root.
 - **main line** (:func:`mainline_problems`): on main's first-parent line stand only genesis (its root),
   ``weights``, ``aggregate``, ``merge``, ``revert`` and ``members`` commits, each with the parents its kind
-  needs; an aggregate's other parents are update commits trained from an earlier main commit, whose authors
-  are contributors when the aggregate is made and whose latest valid review is an approval.
+  needs; an aggregate's other parents are update commits trained for main from an earlier main commit, whose
+  authors are contributors when the aggregate is made and whose latest valid review is an approval
+  (:func:`aggregate_parent_problems`, which also judges aggregates on other branches).
 - **reviews** (:func:`latest_review`): a review counts when it is signed by a wallet that is an owner or
   maintainer in the ``federity.yaml`` that judges it; among those, the highest ``seq`` wins (at equal ``seq``,
   a rejection wins), so replaying an earlier signed review changes nothing.
-- **updates** (:func:`update_problems`): what an update must pass before it is approved or aggregated.
+- **updates** (:func:`update_problems`): what an update must pass before it is approved or aggregated on the
+  branch it was trained for (``update.json``'s ``branch``; main when absent).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from federity.errors import FederityError
 from federity.identity import verify_signature
 from federity.records import Review
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord
-from federity.repo.history import ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History, UpdateInfo
+from federity.repo.history import MAIN_BRANCH, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History, UpdateInfo
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
 from federity.repo.proof_inputs import check_update_proof
@@ -185,7 +187,8 @@ def mainline_problems(history: History, tip: str) -> list[Problem]:
             problems.append(Problem(commit, "main-line", f"a commit of kind {kind} stands on main: updates reach "
                                                          "main only as parents of an aggregate commit, after review"))
         elif kind == "aggregate":
-            problems += [Problem(commit, "main-line", reason) for reason in aggregate_parent_problems(history, record)]
+            problems += [Problem(commit, "main-line", reason)
+                         for reason in aggregate_parent_problems(history, record, MAIN_BRANCH)]
         elif kind == "merge" and len(record.parents) != 2:
             problems.append(Problem(commit, "main-line", "a merge commit must have exactly two parents"))
         elif kind not in ("merge", "aggregate") and len(record.parents) != 1:
@@ -193,19 +196,30 @@ def mainline_problems(history: History, tip: str) -> list[Problem]:
     return problems
 
 
-def aggregate_parent_problems(history: History, record: CommitRecord) -> list[str]:
-    """Why an aggregate commit's updates may not have been aggregated (empty when every one may)."""
+def aggregate_parent_problems(history: History, record: CommitRecord, branch: str | None = None) -> list[str]:
+    """Why an aggregate commit's updates may not have been aggregated (empty when every one may): each must be an
+    update trained from an earlier commit of the aggregate's line, authored by a contributor and approved, and
+    all must have been trained for one branch: ``branch`` when the line's name is known (main's first-parent
+    line), else any one."""
     base = record.parents[0]
     config = history.config(base)
     if isinstance(config, str):
         return [config]
     if len(record.parents) < 2:
         return ["the aggregate commit has no update among its parents"]
-    problems = []
+    problems, targets = [], set()
     for update in record.parents[1:]:
         reason = _aggregated_update_problem(history, update, base, config)
         if reason:
             problems.append(f"update {update[:12]}: {reason}")
+            continue
+        trained = history.update_record(update)
+        assert not isinstance(trained, str)  # a malformed update.json is a problem above
+        targets.add(trained.target)
+    if branch is not None and targets - {branch}:
+        problems.append(f"it aggregates updates trained for {', '.join(sorted(targets - {branch}))} on {branch}")
+    elif len(targets) > 1:
+        problems.append(f"it aggregates updates trained for different branches ({', '.join(sorted(targets))})")
     return problems
 
 
@@ -214,7 +228,9 @@ def _aggregated_update_problem(history: History, update: str, base: str, config:
     if record is None or record.meta is None or record.meta.kind != "update":
         return "it is not an update commit"
     if len(record.parents) != 1 or not history.is_ancestor(record.parents[0], base):
-        return "it was not trained from an earlier commit of main"
+        return "it was not trained from an earlier commit of the line it was aggregated on"
+    if isinstance(update_record := history.update_record(update), str):
+        return update_record
     role_problem = _role_problem(config.role_of(record.meta.author), "update", record.meta.author,
                                  "when it was aggregated")
     if role_problem:
@@ -286,50 +302,63 @@ def next_review_seq(history: History, update: str) -> int:
 
 # -- updates ------------------------------------------------------------------------------------------------
 
-def update_problems(history: History, update: UpdateInfo, main: str, *, nonce: str | None = None) -> list[str]:
-    """Why ``update`` may not be approved or aggregated onto ``main`` (empty when it may). ``nonce``: the round's
-    pinned nonce, if any."""
+def update_problems(history: History, update: UpdateInfo, tip: str, *, branch: str = MAIN_BRANCH,
+                    nonce: str | None = None) -> list[str]:
+    """Why ``update`` may not be approved or aggregated onto ``tip``, the head of ``branch`` (empty when it
+    may). ``nonce``: the round's pinned nonce, if any."""
     commit = history.commit(update.id)
     problems = [f"{check}: {reason}" for check, reason in commit_problems(history, commit, weights=False)]
     if problems:
         return problems
     if not history.rooted(update.id):
         return ["root: it descends from a root other than the repository's genesis"]
-    main_config = history.config(main)
-    if isinstance(main_config, str):
-        return [main_config]
-    role_problem = _role_problem(main_config.role_of(update.author), "update", update.author, "at main's head")
+    config = history.config(tip)
+    if isinstance(config, str):
+        return [config]
+    role_problem = _role_problem(config.role_of(update.author), "update", update.author, f"at {branch}'s head")
     if role_problem:
         return [f"role: {role_problem}"]
     record = history.update_record(update.id)
     if isinstance(record, str):
         return [record]
+    if record.target != branch:
+        return [f"target: it was trained for branch {record.target}, so it may only be aggregated there, not on "
+                f"{branch}"]
     if len(commit.parents) != 1 or record.base != commit.parents[0]:
         return [f"update.json names base {record.base[:12]}, but the commit's parent is "
                 f"{','.join(p[:12] for p in commit.parents)}"]
     base = commit.parents[0]
     base_meta = history.commit(base).meta
-    if base_meta is None or base not in history.first_parent_line(main):
-        return [f"its base {base[:12]} is not a commit on main"]
+    if base_meta is None or base not in history.first_parent_line(tip):
+        return [f"its base {base[:12]} is not a commit on {branch}"]
     if update.round != base_meta.round + 1 or record.round != update.round:
         return [f"it claims round {update.round}, but its base is round {base_meta.round}"]
-    if update.id in history.aggregated(main):
-        return ["replay: it has already been aggregated into main"]
-    main_meta = history.commit(main).meta
-    assert main_meta is not None
-    staleness = main_meta.round + 1 - update.round
-    max_staleness = main_config.aggregation.get("max_staleness", 0)
+    if update.id in history.aggregated(tip):
+        return [f"replay: it has already been aggregated into {branch}"]
+    tip_meta = history.commit(tip).meta
+    assert tip_meta is not None
+    staleness = tip_meta.round + 1 - update.round
+    max_staleness = config.aggregation.get("max_staleness", 0)
     if not isinstance(max_staleness, int) or staleness > max_staleness:
-        return [f"stale: trained for round {update.round} but main is preparing round {main_meta.round + 1} "
+        return [f"stale: trained for round {update.round} but {branch} is preparing round {tip_meta.round + 1} "
                 f"(the policy allows {max_staleness} round(s) of staleness); pull and train again"]
     if nonce is not None and update.nonce != nonce:
         return ["replay: it was not trained for this round (its nonce is not the round's)"]
     assert commit.meta is not None
-    seen = weights_seen_before(history, update, main)
+    seen = weights_seen_before(history, update, tip)
     if commit.meta.weights_sha256 in seen:
         return [f"replay: its weights are identical to those of {seen[commit.meta.weights_sha256][:12]}"]
-    return _weights_fit(history, update, base, main_config) or check_update_proof(
+    return _weights_fit(history, update, base, config) or check_update_proof(
         history.repo, commit, record.to_json(), valid_updates(history)).problems
+
+
+def target_problems(history: History, update: UpdateInfo, *, nonce: str | None = None) -> list[str]:
+    """Why ``update`` may not be approved (empty when it may): :func:`update_problems` against the head of the
+    branch it was trained for, which must be here."""
+    tip = history.branch_tip(update.target)
+    if tip is None:
+        return [f"target: it was trained for branch {update.target}, which is neither a local branch nor origin's"]
+    return update_problems(history, update, tip, branch=update.target, nonce=nonce)
 
 
 def valid_updates(history: History) -> list[str]:
@@ -343,12 +372,12 @@ def valid_updates(history: History) -> list[str]:
     return history.memo["valid_updates"]
 
 
-def weights_seen_before(history: History, update: UpdateInfo, main: str) -> dict[str, str]:
-    """sha256 of weights already on main's history or in an earlier *valid* update (signed by a member who may
+def weights_seen_before(history: History, update: UpdateInfo, tip: str) -> dict[str, str]:
+    """sha256 of weights already in ``tip``'s history or in an earlier *valid* update (signed by a member who may
     author it) → the commit that holds them. An unsigned or foreign branch claiming a hash cannot make a genuine
     update a replay."""
     seen: dict[str, str] = {}
-    for commit in history.ancestors(main):
+    for commit in history.ancestors(tip):
         meta = history.commits[commit].meta if commit in history.commits else None
         if meta:
             seen.setdefault(meta.weights_sha256, commit)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import FederityError
 from federity.git import GitError
-from federity.records import UPDATE_FILE, Review, UpdateRecord, parse_review_note, parse_update_record
+from federity.records import MAIN_BRANCH, UPDATE_FILE, Review, UpdateRecord, parse_review_note, parse_update_record
 from federity.repo.commits import CommitRecord, read_commits
 from federity.repo.metadata import ParentRef
 from federity.repo.notes import REVIEWS, read_note_history
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 GENESIS_KEY = "federity.genesis"
 """The local git config key that records the repository's genesis commit (written by ``init`` and ``clone``)."""
-MAIN_REF = "refs/heads/main"
-ORIGIN_MAIN_REF = "refs/remotes/origin/main"
+MAIN_REF = f"refs/heads/{MAIN_BRANCH}"
+ORIGIN_MAIN_REF = f"refs/remotes/origin/{MAIN_BRANCH}"
 UPDATE_REF_PREFIXES = ("refs/heads/updates/", "refs/remotes/origin/updates/")
 LOADED_REFS = ("refs/heads", "refs/tags", "refs/remotes")
 
@@ -76,6 +76,8 @@ class UpdateInfo:
     nonce: str | None
     n_samples: int
     metrics: dict[str, float]
+    target: str = MAIN_BRANCH
+    """The branch the update was trained for (``update.json``'s ``branch``), the only one it may be aggregated on."""
     status: str = "pending"
     reason: str | None = None
     reviewer: str | None = None
@@ -84,8 +86,8 @@ class UpdateInfo:
     def to_json(self) -> dict[str, Any]:
         """The update as ``federity updates --json`` lists it."""
         return {"id": self.id, "author": self.author, "base": self.base, "status": self.status,
-                "reason": self.reason, "branch": self.branch, "round": self.round, "n_samples": self.n_samples,
-                "metrics": self.metrics, "reviewer": self.reviewer}
+                "reason": self.reason, "branch": self.branch, "target": self.target, "round": self.round,
+                "n_samples": self.n_samples, "metrics": self.metrics, "reviewer": self.reviewer}
 
 
 @dataclass
@@ -190,6 +192,10 @@ class History:
     def main_tip(self) -> str | None:
         """Local main's commit, or ``None``."""
         return self.refs.get(MAIN_REF)
+
+    def branch_tip(self, name: str) -> str | None:
+        """The commit of branch ``name``, local or else ``origin``'s, or ``None``."""
+        return self.refs.get(f"refs/heads/{name}", self.refs.get(f"refs/remotes/origin/{name}"))
 
     def aggregated(self, tip: str) -> dict[str, str]:
         """Update commits aggregated on ``tip``'s first-parent line → the aggregate commit that merged each."""

@@ -30,6 +30,7 @@ from federity.errors import ConfigError, FederityError, MergeError
 from federity.git import GitError
 from federity.identity import Wallet
 from federity.merging import DEFAULT_MERGE_METHOD, MergeMethod, get_merge_method
+from federity.records import is_model_branch
 from federity.repo.commits import CommitRecord, create_commit, require_role
 from federity.repo.history import History
 from federity.repo.metadata import canonical_params, signed_params
@@ -65,10 +66,17 @@ def merge(repo: Repository, wallet: Wallet, branch: str, *, strategy: str | None
     ``strategy`` (default ``average``) and its ``parameters``; return the new merge commit."""
     current = repo.require_branch()
     repo.require_clean()
-    ours, theirs = repo.head(), _branch_tip(repo, branch)
+    if not is_model_branch(branch):
+        raise MergeError(f"{branch} is an update's branch: an update reaches a model only through review and "
+                         "aggregation", "review it (`federity review approve`) and run `federity aggregate` on the "
+                         "branch it was trained for")
+    history = History.load(repo)
+    ours, theirs = repo.head(), history.branch_tip(branch)
+    if theirs is None:
+        raise ConfigError(f"there is no branch named {branch!r} (locally or on origin)",
+                          "list the branches with `git branch -a`; `federity pull` fetches origin's")
     require_role(repo.config(ours).role_of(wallet.pubkey), "merge", wallet.pubkey)
     method = get_merge_method(strategy or DEFAULT_MERGE_METHOD, parameters)
-    history = History.load(repo)
     if history.is_ancestor(theirs, ours):
         raise MergeError(f"{branch} ({theirs[:12]}) is already part of {current}: there is nothing to merge",
                          "train or commit on the branch first, or merge another branch")
@@ -87,15 +95,6 @@ def merge(repo: Repository, wallet: Wallet, branch: str, *, strategy: str | None
                                strategy_params=canonical_params(method.parameters()) if method.parameters() else None,
                                paths=(MODEL_DVC_FILE,), weights_sha256=weights_sha256)
     return MergeResult(record.commit, record.parents, method_id, method.parameters(), base, weights_sha256)
-
-
-def _branch_tip(repo: Repository, branch: str) -> str:
-    for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
-        tip = repo.git.try_resolve(ref)
-        if tip is not None:
-            return tip
-    raise ConfigError(f"there is no branch named {branch!r} (locally or on origin)",
-                      "list the branches with `git branch -a`; `federity pull` fetches origin's")
 
 
 def merge_base(repo: Repository, ours: str, theirs: str) -> str:

@@ -1,9 +1,11 @@
-"""``federity train``: train the model of a main commit on local data and record the result as a signed update.
+"""``federity train``: train the model of a commit of a branch (main, or a variant) on local data and record the
+result as a signed update for that branch.
 
-The update is one commit on a new branch ``updates/r<round>/<author>``, whose only parent is the base commit.
-It holds the new weights (DVC) and ``update.json``: the base, round and nonce it was trained for, the sample
-count, the local metrics and the training parameters. Nothing else about the data is recorded: no values, no
-file names, no paths.
+The update is one commit on a new branch ``updates/r<round>/<author>`` (``updates/<branch>/r<round>/<author>``
+for a branch other than main), whose only parent is the base commit. It holds the new weights (DVC) and
+``update.json``: the base, round and nonce it was trained for, the branch it may be aggregated on (absent for
+main), the sample count, the local metrics and the training parameters. Nothing else about the data is recorded:
+no values, no file names, no paths.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 from federity.errors import ConfigError, DataError
 from federity.identity import Wallet
 from federity.proofs.policy import require_plain_sgd
+from federity.records import MAIN_BRANCH, UPDATE_BRANCH_PREFIX, is_model_branch
+from federity.repo.branches import branch_tip
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.params import training_params
 from federity.repo.paths import write_inside
@@ -45,16 +49,19 @@ class UpdateResult:
     metrics: dict[str, float]
     contract: dict[str, Any] = field(default_factory=dict)
     proof: dict[str, Any] | None = None
+    target: str = MAIN_BRANCH
+    """The branch the update was trained for."""
 
     def to_json(self) -> dict[str, Any]:
-        """The keys docs/cli.md fixes for ``train``, plus branch, round and the contract outcome."""
-        return {"update": self.update, "base": self.base, "branch": self.branch, "round": self.round,
+        """The keys docs/cli.md fixes for ``train``, plus branch, target, round and the contract outcome."""
+        return {"update": self.update, "base": self.base, "branch": self.branch, "target": self.target,
+                "round": self.round,
                 "n_samples": self.n_samples, "metrics": self.metrics, "contract": self.contract,
                 "proof": self.proof}
 
 
-def _update_branch(repo: Repository, round: int, author: str) -> str:
-    stem = f"updates/r{round}/{author[:8]}"
+def _update_branch(repo: Repository, target: str, round: int, author: str) -> str:
+    stem = f"{UPDATE_BRANCH_PREFIX}{'' if target == MAIN_BRANCH else target + '/'}r{round}/{author[:8]}"
     name, n = stem, 1
     while repo.git.try_resolve(f"refs/heads/{name}") is not None:
         n += 1
@@ -62,10 +69,26 @@ def _update_branch(repo: Repository, round: int, author: str) -> str:
     return name
 
 
-def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = None, nonce: str | None = None,
-          epochs: int | None = None, progress: Callable[[str], None] | None = None) -> UpdateResult:
-    """Validate ``data`` against the contract, train the model of ``base`` (default: main) on it, and commit the
-    result as an update signed by ``wallet``. The working tree is left on the update's branch, ready to push.
+def _base_on(repo: Repository, branch: str, base: str | None) -> str:
+    """``base`` (default: ``branch``'s head, local or else origin's) as a commit of ``branch``'s first-parent line,
+    which an update for ``branch`` must be trained from."""
+    if not is_model_branch(branch):
+        raise ConfigError(f"{branch!r} is not a branch a model lives on",
+                          "train for main or a variant branch (`federity branch NAME` makes one), not updates/…")
+    tip = branch_tip(repo, branch)
+    commit = repo.git.resolve(base) if base else tip
+    if commit not in repo.git.run("rev-list", "--first-parent", tip).split():
+        raise ConfigError(f"commit {commit[:12]} is not on {branch}'s line, so an update trained from it could not "
+                          f"be aggregated on {branch}", f"train from {branch}'s head (leave out --base)")
+    return commit
+
+
+def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = None, branch: str = MAIN_BRANCH,
+          nonce: str | None = None, epochs: int | None = None,
+          progress: Callable[[str], None] | None = None) -> UpdateResult:
+    """Validate ``data`` against the contract, train the model of ``base`` (default: ``branch``'s head) on it, and
+    commit the result as an update for ``branch`` signed by ``wallet``. The working tree is left on the update's
+    branch, ready to push.
     When the repository requires proofs of training, the head is trained in the circuit and the audited steps
     are proved (:mod:`federity.proofs`); ``progress`` receives one line per stage.
 
@@ -73,10 +96,9 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     """
     from federity.contract import CONTRACT_FILE, read_suite, require_valid
     from federity.data import load_dataset
-    from federity.repo import MAIN_BRANCH
 
     repo.require_clean()  # before training, not only when committing
-    base_commit = repo.git.resolve(base or MAIN_BRANCH)
+    base_commit = _base_on(repo, branch, base)
     repo.store.require_safe(base_commit)  # no symlink (e.g. update.json) or hostile manifest in the base
     base_meta = read_commit(repo, base_commit).meta
     if base_meta is None:
@@ -116,10 +138,11 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         "schema": UPDATE_SCHEMA, "base": base_commit, "round": round, "nonce": nonce,
         "n_samples": result.n_samples, "metrics": result.metrics, "params": params.to_json(),
         "contract": {"expectations": report.expectations, "passed": True}, "proof": proof_summary,
+        **({} if branch == MAIN_BRANCH else {"branch": branch}),
     }
-    branch = _update_branch(repo, round, wallet.pubkey)
+    update_branch = _update_branch(repo, branch, round, wallet.pubkey)
     with repo.transaction():
-        repo.git.run("checkout", "--quiet", "-b", branch, base_commit)
+        repo.git.run("checkout", "--quiet", "-b", update_branch, base_commit)
         # never through a link: a second line of defence behind the tree check above
         write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", tensors_to_bytes(result.tensors))
         for relpath, content in proof_files.items():
@@ -129,5 +152,5 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
                                [base_commit], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE),
                                proof_sha256=proof_summary["sha256"] if proof_summary else None)
-    return UpdateResult(commit.commit, base_commit, branch, round, result.n_samples, result.metrics,
-                        record["contract"], proof_summary)
+    return UpdateResult(commit.commit, base_commit, update_branch, round, result.n_samples, result.metrics,
+                        record["contract"], proof_summary, target=branch)

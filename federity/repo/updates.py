@@ -1,9 +1,10 @@
 """Updates as pull requests: listing them with their status, checking them, and recording signed reviews.
 
-An update is a commit of kind ``update`` at the tip of a branch ``updates/…`` (local or ``origin``'s). Its
-status is, in order of precedence:
+An update is a commit of kind ``update`` at the tip of a branch ``updates/…`` (local or ``origin``'s), trained
+for one *target* branch (``update.json``'s ``branch``: main when absent, or a variant a group of sites fine-tunes,
+see docs/merging.md). Everything below is judged on the target's head. Its status is, in order of precedence:
 
-- ``aggregated``: it is a parent of an aggregate commit on main's first-parent line;
+- ``aggregated``: it is a parent of an aggregate commit on its target's first-parent line;
 - ``approved`` / ``rejected`` / ``verified``: the review that stands says so (a check that fails records
   ``rejected`` with the reason; checks that pass record ``verified``; a reviewer records ``approved`` or
   ``rejected``);
@@ -13,16 +14,17 @@ Reviews live in the git notes ref ``refs/notes/federity-reviews``: the note on a
 reviews, each signed by its reviewer over a canonical payload that carries a sequence number ``seq``. Every
 review ever published counts (a note written over an older one erases nothing, see
 :func:`federity.repo.notes.read_note_history`); the one that stands is the valid review with the highest ``seq``
-(:func:`federity.repo.checks.latest_review`), where valid means signed by an owner or maintainer at main's head.
+(:func:`federity.repo.checks.latest_review`), where valid means signed by an owner or maintainer at the target's
+head.
 
 Checks an update must pass before it can be approved (:func:`federity.repo.checks.update_problems`): the
-commit checks of ``federity verify`` (signature, role, weights object); its author still a contributor at main's
-head; a well-formed ``update.json`` naming its only parent as base; the base on main; within the staleness
-policy; trained for the round's nonce when one is pinned; not already aggregated and not a copy of weights on
-main or in an earlier valid update (replays); the base's tensor names, shapes and dtypes; every value finite;
-within the size limit.
+commit checks of ``federity verify`` (signature, role, weights object); its author still a contributor at the
+target's head; a well-formed ``update.json`` naming its only parent as base; aggregated only on its target; the
+base on the target's first-parent line; within the staleness policy; trained for the round's nonce when one is
+pinned; not already aggregated and not a copy of weights in the target's history or in an earlier valid update
+(replays); the base's tensor names, shapes and dtypes; every value finite; within the size limit.
 
-Staleness policy: an update trained for round ``k`` while main is about to make round ``r`` is ``r - k`` rounds
+Staleness policy: an update trained for round ``k`` while its target is about to make round ``r`` is ``r - k`` rounds
 stale. ``aggregation.max_staleness`` in federity.yaml (default 0: synchronous FedAvg) bounds it; an accepted stale
 update's change (from its own base) is applied to the current model with its weight discounted by
 ``1 / (1 + staleness)`` (FedAsync, Xie et al. 2019).
@@ -35,8 +37,16 @@ from typing import TYPE_CHECKING, Any
 from federity.config import RepoConfig, Role
 from federity.errors import PermissionDeniedError, UpdateError
 from federity.identity import Wallet
-from federity.records import UPDATE_FILE, UPDATE_SCHEMA, Review, parse_update_record, review_note, signed_review_payload
-from federity.repo.checks import latest_review, next_review_seq, update_problems
+from federity.records import (
+    MAIN_BRANCH,
+    UPDATE_FILE,
+    UPDATE_SCHEMA,
+    Review,
+    parse_update_record,
+    review_note,
+    signed_review_payload,
+)
+from federity.repo.checks import latest_review, next_review_seq, target_problems
 from federity.repo.commits import CommitRecord
 from federity.repo.history import History, UpdateInfo
 from federity.repo.notes import REVIEWS, write_note
@@ -66,8 +76,7 @@ def _main_config(history: History) -> tuple[str, RepoConfig]:
     return main, config
 
 
-def _info(history: History, commit: CommitRecord, branch: str, config: RepoConfig,
-          aggregated: dict[str, str]) -> UpdateInfo:
+def _info(history: History, commit: CommitRecord, branch: str) -> UpdateInfo:
     record = history.update_record(commit.commit)
     meta = commit.meta
     assert meta is not None
@@ -76,30 +85,35 @@ def _info(history: History, commit: CommitRecord, branch: str, config: RepoConfi
         id=commit.commit, branch=branch, author=meta.author,
         base=commit.parents[0] if commit.parents else None, round=meta.round,
         nonce=record.nonce if parsed else None, n_samples=record.n_samples if parsed else 0,
-        metrics=dict(record.metrics) if parsed else {}, record=record.to_json() if parsed else {},
+        metrics=dict(record.metrics) if parsed else {}, target=record.target if parsed else MAIN_BRANCH,
+        record=record.to_json() if parsed else {},
     )
-    if commit.commit in aggregated:
+    # judged on the branch it was trained for (main's head when that branch is not here)
+    tip = history.branch_tip(info.target) or history.main_tip()
+    assert tip is not None
+    if commit.commit in history.aggregated(tip):
         info.status = "aggregated"
         return info
-    review = latest_review(history, commit.commit, config)
+    config = history.config(tip)
+    review = latest_review(history, commit.commit, config) if not isinstance(config, str) else None
     if review is not None:
         info.status, info.reason, info.reviewer = review.status, review.reason, review.reviewer
     return info
 
 
 def list_updates(repo: Repository, status: str | None = None, history: History | None = None) -> list[UpdateInfo]:
-    """Every update on a local or ``origin`` ``updates/…`` branch, oldest round first."""
+    """Every update on a local or ``origin`` ``updates/…`` branch, oldest round first; its status is judged on
+    the branch it was trained for."""
     if status is not None and status not in STATUSES:
         raise UpdateError(f"unknown status {status!r}", f"use one of: {', '.join(STATUSES)}")
     history = history or History.load(repo)
-    main, config = _main_config(history)
-    aggregated = history.aggregated(main)
+    _main_config(history)
     infos = []
     for commit, branch in history.update_tips().items():
         record = history.commit(commit)
         if record.meta is None or record.meta.kind != "update":
             continue
-        info = _info(history, record, branch, config, aggregated)
+        info = _info(history, record, branch)
         if status is None or info.status == status:
             infos.append(info)
     return sorted(infos, key=lambda i: (i.round, i.branch))
@@ -144,12 +158,11 @@ def check_updates(repo: Repository, wallet: Wallet, updates: list[UpdateInfo] | 
     """Check ``updates`` (default: every pending one) and record ``verified`` or ``rejected`` with the reason."""
     history = History.load(repo)
     require_reviewer(history, wallet)
-    main = _main_config(history)[0]
     targets = list_updates(repo, "pending", history) if updates is None else updates
     for update in targets:
         if update.status == "aggregated":
             continue
-        problems = update_problems(history, update, main, nonce=nonce)
+        problems = target_problems(history, update, nonce=nonce)
         if problems:
             record_review(repo, wallet, update, "rejected", "; ".join(problems), history)
         elif update.status == "pending":
@@ -170,7 +183,7 @@ def review(repo: Repository, wallet: Wallet, ref: str, approve: bool, reason: st
             raise UpdateError("a rejection needs a reason", "pass --reason 'why'")
         record_review(repo, wallet, update, "rejected", reason.strip(), history)
         return update
-    problems = update_problems(history, update, _main_config(history)[0])
+    problems = target_problems(history, update)
     if problems:
         record_review(repo, wallet, update, "rejected", "; ".join(problems), history)
         raise UpdateError(f"update {update.id[:12]} fails its checks and was recorded as rejected: "

@@ -17,7 +17,9 @@ rule once; operations that accept changes call the same functions):
 - ``weights``: the DVC object exists (local cache or storage), matches its DVC hash, its sha256 is the signed
   one, and every value is finite; a ``members`` commit keeps its parent's weights;
 - ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents, recomputed
-  (:func:`federity.repo.aggregate.aggregate_problems`);
+  (:func:`federity.repo.aggregate.aggregate_problems`); off main's first-parent line (an aggregate on a variant
+  branch), its updates were trained for one branch from an earlier commit of the aggregate's line, by
+  contributors, and approved, as the main-line rule checks on main;
 - ``merge``: a merge commit has two parents and its weights are exactly what its merge method makes of them
   relative to their merge base, recomputed (:func:`federity.repo.merge.merge_problems`); a merge made by hand
   with ``git merge`` carries no metadata and fails ``metadata``, with a hint to use ``federity merge``;
@@ -47,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from federity.repo.aggregate import aggregate_problems
 from federity.repo.checks import (
     Problem,
+    aggregate_parent_problems,
     commit_problems,
     latest_review,
     mainline_problems,
@@ -100,8 +103,10 @@ def verify(repo: Repository) -> VerifyReport:
     for ref, tip in history.refs.items():
         if not ref.startswith(UPDATE_REF_PREFIXES):
             vouched |= history.ancestors(tip)
+    main_line: set[str] = set()
     for ref in (MAIN_REF, ORIGIN_MAIN_REF):
         if ref in history.refs:
+            main_line.update(history.first_parent_line(history.refs[ref]))
             for problem in mainline_problems(history, history.refs[ref]):
                 if problem.to_json() not in report.failures:
                     report.fail(problem.commit, problem.check, problem.reason)
@@ -110,7 +115,8 @@ def verify(repo: Repository) -> VerifyReport:
         if not history.rooted(commit):
             continue  # a foreign history: its root is reported, its commits are not this repository's
         report.commits_checked += 1
-        problems = [Problem(commit, check, reason) for check, reason in commit_checks(history, commit)]
+        problems = [Problem(commit, check, reason)
+                    for check, reason in commit_checks(history, commit, reviews=commit not in main_line)]
         if commit in vouched:
             for problem in problems:
                 report.fail(problem.commit, problem.check, problem.reason)
@@ -128,15 +134,18 @@ def _oldest_first(history: History) -> list[str]:
     return list(reversed(list(history.commits)))
 
 
-def commit_checks(history: History, commit: str) -> list[tuple[str, str]]:
+def commit_checks(history: History, commit: str, *, reviews: bool = True) -> list[tuple[str, str]]:
     """Every check of one commit as (check, reason) pairs: its commit checks, then what its kind adds (an
-    aggregate's or a merge's weights recomputed, an update's record and proof)."""
+    aggregate's or a merge's weights recomputed, an update's record and proof). ``reviews``: also check that an
+    aggregate's updates were approved and trained for one branch (main's first-parent line has the main-line
+    rule check that instead, :func:`~federity.repo.checks.mainline_problems`)."""
     record = history.commit(commit)
     problems = commit_problems(history, record)
     if problems or record.meta is None:
         return problems
     if record.meta.kind == "aggregate":
-        return [("aggregate", reason) for reason in aggregate_problems(history, record)]
+        approvals = aggregate_parent_problems(history, record) if reviews else []
+        return [("aggregate", reason) for reason in approvals + aggregate_problems(history, record)]
     if record.meta.kind == "merge":
         return [("merge", reason) for reason in merge_problems(history, record)]
     if record.meta.kind == "update":

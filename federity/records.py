@@ -118,7 +118,7 @@ Line = Annotated[str, StringConstraints(max_length=2048, pattern=r"^[^\x00-\x1f\
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 MAIN_BRANCH = "main"
 UPDATE_BRANCH_PREFIX = "updates/"
-_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,3}$")
+_BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,3}")
 
 
 def is_model_branch(name: str) -> bool:
@@ -126,7 +126,7 @@ def is_model_branch(name: str) -> bool:
     ``site/lab-2``): at most four ``/``-separated parts of letters, digits, ``_``, ``.`` and ``-``, none ending in
     ``.`` or ``.lock`` and none holding ``..``, and not an ``updates/…`` branch, where updates wait for review."""
     parts = name.split("/")
-    return (bool(_BRANCH.match(name)) and parts[0] != UPDATE_BRANCH_PREFIX.rstrip("/")
+    return (_BRANCH.fullmatch(name) is not None and parts[0] != UPDATE_BRANCH_PREFIX.rstrip("/")
             and not any(part.endswith((".", ".lock")) or ".." in part for part in parts))
 
 

@@ -307,3 +307,32 @@ def test_a_rejected_update_branch_is_reported_apart_and_leaves_verify_ok(
     [rejected] = report.rejected
     assert rejected["update"] == poisoned and rejected["branch"] == "updates/r1/poisoned"
     assert any("non-finite values" in reason for reason in rejected["reasons"])
+
+
+@pytest.mark.parametrize(("branch", "reason"), [
+    ("../../.git/config", "is not a model branch name"),
+    ("updates/r1/other", "is not a model branch name"),
+    ("ghost", "target: it was trained for branch ghost, which is neither a local branch nor origin's"),
+])
+def test_an_update_naming_a_hostile_or_unknown_target_branch_is_rejected_with_the_reason(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, branch: str, reason: str) -> None:
+    site, owner_repo = federation["a"], federation["owner"]
+    main = site.git.resolve("main")
+    git(site.root, "checkout", "--quiet", "-b", "updates/r1/hostile")
+    tensors = read_tensors(site.weights_path.read_bytes(), "base")
+    site.weights_path.write_bytes(tensors_to_bytes({k: v + np.float32(0.5) for k, v in tensors.items()}))
+    (site.root / "update.json").write_text(json.dumps({
+        "schema": "federity/update/v1", "base": main, "round": 1, "nonce": None, "n_samples": 10, "metrics": {},
+        "params": {}, "contract": {}, "branch": branch}))
+    site.store.track()
+    hostile = create_commit(site, contributor, "update", "hostile", [main], round=1,
+                            paths=(MODEL_DVC_FILE, "update.json")).commit
+    site.push()
+    owner_repo.pull()
+    [checked] = owner_repo.check_updates(owner)
+    assert (checked.id, checked.status) == (hostile, "rejected") and reason in checked.reason
+    with pytest.raises(UpdateError, match="0 approved update"):
+        owner_repo.aggregate(owner)
+    report = owner_repo.verify()
+    assert report.ok, report.failures
+    assert [entry["update"] for entry in report.rejected] == [hostile]

@@ -260,7 +260,7 @@ def test_params_yaml_examples_are_refused_naming_the_file_and_key(text: str, mes
 VALID_UPDATE = {
     "schema": "federity/update/v1", "base": BASE, "round": 3, "nonce": "r3-abc", "n_samples": 120,
     "metrics": {"loss": 0.25, "accuracy": 0.9}, "params": {"lr": 0.1, "epochs": 5, "batch_size": 32, "seed": 7},
-    "contract": {"expectations": 6, "passed": True}, "proof": None,
+    "contract": {"expectations": 6, "passed": True}, "proof": None, "branch": "site/pediatric",
 }
 VALID_UPDATE_BYTES = json.dumps(VALID_UPDATE, indent=1).encode()
 
@@ -306,6 +306,13 @@ def test_random_bytes_as_update_json_are_refused_with_an_update_error(raw: bytes
     ({"metrics": {"loss": float("inf")}}, r"'metrics.loss': must be a finite number"),
     ({"base": "HEAD"}, r"'base': String should match pattern"),
     ({"extra": 1}, r"unknown key 'extra'"),
+    ({"branch": "../../.git/config"}, r"'branch': .*is not a model branch name"),
+    ({"branch": "updates/r1/someone"}, r"'branch': .*is not a model branch name"),
+    ({"branch": "main\n"}, r"'branch': .*is not a model branch name"),
+    ({"branch": "a/b/c/d/e"}, r"'branch': .*is not a model branch name"),
+    ({"branch": "x.lock"}, r"'branch': .*is not a model branch name"),
+    ({"branch": "a" * 300}, r"'branch': String should have at most 259 characters"),
+    ({"branch": 7}, r"'branch': Input should be a valid string"),
 ])
 def test_update_json_examples_are_refused_naming_the_update_and_key(change: dict[str, Any], message: str) -> None:
     with pytest.raises(UpdateError, match=rf"^malformed update.json of update 0123456789ab: {message}") as e:

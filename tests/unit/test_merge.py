@@ -113,23 +113,18 @@ def test_weighted_merge_with_given_weights_and_its_sample_count_refusal(
     assert values(repo) == {(3 * 2.0 + 1 * 4.0) / 4}
 
 
-def test_a_weighted_merge_takes_the_samples_each_side_trained_on(
+def test_an_updates_branch_is_not_merged_it_is_reviewed_and_aggregated(
         federation: dict[str, Repository], owner: Wallet, approved_updates: list[str]) -> None:
+    """(A weighted merge by sample counts, of a variant trained in rounds, is in test_branch_rounds.py.)"""
     repo = federation["owner"]
-    site_a, site_b = approved_updates  # 50 and 70 samples, both trained on main's genesis
-    repo.aggregate(owner, updates=[site_b])
     branch = next(ref.removeprefix("refs/remotes/origin/") for ref in git(
         repo.root, "for-each-ref", "--format=%(refname)", "refs/remotes/origin/updates").split()
-        if git(repo.root, "rev-parse", ref) == site_a)  # origin's update branch: merge finds it there too
-    ours, theirs = weights(repo), weights(repo, site_a)
-    result = repo.merge(owner, branch, strategy="weighted")
-    assert result.strategy_params == {"ours": 70.0, "theirs": 50.0}
-    merged = weights(repo)
-    for name in merged:
-        expected = (70 * ours[name].astype(np.float64) + 50 * theirs[name].astype(np.float64)) / 120
-        assert np.array_equal(merged[name], expected.astype(merged[name].dtype))
-    report = repo.verify()
-    assert report.ok, report.failures
+        if git(repo.root, "rev-parse", ref) == approved_updates[0])
+    before = snapshot(repo)
+    with pytest.raises(MergeError, match="is an update's branch") as refused:
+        repo.merge(owner, branch, strategy="weighted")
+    assert "federity aggregate" in refused.value.hint
+    assert snapshot(repo) == before
 
 
 def test_a_tampered_merge_is_found_by_verify(repo: Repository, owner: Wallet, diverged: dict[str, str],

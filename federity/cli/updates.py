@@ -27,9 +27,10 @@ def updates(status: str | None, check: bool) -> None:
         if not listed:
             console.print("no updates" + (f" with status {status}" if status else ""))
             return
-        table = Table("update", "round", "author", "samples", "status", "reason")
+        table = Table("update", "for", "round", "author", "samples", "status", "reason")
         for u in listed:
-            table.add_row(u.id[:12], str(u.round), u.author[:12], str(u.n_samples), u.status, u.reason or "")
+            table.add_row(u.id[:12], u.target, str(u.round), u.author[:12], str(u.n_samples), u.status,
+                          u.reason or "")
         console.print(table)
 
     emit({"updates": [u.to_json() for u in listed]}, human)
@@ -75,7 +76,7 @@ def _review(update: str, approve: bool, reason: str | None) -> None:
 @click.option("--strategy-param", "params", multiple=True, metavar="KEY=VALUE",
               help="A strategy parameter, e.g. --strategy-param fraction=0.2 (repeatable; default: federity.yaml's).")
 def aggregate(strategy: str | None, params: tuple[str, ...]) -> None:
-    """Aggregate the approved updates into the next commit on main."""
+    """Aggregate the approved updates trained for the current branch into its next commit."""
     repo, wallet = open_repo(), load_wallet()
     result = repo.aggregate(wallet, strategy=strategy, parameters=strategy_parameters(params))
     if result.created:

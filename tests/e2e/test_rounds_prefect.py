@@ -20,6 +20,7 @@ from federity.identity import Wallet
 from federity.prefect_server import LocalPrefectServer
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
+from federity.repo.commits import read_commit
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.e2e
@@ -224,6 +225,32 @@ def _wait_for_verified(federation: Federation, count: int, timeout: float = 240)
             return ids
         time.sleep(2)
     raise AssertionError("the round's updates were not verified in time")
+
+
+def test_a_round_on_a_variant_branch_lands_there_and_merges_back_into_main(federation: Federation) -> None:
+    import json
+
+    owner_root = federation.owner.root
+    owner = Repository.open(owner_root)
+    owner.branch("variant")
+    owner.checkout("variant")
+    owner.push()  # the sites train from origin's variant
+    main = owner.git.resolve("main")
+    out = _run(federation.env, "--json", "round", "run", "--pool", "site-a", "--pool", "site-b", "--quorum", "2",
+               "--branch", "variant", cwd=owner_root)
+    [summary] = json.loads(out.stdout)["rounds"]
+    owner = Repository.open(owner_root)
+    assert summary["parents"][0] == main and len(summary["updates"]) == 2
+    assert owner.git.resolve("variant") == summary["commit"] == owner.git.resolve("origin/variant")
+    assert owner.git.resolve("main") == main  # the variant's round left main alone
+    assert {u.target for u in owner.updates() if u.id in summary["updates"]} == {"variant"}
+    owner.checkout("main")
+    wallet = Wallet.load(Path(federation.env["FEDERITY_WALLET"]))
+    merged = owner.merge(wallet, "variant", strategy="task-arithmetic")  # main has not moved: the variant, whole
+    assert merged.parents == [main, summary["commit"]]
+    assert merged.weights_sha256 == read_commit(owner, summary["commit"]).meta.weights_sha256
+    owner.push()
+    assert owner.verify().ok
 
 
 def test_the_canary_in_one_sites_data_appears_nowhere_outside_that_site(federation: Federation) -> None:

@@ -152,3 +152,31 @@ def test_cli_merge_a_branch_signed_minted_tracked_and_verified(tmp_path: Path) -
     assert latest["nft"] and latest["mlflow_run"] == tracked["mlflow_run"]
     verify = json.loads(federity("verify", "--json", cwd=repo).stdout)
     assert verify["ok"] and verify["failures"] == [], verify
+
+
+def test_cli_train_and_aggregate_on_a_variant_branch(tmp_path: Path) -> None:
+    owner, site = str(tmp_path / "owner.json"), str(tmp_path / "site.json")
+    federity("wallet", "new", "--path", owner, cwd=tmp_path)
+    site_key = json.loads(federity("wallet", "new", "--path", site, "--json", cwd=tmp_path).stdout)["pubkey"]
+    federity("--wallet", owner, "init", "repo", "--name", "n", "--model", "logistic-regression", "--model-arg",
+             "in_features=4", cwd=tmp_path)
+    repo = tmp_path / "repo"
+    federity("--wallet", owner, "members", "add", site_key, "--role", "contributor", cwd=repo)
+    federity("branch", "variant", cwd=repo)
+    data = write_csv(tmp_path / "site" / "train.csv", 40, seed=4)
+    missing = federity("--wallet", site, "train", "--data", str(data), "--branch", "varaint", cwd=repo)
+    assert missing.returncode == 1 and "no branch named 'varaint'" in missing.stderr and "what to do:" in missing.stderr
+    trained = federity("--wallet", site, "--json", "train", "--data", str(data), "--branch", "variant", cwd=repo)
+    assert trained.returncode == 0, trained.stderr
+    update = json.loads(trained.stdout)
+    assert (update["target"], update["branch"]) == ("variant", f"updates/variant/r1/{site_key[:8]}")
+    federity("checkout", "variant", cwd=repo)
+    [listed] = json.loads(federity("updates", "--json", cwd=repo).stdout)["updates"]
+    assert (listed["id"], listed["target"], listed["status"]) == (update["update"], "variant", "pending")
+    federity("--wallet", owner, "review", "approve", update["update"], cwd=repo)
+    aggregated = json.loads(federity("--wallet", owner, "--json", "aggregate", cwd=repo).stdout)
+    assert aggregated["updates"] == [update["update"]] and aggregated["round"] == 1
+    tips = subprocess.run(["git", "rev-parse", "variant", "main"], cwd=repo, capture_output=True, text=True)
+    variant_tip, main_tip = tips.stdout.split()
+    assert variant_tip == aggregated["commit"] and main_tip != variant_tip
+    assert json.loads(federity("verify", "--json", cwd=repo).stdout)["ok"]

@@ -5,10 +5,12 @@ for. Real git, DVC and great-expectations, as in test_rounds.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from federity.errors import ConfigError, MergeError, UpdateError
 from federity.identity import Wallet
@@ -17,6 +19,8 @@ from federity.repo.checks import update_problems
 from federity.repo.commits import create_commit
 from federity.repo.history import History
 from federity.repo.storage import MODEL_DVC_FILE
+from federity.repo.track import evaluate_commit
+from federity.tracking import DEFAULT_DB
 from federity.repo.updates import find_update
 from federity.rounds import approve_verified, collect_updates, finalise_round, pin_round
 from federity.site import train_at_site
@@ -50,9 +54,9 @@ def train_for_variant(site: Repository, wallet: Wallet, data: Path) -> str:
     return result.update
 
 
-def test_a_variant_is_trained_reviewed_aggregated_and_merged_back_weighted_by_its_samples(
+def test_a_variant_is_trained_reviewed_aggregated_merged_back_weighted_by_its_samples_and_tracked(
         federation: dict[str, Repository], variant: Repository, owner: Wallet, contributor: Wallet,
-        site_b: Wallet, tmp_path: Path) -> None:
+        site_b: Wallet, tmp_path: Path, seed_mlflow_db: Callable[[Path], Path]) -> None:
     for_variant = train_for_variant(federation["a"], contributor, write_csv(tmp_path / "a" / "t.csv", 50, seed=1))
     for_main = train_and_push(federation["b"], site_b, write_csv(tmp_path / "b" / "t.csv", 70, seed=2))
     variant.pull()
@@ -85,7 +89,16 @@ def test_a_variant_is_trained_reviewed_aggregated_and_merged_back_weighted_by_it
         assert np.array_equal(merged[name], expected.astype(merged[name].dtype))
     report = variant.verify()
     assert report.ok, report.failures
-    assert "pediatric" in variant.graph()
+    assert f"Round 1 on {VARIANT}" in variant.graph()
+
+    seed_mlflow_db(variant.root)
+    validation = write_csv(tmp_path / "validation" / "v.csv", 60, seed=9)
+    run = MlflowClient(tracking_uri=f"sqlite:///{variant.root / DEFAULT_DB}").get_run(
+        variant.track(merge.commit, validation=validation))
+    expected = evaluate_commit(variant, merge.commit, validation)
+    assert run.data.tags["federity.kind"] == "merge" and run.data.params["strategy"] == "weighted@1"
+    assert {k: run.data.metrics[f"global.{k}"] for k in expected} == pytest.approx(expected)
+    assert 0.0 <= expected["accuracy"] <= 1.0 and expected["loss"] > 0
 
 
 def test_an_update_is_accepted_only_on_the_branch_it_was_trained_for(

@@ -72,6 +72,10 @@ def test_the_average_of_one_and_three_is_two_everywhere(repo: Repository, owner:
     record = repo.log()[0]
     assert record.meta.kind == "merge" and record.meta.strategy == "average@1" and record.meta.strategy_params is None
     assert git(repo.root, "status", "--porcelain") == ""
+    sizes = {name: tensor.size for name, tensor in weights(repo).items()}
+    for row in repo.diff(ours, "HEAD"):  # what the merge did to main's model: every value 1 → 2
+        assert row["status"] == "changed" and row["l2"] == pytest.approx(np.sqrt(sizes[row["name"]]))
+    assert {row["l2"] for row in repo.diff(theirs, "HEAD")} == {row["l2"] for row in repo.diff(ours, "HEAD")}
     report = repo.verify()
     assert report.ok, report.failures
 

@@ -70,13 +70,14 @@ def _update_branch(repo: Repository, target: str, round: int, author: str) -> st
 
 
 def _base_on(repo: Repository, branch: str, base: str | None) -> str:
-    """``base`` (default: ``branch``'s head, local or else origin's) as a commit of ``branch``'s first-parent line,
-    which an update for ``branch`` must be trained from."""
+    """``base`` (default: ``branch``'s head, local or else origin's), checked safe to check out and on ``branch``'s
+    first-parent line, which an update for ``branch`` must be trained from."""
     if not is_model_branch(branch):
         raise ConfigError(f"{branch!r} is not a branch a model lives on",
                           "train for main or a variant branch (`federity branch NAME` makes one), not updates/…")
     tip = branch_tip(repo, branch)
     commit = repo.git.resolve(base) if base else tip
+    repo.store.require_safe(commit)  # no symlink (e.g. update.json) or hostile manifest in the base
     if commit not in repo.git.run("rev-list", "--first-parent", tip).split():
         raise ConfigError(f"commit {commit[:12]} is not on {branch}'s line, so an update trained from it could not "
                           f"be aggregated on {branch}", f"train from {branch}'s head (leave out --base)")
@@ -99,7 +100,6 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
 
     repo.require_clean()  # before training, not only when committing
     base_commit = _base_on(repo, branch, base)
-    repo.store.require_safe(base_commit)  # no symlink (e.g. update.json) or hostile manifest in the base
     base_meta = read_commit(repo, base_commit).meta
     if base_meta is None:
         raise ConfigError(f"commit {base_commit[:12]} carries no Federity metadata", "train from a main commit")

@@ -20,10 +20,10 @@ from federity.repo.commits import create_commit
 from federity.repo.history import History
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.track import evaluate_commit
-from federity.tracking import DEFAULT_DB
 from federity.repo.updates import find_update
 from federity.rounds import approve_verified, collect_updates, finalise_round, pin_round
 from federity.site import train_at_site
+from federity.tracking import DEFAULT_DB
 from federity.weights import read_tensors
 from tests.conftest import git, snapshot, train_and_push, write_csv
 

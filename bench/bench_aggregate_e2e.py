@@ -10,9 +10,9 @@ A real repository: an owner, K contributors each with their own clone, each trai
 * ``review_seconds``: the K reviews, which check each update (its DVC object's md5 and sha256, its tensors, its
   finiteness: the first read of each object, remembered afterwards);
 * ``aggregate_seconds``: the library call ``Repository.aggregate`` (checks again, the maths from the
-  DVC objects, read in pieces, to the output file, DVC tracking, the signed commit); its phases
-  (``aggregate_phases_under_cprofile``) come from a second run under cProfile on a copy of the repository
-  (cProfile slows the Python-heavy phases, so their sum exceeds the unprofiled time);
+  DVC objects, read in pieces, to the output file, DVC tracking, the signed commit), and ``aggregate_phases``:
+  the same call's phases, each timed by a wrapper around the function that does it (``the rest``: reading
+  the branch head, choosing the strategy, the history snapshot, the transaction);
 * ``output_hash_seconds``: md5 (DVC's object id) and sha256 (the signed weights hash) of the new weights file,
   each one pass over it: the work an aggregate adds to the maths whatever else is removed;
 * ``cli_aggregate_seconds``: the same through the command line, a new process (interpreter start and imports
@@ -29,17 +29,19 @@ it runs (this machine's disk writes about 0.4 GB/s; a write that waits on it is 
 from __future__ import annotations
 
 import argparse
-import cProfile
+import contextlib
+import functools
 import hashlib
 import json
 import os
-import pstats
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,12 +49,42 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "aggregate_e2e.json"
 MATHS_RUNS = 3
 PHASES = {
-    "checks of the approved updates": "_approved",
-    "maths (streaming engine, output written and hashed)": "aggregate_weights",
-    "dvc add of the new weights": "track",
-    "signed commit": "create_commit",
-    "history snapshot": "load",
+    "checks of the approved updates": ("federity.repo.aggregate", "_approved"),
+    "maths (streaming engine, output written and hashed)": ("federity.repo.aggregate", "aggregate_weights"),
+    "dvc add of the new weights": ("federity.repo.storage", "WeightsStore.track"),
+    "signed commit": ("federity.repo.aggregate", "create_commit"),
 }
+
+
+@contextlib.contextmanager
+def _timed_phases() -> Iterator[dict[str, float]]:
+    """Wrap each phase's function with a timer for the duration of the block; yields phase → seconds."""
+    import importlib
+
+    seconds: dict[str, float] = {}
+    originals = []
+    for label, (module_name, attribute) in PHASES.items():
+        owner: Any = importlib.import_module(module_name)
+        *path, name = attribute.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        function = getattr(owner, name)
+
+        @functools.wraps(function)
+        def timed(*args: Any, _function: Any = function, _label: str = label, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return _function(*args, **kwargs)
+            finally:
+                seconds[_label] = round(seconds.get(_label, 0.0) + time.perf_counter() - started, 3)
+
+        setattr(owner, name, timed)
+        originals.append((owner, name, function))
+    try:
+        yield seconds
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
 
 
 def _csv(path: Path, seed: int) -> Path:
@@ -63,16 +95,6 @@ def _csv(path: Path, seed: int) -> Path:
                                                                                                   strict=True))]
     path.write_text("\n".join(rows) + "\n")
     return path
-
-
-def _phases(profile: cProfile.Profile) -> dict[str, float]:
-    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    found = {}
-    for label, function in PHASES.items():
-        times = [cumulative for (file, _, name), (_, _, _, cumulative, _) in stats.items()
-                 if name == function and "federity" in file]
-        found[label] = round(max(times), 3) if times else 0.0
-    return found
 
 
 def _hash_seconds(path: Path) -> dict[str, float]:
@@ -118,7 +140,6 @@ def main() -> None:
         for update in repo.updates():
             repo.review(owner, update.id, approve=True)
         review_seconds = time.perf_counter() - started
-        shutil.copytree(repo.root, work / "owner-profiled", symlinks=True)
         main_before = repo.head()
         infos = sorted((u for u in repo.updates() if u.status == "approved"), key=lambda u: u.id)
         approved = [u.id for u in infos]
@@ -136,18 +157,11 @@ def main() -> None:
         maths_seconds = float(np.median(maths_runs))
 
         os.sync()
-        started = time.perf_counter()
-        result = repo.aggregate(owner)
-        aggregate_seconds = time.perf_counter() - started
+        with _timed_phases() as phases:
+            started = time.perf_counter()
+            result = repo.aggregate(owner)
+            aggregate_seconds = time.perf_counter() - started
         hash_seconds = _hash_seconds(repo.weights_path)
-
-        profiled = Repository.open(work / "owner-profiled")
-        profiled.check_updates(owner, [u for u in profiled.updates() if u.status == "approved"])  # warm, as above
-        profile = cProfile.Profile()
-        os.sync()
-        profile.enable()
-        profiled.aggregate(owner)
-        profile.disable()
 
         cli_repo = work / "owner-cli"
         for update in approved:  # the copy was taken before the reviews: review there too (not timed)
@@ -167,7 +181,8 @@ def main() -> None:
         row = {"updates": k, "parameters": parameters, "input_bytes": k * parameters * 4,
                "review_seconds": round(review_seconds, 3), "maths_seconds": round(maths_seconds, 3),
                "aggregate_seconds": round(aggregate_seconds, 3),
-               "aggregate_phases_under_cprofile": _phases(profile), "output_hash_seconds": hash_seconds,
+               "aggregate_phases": {**phases, "the rest": round(aggregate_seconds - sum(phases.values()), 3)},
+               "output_hash_seconds": hash_seconds,
                "aggregate_over_maths": round(aggregate_seconds / maths_seconds, 2),
                "cli_aggregate_seconds": round(cli_seconds, 3), "verify_seconds": round(verify_seconds, 3),
                "commit": result.commit}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,14 @@ _NEUTRAL_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "LC_ALL": "C",
 }
+
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def is_commit_id(rev: str) -> bool:
+    """Whether ``rev`` is a full commit id (which names one commit, and one tree, for ever)."""
+    return _COMMIT_ID.fullmatch(rev) is not None
 
 
 class GitError(FederityError):

@@ -388,11 +388,13 @@ def _floor_pow2(value: int) -> int:
 
 @dataclass(frozen=True)
 class Output:
-    """What an aggregation wrote: the weights file's sha256, and the state file's when the strategy has state
-    (``None`` for results kept in memory)."""
+    """What an aggregation wrote: the weights file's sha256 and md5, and the state file's when the strategy has
+    state (``None`` for results kept in memory)."""
 
     weights_sha256: str | None
     state_sha256: str | None = None
+    weights_md5: str | None = None
+    state_md5: str | None = None
 
 
 def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[TensorSource],
@@ -441,7 +443,10 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
             if unfinished is not None:
                 unfinished.abort()
         raise
-    return Output(writer.finish(), state_writer.finish() if state_writer is not None else None)
+    weights_sha256 = writer.finish()
+    if state_writer is None:
+        return Output(weights_sha256, weights_md5=writer.md5)
+    return Output(weights_sha256, state_writer.finish(), writer.md5, state_writer.md5)
 
 
 class Sink(Protocol):
@@ -451,6 +456,9 @@ class Sink(Protocol):
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         """Tensor ``name``'s elements from ``start`` on."""
         ...
+
+    md5: str | None
+    """Once finished, the result's md5, if it is a file."""
 
     def finish(self) -> str | None:
         """Done: the result's sha256, if it is a file."""
@@ -463,6 +471,8 @@ class Sink(Protocol):
 
 class ArraySink:
     """A result kept in memory as arrays of the layout's shapes and dtypes (:attr:`tensors`)."""
+
+    md5 = None
 
     def __init__(self, layout: Layout) -> None:
         self.tensors = {name: np.empty(shape, dtype) for name, (shape, dtype) in layout.items()}

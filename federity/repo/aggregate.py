@@ -38,6 +38,7 @@ from federity.repo.layout import STATE_FILE
 from federity.repo.metadata import CommitMeta, canonical_params, signed_params
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UpdateInfo, list_updates, record_review
+from federity.weights import WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -129,7 +130,9 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
             os.replace(scratch / "weights", repo.weights_path)
             if written.state_sha256 is not None:
                 os.replace(scratch / "state", repo.weights_path.parent / STATE_FILE)
-        repo.store.track(strategy_state=written.state_sha256 is not None)
+        known = {WEIGHTS_FILE: written.weights_md5, STATE_FILE: written.state_md5}
+        repo.store.track(strategy_state=written.state_sha256 is not None,
+                         md5s={relpath: md5 for relpath, md5 in known.items() if md5 is not None})
         record = create_commit(repo, wallet, "aggregate", message, [head, *(u.id for u in chosen)],
                                round=round, strategy=strategy_id,
                                strategy_params=signed_params, paths=(MODEL_DVC_FILE,),

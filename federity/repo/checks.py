@@ -348,8 +348,17 @@ def update_problems(history: History, update: UpdateInfo, tip: str, *, branch: s
     seen = weights_seen_before(history, update, tip)
     if commit.meta.weights_sha256 in seen:
         return [f"replay: its weights are identical to those of {seen[commit.meta.weights_sha256][:12]}"]
-    return _weights_fit(history, update, base, config) or check_update_proof(
-        history.repo, commit, record.to_json(), valid_updates(history)).problems
+    return _weights_fit(history, update, base, config) or proof_problems(history, commit)
+
+
+def proof_problems(history: History, commit: CommitRecord) -> list[str]:
+    """Why update ``commit``'s proof of training fails (``proof: …``), when its base's repository requires
+    proofs; empty otherwise, and when it verifies."""
+    base_config = history.config(commit.parents[0]) if commit.parents else None
+    record = history.update_record(commit.commit)
+    if not isinstance(base_config, RepoConfig) or base_config.proofs is None or isinstance(record, str):
+        return []
+    return check_update_proof(history.repo, commit, record.to_json(), valid_updates(history)).problems
 
 
 def target_problems(history: History, update: UpdateInfo, *, nonce: str | None = None) -> list[str]:

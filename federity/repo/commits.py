@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from federity.config import Role
 from federity.errors import PermissionDeniedError
+from federity.git import is_commit_id
 from federity.identity import Wallet
 from federity.repo.metadata import CommitMeta, ParentRef, format_message, parse_message, signing_payload
 from federity.weights import sha256_bytes
@@ -80,12 +81,12 @@ def read_commit(repo: Repository, rev: str) -> CommitRecord:
 
 
 def parent_refs(repo: Repository, parents: list[str]) -> list[ParentRef]:
-    """Parents as the signed payload names them: commit id and recorded weights sha256."""
-    refs = []
-    for parent in parents:
-        meta = read_commit(repo, parent).meta
-        refs.append(ParentRef(parent, meta.weights_sha256 if meta else None))
-    return refs
+    """Parents as the signed payload names them: commit id and recorded weights sha256 (read in one git call)."""
+    if not parents:
+        return []
+    ids = [parent if is_commit_id(parent) else repo.git.resolve(parent) for parent in parents]
+    metas = {record.commit: record.meta for record in read_commits(repo, "--no-walk=unsorted", *ids)}
+    return [ParentRef(commit, metas[commit].weights_sha256 if metas.get(commit) else None) for commit in ids]
 
 
 def create_commit(

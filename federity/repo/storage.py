@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from federity.errors import RemoteError, WeightsError, listed
-from federity.git import Git
+from federity.git import Git, GitError, is_commit_id
 from federity.repo.layout import (
     MANIFEST_MAX_BYTES,
     MODEL_DIR,
@@ -99,6 +99,7 @@ class WeightsStore:
     def __init__(self, root: Path, git: Git) -> None:
         self.root = Path(root)
         self.git = git
+        self._manifests: dict[str, dict[str, str]] = {}
 
     @contextlib.contextmanager
     def _repo(self) -> Iterator[Any]:
@@ -130,12 +131,21 @@ class WeightsStore:
             remote = repo.config["core"].get("remote")
             return repo.config["remote"].get(remote, {}).get("url") if remote else None
 
-    def track(self, *, strategy_state: bool = False) -> None:
+    def track(self, *, strategy_state: bool = False, md5s: Mapping[str, str] | None = None) -> None:
         """Record the current ``model/`` in the DVC cache and ``model.dvc``. Only an aggregate carries a strategy's
-        state (``strategy_state``): any other commit drops the state file an aggregate left in ``model/``."""
+        state (``strategy_state``): any other commit drops the state file an aggregate left in ``model/``.
+
+        ``md5s``: files of ``model/`` whose md5 the caller computed as it wrote them (relative path → md5), put in
+        DVC's state (keyed by the file's inode, size and modification time, as DVC keys its own) so that ``dvc
+        add`` does not read them again."""
+        from dvc_data.hashfile.hash_info import HashInfo
+
         if not strategy_state:
             (self.root / MODEL_DIR / STATE_FILE).unlink(missing_ok=True)
         with self._repo() as repo:
+            known = [(str(self.root / MODEL_DIR / relpath), HashInfo("md5", md5), None)
+                     for relpath, md5 in (md5s or {}).items()]
+            repo.state.save_many(known, repo.fs)
             repo.add(MODEL_DIR)
 
     @contextlib.contextmanager
@@ -222,12 +232,17 @@ class WeightsStore:
         """The validated manifest of ``model/`` at ``commit`` (relpath → md5), its ``.dir`` object fetched from
         the local cache or DVC storage without checking anything out. Any fault is a :class:`WeightsError`
         naming the commit (see :mod:`federity.repo.layout`)."""
+        if commit in self._manifests:
+            return dict(self._manifests[commit])
         raw = self.git.show_file(commit, MODEL_DVC_FILE)
         if raw is None:
             raise WeightsError(
                 f"commit {commit[:12]} has no {MODEL_DVC_FILE}", "this commit does not track weights with DVC"
             )
-        return self._manifest_of(parse_dvc_file(raw, commit), commit)
+        manifest = self._manifest_of(parse_dvc_file(raw, commit), commit)
+        if is_commit_id(commit):  # a commit id names one tree forever: its manifest is read once
+            self._manifests[commit] = dict(manifest)
+        return manifest
 
     def _manifest_of(self, out: DvcOut, commit: str) -> dict[str, str]:
         raw = self._fetched_object(commit, out.dir_md5, f"manifest of {MODEL_DIR}/", MANIFEST_MAX_BYTES)
@@ -442,23 +457,44 @@ def tree_problems(git: Git, commit: str) -> list[str]:
     (:mod:`federity.repo.layout`). Reads git objects only."""
     listing = git.run_bytes("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", f"{commit}^{{tree}}")
     entries: list[tuple[str, str, str]] = []
+    blobs: dict[str, str] = {}  # path → blob id
     problems: list[str] = []
     for item in listing.split(b"\0"):
         if not item:
             continue
         header, _, raw_path = item.partition(b"\t")
-        mode, kind, _ = header.decode().split(" ", 2)
+        mode, kind, oid = header.decode().split(" ", 2)
         try:
             entries.append((mode, kind, raw_path.decode("utf-8")))
         except UnicodeDecodeError:
             problems.append(f"a tracked path is not UTF-8 ({raw_path[:40]!r})")
+            continue
+        if kind == "blob":
+            blobs[entries[-1][2]] = oid
     problems += tree_entry_problems(entries)
-    if any(path == ".dvc/config" for _, _, path in entries):
-        problems += dvc_config_problems(git.show_file(commit, ".dvc/config") or b"")
-    for _, kind, path in entries:
-        if kind == "blob" and path.rsplit("/", 1)[-1] == ".gitattributes":
-            problems += gitattributes_problems(path, git.show_file(commit, path) or b"")
+    for path, oid in blobs.items():
+        if path == ".dvc/config":
+            problems += _blob_problems(git, oid, path, lambda _, raw: dvc_config_problems(raw))
+        elif path.rsplit("/", 1)[-1] == ".gitattributes":
+            problems += _blob_problems(git, oid, path, gitattributes_problems)
     return problems
+
+
+_BLOB_PROBLEMS: dict[tuple[str, str], list[str]] = {}
+"""(path, blob id) → what :func:`tree_problems` found in that file: a blob id names its content, so each file is
+read and judged once however many commits track it (a round's updates all share the base's ``.dvc/config``)."""
+
+
+def _blob_problems(git: Git, oid: str, path: str, judge: Callable[[str, bytes], list[str]]) -> list[str]:
+    if (path, oid) not in _BLOB_PROBLEMS:
+        if len(_BLOB_PROBLEMS) > 4096:
+            _BLOB_PROBLEMS.clear()
+        try:
+            raw = git.run_bytes("cat-file", "blob", oid)
+        except GitError:  # judged as an empty file, as when it cannot be shown; not remembered
+            return judge(path, b"")
+        _BLOB_PROBLEMS[path, oid] = judge(path, raw)
+    return list(_BLOB_PROBLEMS[path, oid])
 
 
 def storage_problems(store: WeightsStore, commit: str) -> list[str]:

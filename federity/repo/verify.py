@@ -53,13 +53,12 @@ from federity.repo.checks import (
     commit_problems,
     latest_review,
     mainline_problems,
+    proof_problems,
     root_problems,
-    valid_updates,
 )
 from federity.repo.history import MAIN_REF, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History
 from federity.repo.merge import merge_problems
 from federity.repo.nft import ownership_problems, verify_nfts
-from federity.repo.proof_inputs import check_update_proof
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -152,8 +151,7 @@ def commit_checks(history: History, commit: str, *, reviews: bool = True) -> lis
         update_record = history.update_record(commit)
         if isinstance(update_record, str):
             return [("update", update_record)]
-        proof = check_update_proof(history.repo, record, update_record.to_json(), valid_updates(history))
-        return [("proof", reason.removeprefix("proof: ")) for reason in proof.problems]
+        return [("proof", reason.removeprefix("proof: ")) for reason in proof_problems(history, record)]
     return []
 
 

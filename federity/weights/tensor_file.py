@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -98,7 +99,15 @@ class TensorFile:
 
 class CanonicalWriter:
     """Writes tensors of ``layout`` to ``path`` as the canonical safetensors file: the header first, then each
-    piece of a tensor's data at its place, in any order; :meth:`finish` returns the file's sha256."""
+    piece of a tensor's data at its place, in any order; :meth:`finish` returns the file's sha256 and sets
+    :attr:`md5` (DVC's id of the object).
+
+    Both hashes are computed on a second thread while the file is written: whenever the written part of the
+    file grows from its start, the thread reads the new bytes back from the page cache and hashes them, so a
+    writer that goes front to back (the aggregation engine, a merge) has its file hashed when it finishes, at
+    no cost to the thread that computes. (hashlib and ``preadv`` release the GIL.) A piece written over bytes
+    already hashed makes :meth:`finish` hash the whole file again, so the result is always the file's hash.
+    """
 
     def __init__(self, path: Path, layout: Layout) -> None:
         header = canonical_header(layout)
@@ -109,30 +118,103 @@ class CanonicalWriter:
             self._offsets[name] = position
             position += int(np.prod(shape or (1,), dtype=np.int64)) * np.dtype(dtype).itemsize
         self.path = path
-        self._file = open(path, "wb")  # noqa: SIM115 -- closed by finish() or abort()
+        self.md5: str | None = None
+        self._size = position
+        self._file = open(path, "w+b")  # noqa: SIM115 -- closed by finish() or abort(); read back to hash
         self._file.write(header)
+        self._file.flush()
         self._file.truncate(position)
+        self._written = len(header)  # every byte before this offset is written
+        self._pieces: dict[int, int] = {}  # pieces written beyond it: start offset → end offset
+        self._rewritten = False
+        self._state = threading.Condition()
+        self._closing = self._aborted = False
+        self._hashes = _FileHashes(self._file.fileno())
+        self._hasher = threading.Thread(target=self._hash_behind, name=f"hash {path.name}", daemon=True)
+        self._hasher.start()
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         """Write ``values`` (cast to the tensor's dtype) as tensor ``name``'s elements from ``start`` on."""
         dtype = np.dtype(self._layout[name][1])
         data = np.ascontiguousarray(values, dtype=dtype)
-        os.pwrite(self._file.fileno(), memoryview(data).cast("B"), self._offsets[name] + start * dtype.itemsize)
+        offset = self._offsets[name] + start * dtype.itemsize
+        os.pwrite(self._file.fileno(), memoryview(data).cast("B"), offset)
+        with self._state:
+            if offset < self._written:
+                self._rewritten = True
+            self._pieces[offset] = max(offset + data.nbytes, self._pieces.get(offset, 0))
+            while self._written in self._pieces:
+                self._written = self._pieces.pop(self._written)
+            self._state.notify()
+
+    def _hash_behind(self) -> None:
+        """The hashing thread: hash the written prefix as it grows; at the close, the rest of the file."""
+        while True:
+            with self._state:
+                while self._hashes.done == self._written and not self._closing:
+                    self._state.wait()
+                if self._aborted:
+                    return
+                until = self._size if self._closing else self._written
+            self._hashes.update_to(until)
+            if self._hashes.error is not None or until == self._size:
+                return  # finish() hashes again after an error
 
     def finish(self) -> str:
-        """Close the file and return its sha256 (read back in blocks: nothing of it is held in memory)."""
-        self._file.close()
-        digest = hashlib.sha256()
-        buffer = bytearray(_HASH_BLOCK)
-        with open(self.path, "rb", buffering=0) as file:
-            while count := file.readinto(buffer):
-                digest.update(memoryview(buffer)[:count])
-        return digest.hexdigest()
+        """Close the file and return its sha256 (its md5 in :attr:`md5`); nothing of it is held in memory."""
+        self._stop(aborted=False)
+        try:
+            hashes = self._hashes
+            if self._rewritten or hashes.error is not None:
+                hashes = _FileHashes(self._file.fileno())
+                hashes.update_to(self._size)
+                if hashes.error is not None:
+                    raise hashes.error
+        finally:
+            self._file.close()
+        self.md5 = hashes.md5.hexdigest()
+        return hashes.sha256.hexdigest()
 
     def abort(self) -> None:
         """Close and remove the unfinished file."""
+        self._stop(aborted=True)
         self._file.close()
         self.path.unlink(missing_ok=True)
+
+    def _stop(self, *, aborted: bool) -> None:
+        with self._state:
+            self._closing, self._aborted = True, aborted
+            self._state.notify()
+        self._hasher.join()
+
+
+class _FileHashes:
+    """sha256 and md5 of a file's bytes from its start, read back in blocks as far as :meth:`update_to` is told;
+    a read error is kept in :attr:`error` (the caller hashes again, or raises it)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.done = 0
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.error: OSError | None = None
+        self._buffer = bytearray(_HASH_BLOCK)
+
+    def update_to(self, end: int) -> None:
+        """Hash the bytes from where the last call stopped up to offset ``end``."""
+        view = memoryview(self._buffer)
+        while self.done < end and self.error is None:
+            try:
+                count = os.preadv(self._fd, [view[:min(_HASH_BLOCK, end - self.done)]], self.done)
+            except OSError as exc:
+                self.error = exc
+                return
+            if count == 0:
+                self.error = OSError(f"the file ended at byte {self.done}, before {end}")
+                return
+            self.sha256.update(view[:count])
+            self.md5.update(view[:count])
+            self.done += count
 
 
 _HASH_BLOCK = 4 << 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from federity.errors import PickleRefusedError, WeightsError
 from federity.weights import read_tensors, tensors_to_bytes
 from federity.weights.files import describe_mismatch, tensor_layout
+from federity.weights.tensor_file import CanonicalWriter
 
 
 def test_tensors_round_trip_through_safetensors_bytes() -> None:
@@ -53,3 +55,38 @@ def test_layout_mismatch_names_every_difference() -> None:
     assert describe_mismatch(expected, got) == [
         "missing tensor 'b'", "unexpected tensor 'c'", "'a' is (4,) float32, expected (2,) float32",
     ]
+
+
+def _pieces(tensors: dict[str, np.ndarray], size: int) -> list[tuple[str, int, np.ndarray]]:
+    return [(name, start, t.reshape(-1)[start:start + size]) for name, t in sorted(tensors.items())
+            for start in range(0, t.size, size)]
+
+
+@pytest.mark.parametrize("order", ["front to back", "back to front", "shuffled", "a piece written twice"])
+def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, order: str) -> None:
+    rng = np.random.default_rng(0)
+    tensors = {"a.weight": rng.normal(size=(300, 700)).astype(np.float32), "b.bias": np.arange(9, dtype=np.int64),
+               "c": rng.normal(size=(1 << 20,)).astype(np.float32)}  # 5 MiB: more than one hashing block
+    expected = tensors_to_bytes(tensors)
+    pieces = _pieces(tensors, 65_536)
+    if order == "back to front":
+        pieces.reverse()
+    elif order == "shuffled":
+        pieces = [pieces[i] for i in rng.permutation(len(pieces))]
+    elif order == "a piece written twice":
+        name, start, values = pieces[0]
+        pieces = [(name, start, np.zeros_like(values)), *pieces[1:], pieces[0]]  # the zeros were hashed already
+    writer = CanonicalWriter(tmp_path / "out.safetensors", tensor_layout(tensors))
+    for name, start, values in pieces:
+        writer.write(name, start, values)
+    sha256 = writer.finish()
+    assert (tmp_path / "out.safetensors").read_bytes() == expected
+    assert sha256 == hashlib.sha256(expected).hexdigest() and writer.md5 == hashlib.md5(expected).hexdigest()
+
+
+def test_an_aborted_canonical_writer_leaves_nothing(tmp_path: Path) -> None:
+    tensors = {"w": np.ones((1000,), np.float32)}
+    writer = CanonicalWriter(tmp_path / "out.safetensors", tensor_layout(tensors))
+    writer.write("w", 0, tensors["w"][:10])
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

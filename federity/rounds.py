@@ -10,10 +10,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from federity.errors import ConfigError, UpdateError
+from federity.errors import UpdateError
 from federity.identity import Wallet
-from federity.records import is_model_branch
 from federity.repo import MAIN_BRANCH, Repository
+from federity.repo.branches import require_model_branch
 from federity.repo.commits import read_commit
 from federity.repo.updates import UpdateInfo, check_updates, list_updates, record_review
 
@@ -36,9 +36,7 @@ class RoundPin:
 
 
 def _on_branch(repo: Repository, branch: str) -> None:
-    if not is_model_branch(branch):
-        raise ConfigError(f"{branch!r} is not a branch a model lives on", "run rounds on main or a variant branch")
-    if repo.git.current_branch() != branch:
+    if repo.git.current_branch() != require_model_branch(branch):
         repo.checkout(branch)
 
 

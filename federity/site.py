@@ -13,11 +13,13 @@ from typing import Any
 from federity.errors import RemoteError
 from federity.identity import Wallet
 from federity.repo import MAIN_BRANCH, Repository
+from federity.repo.branches import require_model_branch
 from federity.repo.sync import fetch_checked
 
 
 def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH) -> Repository:
     """The site's clone of ``remote`` in ``directory`` (cloned on first use), on ``branch`` and up to date."""
+    require_model_branch(branch)  # before git sees it: the name comes from the round's parameters
     directory = Path(directory)
     fresh = not directory.exists() or not any(directory.iterdir())
     repo = Repository.clone(remote, directory) if fresh else Repository.open(directory)

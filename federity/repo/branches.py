@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from federity.errors import ConfigError
 from federity.git import GitError
+from federity.records import UPDATE_BRANCH_PREFIX, is_model_branch
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -27,6 +28,20 @@ def checkout(repo: Repository, rev: str) -> str:
                                               [rev] if is_branch else ["--detach", target]))
         repo.store.checkout()
     return target
+
+
+def require_model_branch(name: str) -> str:
+    """``name``, when it can be a branch a model lives on (:func:`federity.records.is_model_branch`); else a
+    :class:`ConfigError` (an ``updates/…`` branch is reviewed and aggregated, never trained for or merged)."""
+    if is_model_branch(name):
+        return name
+    if name.startswith(UPDATE_BRANCH_PREFIX):
+        raise ConfigError(f"{name} is an update's branch: an update reaches a model only through review and "
+                          "aggregation", "review it (`federity review approve`) and run `federity aggregate` on "
+                          "the branch it was trained for")
+    raise ConfigError(f"{name!r} is not a branch a model lives on",
+                      "use main or a variant branch: letters, digits, '_', '.' and '-', up to four "
+                      "'/'-separated parts")
 
 
 def branch_tip(repo: Repository, name: str) -> str:

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.errors import ConfigError, FederityError, MergeError
+from federity.errors import FederityError, MergeError
 from federity.git import GitError
 from federity.identity import Wallet
 from federity.merging import DEFAULT_MERGE_METHOD, MergeMethod, get_merge_method
-from federity.records import is_model_branch
+from federity.repo.branches import branch_tip, require_model_branch
 from federity.repo.commits import CommitRecord, create_commit, require_role
 from federity.repo.history import History
 from federity.repo.metadata import canonical_params, signed_params
@@ -66,15 +66,8 @@ def merge(repo: Repository, wallet: Wallet, branch: str, *, strategy: str | None
     ``strategy`` (default ``average``) and its ``parameters``; return the new merge commit."""
     current = repo.require_branch()
     repo.require_clean()
-    if not is_model_branch(branch):
-        raise MergeError(f"{branch} is an update's branch: an update reaches a model only through review and "
-                         "aggregation", "review it (`federity review approve`) and run `federity aggregate` on the "
-                         "branch it was trained for")
+    ours, theirs = repo.head(), branch_tip(repo, require_model_branch(branch))
     history = History.load(repo)
-    ours, theirs = repo.head(), history.branch_tip(branch)
-    if theirs is None:
-        raise ConfigError(f"there is no branch named {branch!r} (locally or on origin)",
-                          "list the branches with `git branch -a`; `federity pull` fetches origin's")
     require_role(repo.config(ours).role_of(wallet.pubkey), "merge", wallet.pubkey)
     method = get_merge_method(strategy or DEFAULT_MERGE_METHOD, parameters)
     if history.is_ancestor(theirs, ours):

@@ -22,8 +22,8 @@ import numpy as np
 from federity.errors import ConfigError, DataError
 from federity.identity import Wallet
 from federity.proofs.policy import require_plain_sgd
-from federity.records import MAIN_BRANCH, UPDATE_BRANCH_PREFIX, is_model_branch
-from federity.repo.branches import branch_tip
+from federity.records import MAIN_BRANCH, UPDATE_BRANCH_PREFIX
+from federity.repo.branches import branch_tip, require_model_branch
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.params import training_params
 from federity.repo.paths import write_inside
@@ -72,10 +72,7 @@ def _update_branch(repo: Repository, target: str, round: int, author: str) -> st
 def _base_on(repo: Repository, branch: str, base: str | None) -> str:
     """``base`` (default: ``branch``'s head, local or else origin's), checked safe to check out and on ``branch``'s
     first-parent line, which an update for ``branch`` must be trained from."""
-    if not is_model_branch(branch):
-        raise ConfigError(f"{branch!r} is not a branch a model lives on",
-                          "train for main or a variant branch (`federity branch NAME` makes one), not updates/…")
-    tip = branch_tip(repo, branch)
+    tip = branch_tip(repo, require_model_branch(branch))
     commit = repo.git.resolve(base) if base else tip
     repo.store.require_safe(commit)  # no symlink (e.g. update.json) or hostile manifest in the base
     if commit not in repo.git.run("rev-list", "--first-parent", tip).split():

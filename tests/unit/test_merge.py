@@ -125,7 +125,7 @@ def test_an_updates_branch_is_not_merged_it_is_reviewed_and_aggregated(
         repo.root, "for-each-ref", "--format=%(refname)", "refs/remotes/origin/updates").split()
         if git(repo.root, "rev-parse", ref) == approved_updates[0])
     before = snapshot(repo)
-    with pytest.raises(MergeError, match="is an update's branch") as refused:
+    with pytest.raises(ConfigError, match="is an update's branch") as refused:
         repo.merge(owner, branch, strategy="weighted")
     assert "federity aggregate" in refused.value.hint
     assert snapshot(repo) == before

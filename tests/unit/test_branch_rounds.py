@@ -182,13 +182,3 @@ def test_training_for_a_branch_refuses_what_could_never_be_aggregated(
         site.train(contributor, data, base=off_main)
     assert snapshot(site) == before
 
-
-@pytest.mark.parametrize("branch", ["--orphan=x", "main\n", "../../etc", "updates/r1/x"])
-def test_a_site_refuses_a_round_branch_that_is_no_model_branch_before_git_sees_it(
-        federation: dict[str, Repository], contributor: Wallet, tmp_path: Path, branch: str) -> None:
-    remote = str(tmp_path / "remote.git")
-    workspace = tmp_path / "workspace"
-    with pytest.raises(ConfigError, match="branch"):
-        train_at_site(remote, workspace, contributor, write_csv(tmp_path / "d" / "t.csv", 20, seed=6),
-                      base=federation["owner"].head(), nonce="n", branch=branch)
-    assert not workspace.exists()  # nothing cloned, nothing checked out

@@ -24,11 +24,11 @@ def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH) -> Reposi
     fresh = not directory.exists() or not any(directory.iterdir())
     repo = Repository.clone(remote, directory) if fresh else Repository.open(directory)
     if not fresh:
-        fetch_checked(repo)  # so that a branch origin gained since the last round is known here
+        fetch_checked(repo)  # first, so that a branch origin gained since the last round is known here
     if repo.git.current_branch() != branch:
         repo.checkout(branch)
     if not fresh:
-        repo.pull()
+        repo.pull(fetch=False)  # fast-forward to what was just fetched
     return repo
 
 

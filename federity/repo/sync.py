@@ -106,11 +106,13 @@ def _as_origin(incoming: dict[str, str]) -> dict[str, str]:
     return renamed
 
 
-def pull(repo: Repository) -> str:
-    """Fetch and check origin, then fast-forward the current branch, weights included."""
+def pull(repo: Repository, *, fetch: bool = True) -> str:
+    """Fetch and check origin, then fast-forward the current branch, weights included (``fetch=False``: to what
+    the last :func:`fetch_checked` brought)."""
     branch = repo.require_branch()
     _require_origin(repo)
-    fetch_checked(repo)
+    if fetch:
+        fetch_checked(repo)
     upstream = repo.git.try_resolve(f"refs/remotes/origin/{branch}")
     if upstream is None:
         raise RemoteError(f"origin has no branch {branch!r}", "push it first with `federity push`")

@@ -70,7 +70,10 @@ def train(circuit: StepCircuit, files: CircuitFiles, weight: np.ndarray, bias: n
     """Run ``epochs`` of mini-batch SGD on the head in the circuit's fixed point.
 
     ``weight`` is ``[features, classes]``. Each epoch visits the samples in a fresh order drawn from ``seed``;
-    the last ``n mod batch`` samples of an epoch's order are left out (the circuit's batch size is fixed).
+    the last ``n mod batch`` samples of an epoch's order are left out (the circuit's batch size is fixed). A batch
+    whose quantised rows equal an earlier step's is skipped: it would hash the same, and a verifier refuses a chain
+    that uses a batch twice (duplicate rows in the data, or frozen layers that map several samples to the same
+    head inputs, make such batches honestly).
     """
     n = len(labels)
     if n < circuit.batch:
@@ -81,6 +84,7 @@ def train(circuit: StepCircuit, files: CircuitFiles, weight: np.ndarray, bias: n
     weight_hashes: list[list[str]] = []
     batch_hashes: list[str] = []
     step_inputs: list[list[list[float]]] = []
+    used_batches: set[tuple[float, ...]] = set()
     total = epochs * (n // circuit.batch)
     with tempfile.TemporaryDirectory(prefix="federity-witness-") as tmp:
         for _ in range(epochs):
@@ -88,6 +92,10 @@ def train(circuit: StepCircuit, files: CircuitFiles, weight: np.ndarray, bias: n
             for start in range(0, n - circuit.batch + 1, circuit.batch):
                 rows = order[start:start + circuit.batch]
                 inputs = circuit.input_values(weight, bias, features[rows], labels[rows], salt)
+                batch = tuple(inputs[2])
+                if batch in used_batches:
+                    continue
+                used_batches.add(batch)
                 witness = _run_step(files, inputs, Path(tmp))
                 hashes_in, hashes_out = _hashes(witness, "processed_inputs"), _hashes(witness, "processed_outputs")
                 if weight_hashes and weight_hashes[-1] != hashes_in[:2]:
@@ -101,8 +109,11 @@ def train(circuit: StepCircuit, files: CircuitFiles, weight: np.ndarray, bias: n
                 outputs = witness["pretty_elements"]["rescaled_outputs"]
                 weight = np.array(outputs[0], np.float64).reshape(circuit.features, circuit.classes)
                 bias = np.array(outputs[1], np.float64)
-                if progress and (len(batch_hashes) % 10 == 0 or len(batch_hashes) == total):
-                    progress(f"proved training: step {len(batch_hashes)}/{total}")
+                if progress and len(batch_hashes) % 10 == 0:
+                    progress(f"proved training: step {len(batch_hashes)} of at most {total}")
+    if progress:
+        progress(f"proved training: {len(batch_hashes)} steps ({total - len(batch_hashes)} repeated batches "
+                 "skipped)")
     return ProvedTraining(weight, bias, weight_hashes, batch_hashes, step_inputs)
 
 

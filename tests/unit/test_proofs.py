@@ -367,6 +367,20 @@ def test_a_proved_step_is_sgd_at_the_effective_lr_even_for_a_confident_model(tmp
     assert np.abs(trained.bias - (bias - error.sum(axis=0) * step)).max() <= 3 / 2**10
 
 
+def test_a_batch_that_repeats_an_earlier_step_is_skipped_so_duplicate_rows_give_a_chain_verify_accepts(
+        tmp_path: Path) -> None:
+    """Eight copies of one sample, batch 4, two epochs: four batches hash the same, so one step is kept (a chain
+    that used a batch twice would be refused as a reused batch)."""
+    circuit = StepCircuit(features=4, classes=3, batch=4, lr=0.05, scale=10)
+    files = compile_step(circuit, tmp_path)
+    x = quantize(np.tile(np.random.default_rng(4).normal(0, 1, (1, 4)), (8, 1)), 10)
+    weight, bias = np.zeros((4, 3)), np.zeros(3)
+    trained = proof_chain.train(circuit, files, weight, bias, x, np.zeros(8, dtype=int), epochs=2, seed=0,
+                                salt=np.zeros(circuit.features + circuit.classes))
+    assert trained.steps == 1 and len(trained.weight_hashes) == 2
+    assert not np.array_equal(trained.weight, weight)
+
+
 def test_the_commitment_binds_every_hash_and_the_challenge_follows_it() -> None:
     circuit = StepCircuit(4, 2, 4, 0.5, 8)
     weights, batches = [["a", "b"], ["c", "d"], ["e", "f"]], ["x", "y"]

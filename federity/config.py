@@ -273,6 +273,15 @@ class CircuitSection(BaseModel):
     compiled_sha256: Hex64
 
 
+class HeadSection(BaseModel):
+    """``proofs.head``: the layer proofs of training prove, and its weight's layout."""
+
+    model_config = _STRICT
+    weight: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.]{1,200}$")]
+    bias: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.]{1,200}$")]
+    layout: Literal["out_in", "in_out"]
+
+
 class ProofsSection(BaseModel):
     """``proofs``: the proof-of-training policy (:mod:`federity.proofs.policy`)."""
 
@@ -281,6 +290,7 @@ class ProofsSection(BaseModel):
     scale: Annotated[int, Field(ge=6, le=16)]
     srs: SrsSection
     circuit: CircuitSection
+    head: HeadSection | None = None
 
 
 class ConfigFile(BaseModel):

@@ -57,6 +57,21 @@ ZOO: tuple[ZooModel, ...] = (
         {"in_channels": 1, "num_classes": 10}, (),
         "two 3x3 conv blocks, global average pooling, linear; any image size",
     ),
+    ZooModel(
+        "logistic-regression", "tensorflow", "federity.models.keras_zoo:logistic_regression",
+        {"in_features": 0, "num_classes": 2}, ("in_features",),
+        "one dense layer; class scores for cross-entropy",
+    ),
+    ZooModel(
+        "mlp", "tensorflow", "federity.models.keras_zoo:mlp",
+        {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",),
+        "dense, ReLU, dense",
+    ),
+    ZooModel(
+        "cnn", "tensorflow", "federity.models.keras_zoo:cnn",
+        {"in_channels": 1, "num_classes": 10}, (),
+        "two 3x3 conv blocks, global average pooling, dense; any image size",
+    ),
 )
 
 

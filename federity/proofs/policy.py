@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -23,6 +23,33 @@ SETTINGS_FILE = "proof-settings.json"
 COMPILED_FILE = "proof-circuit.ezkl"
 
 
+class ProvedHead(NamedTuple):
+    """The layer whose training is proved: its weight and bias tensor names, and how the weight is laid out —
+    ``out_in`` (``[classes, features]``, PyTorch's ``Linear.weight``) or ``in_out`` (``[features, classes]``,
+    Keras' ``Dense.kernel``). Fixed at ``init`` in ``federity.yaml`` (``proofs.head``), so a prover cannot choose
+    another layer or a transposed reading of it."""
+
+    weight: str
+    bias: str
+    layout: Literal["out_in", "in_out"]
+
+    @classmethod
+    def of(cls, policy: dict[str, Any]) -> ProvedHead | None:
+        """The head ``policy`` (``federity.yaml``'s ``proofs``) fixes; ``None`` for a repository made before heads
+        were recorded (its head is read from each proof, in the ``out_in`` layout)."""
+        head = policy.get("head")
+        return None if head is None else cls(head["weight"], head["bias"], head["layout"])
+
+    def to_json(self) -> dict[str, str]:
+        return self._asdict()
+
+
+def circuit_weight(weight: np.ndarray, layout: str) -> np.ndarray:
+    """A stored head weight in ``layout`` as the circuit takes it, ``[features, classes]``; and, being its own
+    inverse, the circuit's weight back in ``layout``."""
+    return weight.T if layout == "out_in" else weight
+
+
 @dataclass(frozen=True)
 class ProofPolicy:
     """``audits`` proved steps per update; weights and data at ``2^-scale`` resolution; an imported SRS
@@ -33,9 +60,10 @@ class ProofPolicy:
     srs_file: Path | None = None
     srs_sha256: str | None = None
 
-    def setup(self, tensors: dict[str, np.ndarray], params: TrainingParams, model_dir: Path) -> dict[str, Any]:
-        """Check the policy against the model and parameters, compile the circuit, put it and the SRS in
-        ``model_dir``, and return the ``proofs`` section of ``federity.yaml``."""
+    def setup(self, tensors: dict[str, np.ndarray], head: ProvedHead, params: TrainingParams,
+              model_dir: Path) -> dict[str, Any]:
+        """Check the policy against the model (its ``tensors`` and proved ``head``) and parameters, compile the
+        circuit, put it and the SRS in ``model_dir``, and return the ``proofs`` section of ``federity.yaml``."""
         if self.audits < 1:
             raise ConfigError(f"--proof-audits must be at least 1, not {self.audits}", "pass 1 or more")
         if not 6 <= self.scale <= 16:
@@ -44,7 +72,7 @@ class ProofPolicy:
         if (self.srs_file is None) != (self.srs_sha256 is None):
             raise ConfigError("--srs and --srs-sha256 go together", "pass the SRS file and its published sha256")
         require_plain_sgd(params)
-        classes, features = list(tensors.values())[-2].shape  # the head: the last Linear layer's weight
+        features, classes = circuit_weight(tensors[head.weight], head.layout).shape
         circuit = StepCircuit(features, classes, int(params.batch_size), float(params.lr), self.scale)
         with tempfile.TemporaryDirectory(prefix="federity-compile-") as tmp:
             files = compile_step(circuit, Path(tmp))
@@ -56,7 +84,7 @@ class ProofPolicy:
             srs = proof_srs.import_file(self.srs_file, self.srs_sha256, logrows(settings), target)
         else:
             srs = proof_srs.generate(logrows(settings), target)
-        return {"audits": self.audits, "scale": self.scale, "srs": srs,
+        return {"audits": self.audits, "scale": self.scale, "srs": srs, "head": head.to_json(),
                 "circuit": {**circuit.to_json(), "settings_sha256": hashlib.sha256(settings).hexdigest(),
                             "compiled_sha256": hashlib.sha256(compiled).hexdigest()}}
 
@@ -76,17 +104,17 @@ def require_plain_sgd(params: TrainingParams) -> None:
 
 
 def step_circuit(policy: dict[str, Any], params: TrainingParams, weight: np.ndarray) -> StepCircuit:
-    """The repository's circuit, after checking that ``params`` and the head ``weight`` (torch layout) still fit
-    it."""
+    """The repository's circuit, after checking that ``params`` and the head ``weight`` (as the circuit takes
+    it, ``[features, classes]``: :func:`circuit_weight`) still fit it."""
     require_plain_sgd(params)
     circuit = StepCircuit.from_json(policy["circuit"])
     if (params.lr, params.batch_size) != (circuit.lr, circuit.batch):
         raise ConfigError(f"params.yaml asks for lr={params.lr}, batch_size={params.batch_size}, but the "
                           f"repository's circuit proves lr={circuit.lr}, batch_size={circuit.batch}",
                           "restore those two values in params.yaml: a new circuit needs a new repository")
-    if tuple(weight.shape) != (circuit.classes, circuit.features):
-        raise ConfigError(f"the model's head is {tuple(weight.shape)}, the circuit's "
-                          f"{(circuit.classes, circuit.features)}", "the model does not match the repository")
+    if tuple(weight.shape) != (circuit.features, circuit.classes):
+        raise ConfigError(f"the model's head is {tuple(weight.shape)} (features, classes), the circuit's "
+                          f"{(circuit.features, circuit.classes)}", "the model does not match the repository")
     return circuit
 
 

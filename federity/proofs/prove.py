@@ -26,7 +26,7 @@ import numpy as np
 from federity.proofs import chain as proof_chain
 from federity.proofs import srs as proof_srs
 from federity.proofs.circuit import call_ezkl
-from federity.proofs.policy import StoredCircuit, circuit_files, step_circuit
+from federity.proofs.policy import ProvedHead, StoredCircuit, circuit_files, circuit_weight, step_circuit
 
 if TYPE_CHECKING:
     from federity.identity import Wallet
@@ -65,21 +65,22 @@ class ProvedUpdate:
 
 
 def prove_head(policy: dict[str, Any], stored: StoredCircuit, *, repository: str, base: str, wallet: Wallet,
-               head: tuple[str, str], base_tensors: dict[str, np.ndarray], features: np.ndarray, labels: np.ndarray,
+               head: ProvedHead, base_tensors: dict[str, np.ndarray], features: np.ndarray, labels: np.ndarray,
                params: TrainingParams, nonce: str | None,
                progress: Callable[[str], None] | None = None) -> ProvedUpdate:
-    """Train the head (``head``: its weight and bias tensor names in ``base_tensors``, the weights of commit
+    """Train the head (``head``: its weight and bias tensor names in ``base_tensors`` and layout; the weights of commit
     ``base`` of repository ``repository``) on ``features`` (the data as the head sees it) and ``labels`` in the
     circuit that ``policy`` (``federity.yaml``'s ``proofs``) and ``stored`` fix; commit to the chain and prove the
     audited steps. The other tensors are left exactly as in ``base_tensors``."""
     say = progress or (lambda _message: None)
-    weight_name, bias_name = head
-    circuit = step_circuit(policy, params, base_tensors[weight_name])
+    weight_name, bias_name, layout = head
+    circuit = step_circuit(policy, params, circuit_weight(base_tensors[weight_name], layout))
     say(f"preparing the circuit's keys ({circuit.parameters} parameters, batch {circuit.batch}); cached after the "
         "first time")
     files = circuit_files(policy, stored)
     started = time.perf_counter()
-    trained = proof_chain.train(circuit, files, base_tensors[weight_name].T, base_tensors[bias_name], features,
+    trained = proof_chain.train(circuit, files, circuit_weight(base_tensors[weight_name], layout),
+                                base_tensors[bias_name], features,
                                 labels, epochs=params.epochs, seed=params.seed,
                                 salt=proof_chain.batch_salt(bytes(wallet.keypair.secret()), circuit),
                                 progress=say)
@@ -109,7 +110,7 @@ def prove_head(policy: dict[str, Any], stored: StoredCircuit, *, repository: str
     }
     chain_bytes = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
     tensors = dict(base_tensors)
-    tensors[weight_name] = trained.weight.T.astype(base_tensors[weight_name].dtype)
+    tensors[weight_name] = circuit_weight(trained.weight, layout).astype(base_tensors[weight_name].dtype)
     tensors[bias_name] = trained.bias.astype(base_tensors[bias_name].dtype)
     summary = {
         "sha256": hashlib.sha256(chain_bytes).hexdigest(), "steps": trained.steps, "audited": audited,

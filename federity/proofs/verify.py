@@ -21,7 +21,7 @@ import numpy as np
 from federity.errors import FederityError
 from federity.proofs import chain as proof_chain
 from federity.proofs.circuit import StepCircuit, call_ezkl, quantize
-from federity.proofs.policy import StoredCircuit, circuit_files, step_circuit
+from federity.proofs.policy import ProvedHead, StoredCircuit, circuit_files, circuit_weight, step_circuit
 from federity.proofs.prove import ezkl_proof
 from federity.records import parse_proof_chain
 
@@ -100,9 +100,14 @@ def _check(inputs: ProofInputs) -> ProofCheck:
     chain = parse_proof_chain(inputs.chain, "proof/chain.json")
     head = chain.get("head") or {}
     weight_name, bias_name = head.get("weight"), head.get("bias")
+    pinned = ProvedHead.of(policy)
+    if pinned is not None and (weight_name, bias_name) != (pinned.weight, pinned.bias):
+        return ProofCheck([f"proof: it proves {weight_name!r} and {bias_name!r}, but the repository proves "
+                           f"{pinned.weight!r} and {pinned.bias!r}"])
     if weight_name not in base_tensors or bias_name not in base_tensors:
         return ProofCheck(["proof: it names a head that is not in the model"])
-    circuit = step_circuit(policy, inputs.params, base_tensors[weight_name])
+    layout = pinned.layout if pinned is not None else "out_in"
+    circuit = step_circuit(policy, inputs.params, circuit_weight(base_tensors[weight_name], layout))
     if (StepCircuit.from_json(chain["circuit"]), chain.get("compiled_circuit_sha256")) != (
             circuit, policy["circuit"]["compiled_sha256"]):
         return ProofCheck(["proof: it was made for another circuit than the one the base commit's model and "
@@ -114,7 +119,8 @@ def _check(inputs: ProofInputs) -> ProofCheck:
     weights, batches = chain["weights"], chain["batches"]
     if not batches or len(weights) != len(batches) + 1:
         return ProofCheck(["proof: the hash chain is empty or malformed"])
-    if proof_chain.weights_hash(circuit, base_tensors[weight_name].T, base_tensors[bias_name]) != weights[0]:
+    if proof_chain.weights_hash(circuit, circuit_weight(base_tensors[weight_name], layout),
+                                base_tensors[bias_name]) != weights[0]:
         return ProofCheck(["proof: the chain does not start at the base commit's weights"])
 
     tensors = inputs.tensors
@@ -122,7 +128,8 @@ def _check(inputs: ProofInputs) -> ProofCheck:
               and not np.array_equal(tensors.get(n), base_tensors[n])]
     if frozen:
         return ProofCheck([f"proof: tensors outside the proved head changed: {', '.join(frozen)}"])
-    head_w, head_b = tensors[weight_name].T.astype(np.float64), tensors[bias_name].astype(np.float64)
+    head_w = circuit_weight(tensors[weight_name], layout).astype(np.float64)
+    head_b = tensors[bias_name].astype(np.float64)
     on_grid = np.array_equal(quantize(head_w, circuit.scale), head_w) and np.array_equal(
         quantize(head_b, circuit.scale), head_b)
     if not on_grid or proof_chain.weights_hash(circuit, head_w, head_b) != weights[-1]:

@@ -26,7 +26,7 @@ from federity.repo.paths import (
     restored_on_failure,
 )
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE, WeightsStore
-from federity.training import TrainingParams
+from federity.training import TrainingParams, get_trainer
 from federity.weights import WEIGHTS_FILE, get_framework, tensors_to_bytes
 
 if TYPE_CHECKING:
@@ -127,8 +127,9 @@ def init(
             built = build_model(model, framework, args, directory)
             (directory / MODEL_DIR).mkdir()
             if proofs is not None:
-                config.proofs = proofs.setup(adapter.get_tensors(built), TrainingParams.from_mapping(
-                    params or DEFAULT_PARAMS), directory / MODEL_DIR)
+                config.proofs = proofs.setup(adapter.get_tensors(built), get_trainer(framework).head(built),
+                                             TrainingParams.from_mapping(params or DEFAULT_PARAMS),
+                                             directory / MODEL_DIR)
                 (directory / CONFIG_FILE).write_text(config.to_yaml())
             (directory / MODEL_DIR / WEIGHTS_FILE).write_bytes(tensors_to_bytes(adapter.get_tensors(built)))
             WeightsStore.initialise(directory, storage_url, storage_endpoint)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from federity.errors import FederityError, ProofError
-from federity.proofs.policy import COMPILED_FILE, SETTINGS_FILE, StoredCircuit
+from federity.proofs.policy import COMPILED_FILE, SETTINGS_FILE, ProvedHead, StoredCircuit
 from federity.proofs.prove import CHAIN_FILE, PROOF_DIR, ProvedUpdate, prove_head
 from federity.proofs.verify import ProofCheck, ProofInputs, reused_batch, signed_chain, verify_proof
 from federity.repo.commits import CommitRecord, read_commit
@@ -128,7 +128,12 @@ def prove_training(repo: Repository, wallet: Wallet, base: str, base_tensors: di
     config = repo.config(base)
     policy = config.proofs or {}
     model = build_with_tensors(config, repo.root, base_tensors)
-    weight_name, bias_name, features = get_trainer(config.framework).head_features(model, data)
+    trainer = get_trainer(config.framework)
+    head, pinned = trainer.head(model), ProvedHead.of(policy)
+    if pinned not in (None, head):
+        raise ProofError(f"the repository proves the layer {pinned.weight} and {pinned.bias}, but its model's last "
+                         f"layer is {head.weight} and {head.bias}",
+                         "train the repository's own model (its federity.yaml and builder at the base)")
     return prove_head(policy, stored_circuit(repo, base, policy), repository=config.id, base=base, wallet=wallet,
-                      head=(weight_name, bias_name), base_tensors=base_tensors, features=features,
+                      head=head, base_tensors=base_tensors, features=trainer.head_features(model, data),
                       labels=data.labels, params=params, nonce=nonce, progress=progress)

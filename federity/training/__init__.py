@@ -3,8 +3,8 @@
 A trainer is a small registered plugin (as the weights adapters are): ``fit`` trains a model in place on a
 :class:`~federity.data.Dataset` with the repository's ``params.yaml`` and returns local metrics; ``evaluate``
 scores a model. Trainers are held by a :class:`~federity.plugins.Registry` (entry-point group
-``federity.trainers``), one per framework, registered under the framework's name. The TensorFlow trainer plugs
-in by adding one registry entry.
+``federity.trainers``), one per framework, registered under the framework's name: PyTorch's and TensorFlow's
+(Keras 3) are built in, and a third framework plugs in by declaring its trainer under that group.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from federity.plugins import Registry
 if TYPE_CHECKING:
     from federity.config import RepoConfig
     from federity.data import Dataset
+    from federity.proofs.policy import ProvedHead
 
 def _finite(value: float) -> float:
     if not math.isfinite(value):
@@ -59,11 +60,6 @@ _PARAM_HINTS = {
     "mu": "mu (FedProx's proximal weight) is a non-negative finite number, at most 1e6; 0 turns it off, "
           "e.g. mu: 0.01",
 }
-
-_TRAINERS: dict[str, str] = {
-    "torch": "federity.training.torch_trainer:TorchTrainer",
-}
-
 
 @dataclass(frozen=True)
 class TrainingParams:
@@ -140,13 +136,18 @@ class Trainer(Protocol):
         """``loss`` and ``accuracy`` of ``model`` on ``data``."""
         ...
 
-    def head_features(self, model: Any, data: Dataset) -> tuple[str, str, np.ndarray]:
-        """The head's weight and bias tensor names, and ``data`` as the head sees it (through the frozen body)."""
+    def head(self, model: Any) -> ProvedHead:
+        """The layer proofs of training prove (the model's last, linear layer): its tensor names and layout."""
+        ...
+
+    def head_features(self, model: Any, data: Dataset) -> np.ndarray:
+        """``data`` as the head sees it: through every layer before it, frozen, one row per sample."""
         ...
 
 
 TRAINERS: Registry[Trainer] = Registry("trainer", "federity.trainers", {
     "torch": "federity.training.torch_trainer:TorchTrainer",
+    "tensorflow": "federity.training.keras_trainer:KerasTrainer",
 })
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from federity.data import Dataset
 from federity.errors import DataError, ProofError
+from federity.proofs.policy import ProvedHead
 from federity.training import TrainingParams
 
 
@@ -75,18 +76,22 @@ class TorchTrainer:
                 optimizer.step()
         return self.evaluate(model, data)
 
-    def head_features(self, model: nn.Module, data: Dataset) -> tuple[str, str, np.ndarray]:
-        """The names of the last ``Linear`` layer's weight and bias, and ``data`` as that layer sees it: passed
-        through every layer before it, frozen (evaluation mode, no gradients)."""
+    def head(self, model: nn.Module) -> ProvedHead:
+        """The last ``Linear`` layer's weight (``[classes, features]``) and bias."""
         if not (isinstance(model, nn.Sequential) and isinstance(model[-1], nn.Linear) and model[-1].bias is not None):
             raise ProofError("proofs of training need a model that is an nn.Sequential ending in a Linear layer "
                              "with a bias (every zoo model is)", "use a zoo model, or build yours that way")
+        index = len(model) - 1
+        return ProvedHead(f"{index}.weight", f"{index}.bias", "out_in")
+
+    def head_features(self, model: nn.Module, data: Dataset) -> np.ndarray:
+        """``data`` as the last layer sees it: passed through every layer before it, frozen (evaluation mode, no
+        gradients)."""
+        self.head(model)
         features, _ = _tensors(data)
         body = model[:-1].eval()
         with torch.no_grad():
-            seen = body(features).reshape(len(features), -1).numpy().astype(np.float64)
-        index = len(model) - 1
-        return f"{index}.weight", f"{index}.bias", seen
+            return body(features).reshape(len(features), -1).numpy().astype(np.float64)
 
     def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:
         """Mean cross-entropy and accuracy of ``model`` on ``data``."""

@@ -2,8 +2,8 @@
 
 Adapters are small registered plugins with a ``name`` and a ``version`` (as Git-Theta does it), held by a
 :class:`~federity.plugins.Registry` (entry-point group ``federity.frameworks``): nothing is imported until an
-adapter is asked for, and an unknown name lists the installed ones. The TensorFlow adapter plugs in by adding one
-entry.
+adapter is asked for, and an unknown name lists the installed ones. PyTorch's and TensorFlow's (Keras 3) are built
+in; a third framework plugs in by declaring its adapter, trainer and zoo under the entry-point groups.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class FrameworkAdapter(Protocol):
 
 FRAMEWORKS: Registry[FrameworkAdapter] = Registry("framework", "federity.frameworks", {
     "torch": "federity.weights.torch_adapter:TorchAdapter",
+    "tensorflow": "federity.weights.keras_adapter:KerasAdapter",
 })
 
 

@@ -457,3 +457,28 @@ def test_a_proof_made_for_another_base_commit_fails(proved: dict[str, Any]) -> N
     site.pull()
     forged = _forge(site, proved["contributor"], proved["update"].update, base=new_main, change=lambda *_: None)
     assert _problems(site, forged) == ["proof: it was made for another base commit, repository or author"]
+
+
+def test_a_keras_model_proves_its_dense_head_in_its_own_layout_and_the_repository_pins_that_head(
+        tmp_path: Path, owner: Wallet) -> None:
+    """Keras stores a Dense kernel as [features, classes], PyTorch as [classes, features]: the head and its layout
+    are fixed in federity.yaml at init, the chain ends at the submitted kernel as stored, and a proof of another
+    head is refused."""
+    repo, _ = Repository.init(tmp_path / "keras", owner, name="keras", framework="tensorflow", model="mlp",
+                              model_args=["in_features=4", "hidden=5", "num_classes=3"], params=PARAMS,
+                              proofs=ProofPolicy(audits=1, scale=8))
+    assert repo.config().proofs["head"] == {"weight": "2.kernel", "bias": "2.bias", "layout": "in_out"}
+    assert repo.config().proofs["circuit"]["features"] == 5 and repo.config().proofs["circuit"]["classes"] == 3
+    result = repo.train(owner, write_csv(tmp_path / "d" / "t.csv", 24, seed=5))
+    trained = read_tensors(repo.store.read(result.update), "update")
+    chain = json.loads(repo.store.read(result.update, CHAIN_FILE))
+    circuit = StepCircuit.from_json(chain["circuit"])
+    assert proof_chain.weights_hash(circuit, trained["2.kernel"], trained["2.bias"]) == chain["weights"][-1]
+    assert _problems(repo, result.update) == []
+
+    def prove_another_head(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
+        chain["head"] = {"weight": "0.kernel", "bias": "0.bias"}
+
+    forged = _forge(repo, owner, result.update, change=prove_another_head)
+    assert _problems(repo, forged) == ["proof: it proves '0.kernel' and '0.bias', but the repository proves "
+                                       "'2.kernel' and '2.bias'"]

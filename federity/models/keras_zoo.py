@@ -1,0 +1,40 @@
+"""Keras builders for the zoo (see :data:`federity.models.ZOO`), on the TensorFlow backend. Each returns a fresh,
+built ``keras.Sequential`` whose layers mirror the PyTorch builders of the same id (activations as layers of their
+own), so a zoo id names the same architecture in either framework."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federity.weights.keras_adapter import import_keras
+
+
+def logistic_regression(in_features: int, num_classes: int = 2) -> Any:
+    """Multinomial logistic regression: one dense layer producing class scores."""
+    keras = import_keras()
+    return keras.Sequential([keras.Input((in_features,)), keras.layers.Dense(num_classes)])
+
+
+def mlp(in_features: int, hidden: int = 16, num_classes: int = 2) -> Any:
+    """A one-hidden-layer perceptron."""
+    keras = import_keras()
+    layers = keras.layers
+    return keras.Sequential([keras.Input((in_features,)), layers.Dense(hidden), layers.ReLU(),
+                             layers.Dense(num_classes)])
+
+
+def cnn(in_channels: int = 1, num_classes: int = 10) -> Any:
+    """A small convolutional network on channel-last images; global average pooling makes it independent of
+    image size."""
+    keras = import_keras()
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input((None, None, in_channels)),
+        layers.Conv2D(8, 3, padding="same"),
+        layers.ReLU(),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(16, 3, padding="same"),
+        layers.ReLU(),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(num_classes),
+    ])

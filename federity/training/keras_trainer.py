@@ -1,0 +1,106 @@
+"""TensorFlow trainer: mini-batch SGD or Adam on cross-entropy for a Keras 3 model, deterministic for a seed.
+
+It follows the PyTorch trainer step for step, so a zoo model trains the same way in either framework: the
+samples are shuffled each epoch from ``params.seed``, ``weight_decay`` is an L2 term added to the gradient (as
+``torch.optim`` does it, not Keras' decoupled decay), and with ``mu > 0`` the loss carries FedProx's proximal
+term ``(mu / 2) * ||w - w_start||^2`` (Li, Sahu, Zaheer, Sanjabi, Talwalkar and Smith, "Federated Optimization in
+Heterogeneous Networks", MLSys 2020). Images arrive channel-first (as :mod:`federity.data` reads them) and are
+given to Keras channel-last.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from federity.data import Dataset
+from federity.errors import DataError, ProofError
+from federity.proofs.policy import ProvedHead
+from federity.training import TrainingParams
+from federity.weights.keras_adapter import import_keras
+
+
+def _features(data: Dataset) -> np.ndarray:
+    """The features as Keras takes them: float32, images channel-last."""
+    features = np.asarray(data.features, np.float32)
+    return features.transpose(0, 2, 3, 1) if features.ndim == 4 else features
+
+
+class KerasTrainer:
+    """Trains a Keras model whose output is class scores (logits)."""
+
+    name = "tensorflow"
+    version = 1
+
+    def fit(self, model: Any, data: Dataset, params: TrainingParams) -> dict[str, float]:
+        """Train ``model`` in place for ``params.epochs`` epochs; return loss and accuracy on ``data`` after."""
+        keras = import_keras()
+        import tensorflow as tf
+
+        features, labels = _features(data), np.asarray(data.labels, np.int64)
+        if params.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(learning_rate=params.lr)
+        else:
+            optimizer = keras.optimizers.SGD(learning_rate=params.lr, momentum=params.momentum)
+        trainable = list(model.trainable_variables)
+        start = [tf.constant(v.numpy()) for v in trainable]
+        mu, decay = params.mu, params.weight_decay
+
+        @tf.function(reduce_retracing=True)
+        def step(x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                scores = model(x, training=True)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=scores))
+                objective = loss
+                if mu > 0:
+                    objective += 0.5 * mu * tf.add_n([tf.reduce_sum(tf.square(v - s))
+                                                      for v, s in zip(trainable, start, strict=True)])
+            gradients = tape.gradient(objective, trainable)
+            if decay > 0:
+                gradients = [g + decay * v for g, v in zip(gradients, trainable, strict=True)]
+            optimizer.apply_gradients(zip(gradients, trainable, strict=True))
+            return objective
+
+        rng = np.random.default_rng(params.seed)
+        for _ in range(params.epochs):
+            order = rng.permutation(len(labels))
+            for begin in range(0, len(labels), params.batch_size):
+                batch = order[begin:begin + params.batch_size]
+                loss = float(step(tf.constant(features[batch]), tf.constant(labels[batch])))
+                if not math.isfinite(loss):
+                    raise DataError("training diverged: the loss became infinite or NaN",
+                                    "lower lr in params.yaml, or check that the features are scaled")
+        return self.evaluate(model, data)
+
+    def head(self, model: Any) -> ProvedHead:
+        """The last ``Dense`` layer's kernel (``[features, classes]``) and bias."""
+        keras = import_keras()
+        layers = list(model.layers)
+        last = layers[-1] if layers else None
+        if not (isinstance(model, keras.Sequential) and isinstance(last, keras.layers.Dense) and last.use_bias
+                and last.activation in (None, keras.activations.linear)):
+            raise ProofError("proofs of training need a keras.Sequential ending in a Dense layer with a bias and "
+                             "no activation (every zoo model is)", "use a zoo model, or build yours that way")
+        index = len(layers) - 1
+        return ProvedHead(f"{index}.kernel", f"{index}.bias", "in_out")
+
+    def head_features(self, model: Any, data: Dataset) -> np.ndarray:
+        """``data`` as the last layer sees it: passed through every layer before it, frozen (inference mode)."""
+        self.head(model)
+        seen = _features(data)
+        for layer in model.layers[:-1]:
+            seen = layer(seen, training=False)
+        return np.asarray(seen, np.float64).reshape(len(data.labels), -1)
+
+    def evaluate(self, model: Any, data: Dataset) -> dict[str, float]:
+        """Mean cross-entropy and accuracy of ``model`` on ``data``."""
+        import tensorflow as tf
+
+        features, labels = _features(data), np.asarray(data.labels, np.int64)
+        scores = np.concatenate([np.asarray(model(features[i:i + 4096], training=False))
+                                 for i in range(0, len(labels), 4096)]) if len(labels) else np.zeros((0, 1))
+        loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores)))
+        accuracy = float((scores.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+        return {"loss": loss if math.isfinite(loss) else float("nan"), "accuracy": accuracy}

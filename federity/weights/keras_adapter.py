@@ -1,0 +1,72 @@
+"""TensorFlow adapter: a Keras 3 model's variables ⇄ named numpy tensors, on the TensorFlow backend.
+
+Keras names variables after layer names that carry process-wide counters (``dense_3/kernel``), so the same
+architecture built twice gets different names. Tensors are named instead by the layer's index in ``model.layers``
+and the variable's path inside that layer: ``0.kernel``, ``0.bias``, ``3.moving_mean`` — stable wherever and
+however often the model is built, and in the same ``index.name`` form as a PyTorch ``nn.Sequential``'s state.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from federity.errors import ConfigError
+from federity.weights.files import require_layout, tensor_layout
+
+
+def import_keras() -> Any:
+    """Keras 3 on the TensorFlow backend (TensorFlow's C++ logging kept to warnings and errors). A process that
+    already imported Keras on another backend is refused: one process runs one Keras backend."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"Keras runs on the {keras.backend.backend()!r} backend in this process; Federity's "
+                          "tensorflow framework needs the TensorFlow backend",
+                          "unset KERAS_BACKEND (or set it to tensorflow) and run again")
+    return keras
+
+
+def named_variables(model: Any) -> dict[str, Any]:
+    """Every variable of ``model`` (trainable or not) by its stable name ``<layer index>.<path in the layer>``."""
+    named: dict[str, Any] = {}
+    for index, layer in enumerate(model.layers):
+        prefix = f"{layer.path}/" if getattr(layer, "path", None) else ""
+        for variable in layer.weights:
+            inner = variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.name
+            name = f"{index}.{inner.replace('/', '.')}"
+            if name in named:
+                raise ConfigError(f"the Keras model names two variables {name!r}",
+                                  "give the sub-layers of that layer distinct names")
+            named[name] = variable
+    return named
+
+
+class KerasAdapter:
+    """Reads and writes every variable of a Keras model (weights and non-trainable state such as BatchNorm's
+    moving statistics)."""
+
+    name = "tensorflow"
+    version = 1
+
+    def seed(self, seed: int) -> None:
+        """Seed Python's, NumPy's and TensorFlow's generators (``keras.utils.set_random_seed``)."""
+        import_keras().utils.set_random_seed(seed)
+
+    def get_tensors(self, model: Any) -> dict[str, np.ndarray]:
+        """The model's variables as numpy arrays."""
+        return {name: np.array(variable.numpy()) for name, variable in named_variables(model).items()}
+
+    def set_tensors(self, model: Any, tensors: dict[str, np.ndarray]) -> None:
+        """Assign ``tensors`` to the model's variables; any missing, extra or reshaped tensor is an error."""
+        variables = named_variables(model)
+        require_layout(tensor_layout({n: np.zeros(tuple(v.shape), v.dtype) for n, v in variables.items()}),
+                       tensors, "the weights")
+        for name, variable in variables.items():
+            variable.assign(tensors[name])

@@ -18,7 +18,7 @@ from federity.repo.sync import push_notes
 @click.command(cls=FederityCommand)
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Repository name.")
-@click.option("--framework", default="torch", show_default=True, help="Deep-learning framework.")
+@click.option("--framework", default="torch", show_default=True, help="Deep-learning framework: torch or tensorflow (Keras 3), or an installed plugin.")
 @click.option("--model", required=True, help="Zoo id (see `federity models`) or module:function in the repository.")
 @click.option("--model-arg", "model_args", multiple=True, help="Model argument k=v (repeatable).")
 @click.option("--remote", help="Git remote URL; a local path becomes a bare repository with DVC storage beside it.")
@@ -106,6 +106,6 @@ def models() -> None:
     def human() -> None:
         for entry in ZOO:
             args = ", ".join(k + ("" if k in entry.required else f"={v}") for k, v in entry.args.items())
-            click.echo(f"{entry.id:<20} {entry.framework:<8} {args:<40} {entry.description}")
+            click.echo(f"{entry.id:<20} {entry.framework:<10} {args:<40} {entry.description}")
 
     emit({"models": [entry.to_json() for entry in ZOO]}, human)

@@ -19,10 +19,15 @@ from federity.weights.files import require_layout, tensor_layout
 
 
 def import_keras() -> Any:
-    """Keras 3 on the TensorFlow backend (TensorFlow's C++ logging kept to warnings and errors). A process that
-    already imported Keras on another backend is refused: one process runs one Keras backend."""
+    """Keras 3 on the TensorFlow backend. A process that already imported Keras on another backend is refused:
+    one process runs one Keras backend.
+
+    Unless the environment says otherwise, TensorFlow's oneDNN custom operations are off (they reorder
+    floating-point sums by CPU type, so the same seed could train differently on two sites' machines) and its C++
+    logging is kept to warnings and errors (both otherwise print on every start, on stderr)."""
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 

@@ -111,7 +111,8 @@ def test_a_zoo_model_goes_through_a_full_round_in_each_framework(tmp_path: Path,
     aggregate = read_tensors(repo.store.read(result.commit), "aggregate")
     assert list(aggregate) == list(base)
     for name, value in aggregate.items():
-        expected = base[name] + sum(n * (t[name] - base[name]) for n, t in zip(counts, trained, strict=True)) / sum(counts)
+        deltas = sum(n * (t[name] - base[name]) for n, t in zip(counts, trained, strict=True))
+        expected = base[name] + deltas / sum(counts)
         np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6)
         assert not np.array_equal(value, base[name])
     assert repo.verify().ok

@@ -18,7 +18,8 @@ from federity.repo.sync import push_notes
 @click.command(cls=FederityCommand)
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Repository name.")
-@click.option("--framework", default="torch", show_default=True, help="Deep-learning framework: torch or tensorflow (Keras 3), or an installed plugin.")
+@click.option("--framework", default="torch", show_default=True,
+              help="Deep-learning framework: torch or tensorflow (Keras 3), or an installed plugin.")
 @click.option("--model", required=True, help="Zoo id (see `federity models`) or module:function in the repository.")
 @click.option("--model-arg", "model_args", multiple=True, help="Model argument k=v (repeatable).")
 @click.option("--remote", help="Git remote URL; a local path becomes a bare repository with DVC storage beside it.")

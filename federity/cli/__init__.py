@@ -120,11 +120,24 @@ def cli() -> None:
 
 
 def _load_commands() -> None:
-    from federity.cli import demo, history, members, nft, refs, repository, rounds, train, updates, verify, wallet
+    from federity.cli import (
+        demo,
+        export,
+        history,
+        members,
+        nft,
+        refs,
+        repository,
+        rounds,
+        train,
+        updates,
+        verify,
+        wallet,
+    )
 
     for command in (
         wallet.wallet, repository.init, repository.clone, repository.pull, repository.push, repository.commit,
-        repository.models, members.members, history.log, history.show, history.diff, refs.checkout,
+        repository.models, members.members, history.log, history.show, history.diff, export.export, refs.checkout,
         refs.branch, refs.tag, refs.revert, refs.merge, verify.verify, train.train, updates.updates, updates.review,
         updates.aggregate, updates.track, rounds.round_group, rounds.agent, demo.demo, nft.nft,
     ):

@@ -24,6 +24,7 @@ class Repository:
     from federity.repo.clone import clone  # type: ignore[misc]
     from federity.repo.commit import commit  # type: ignore[misc]
     from federity.repo.diff import diff  # type: ignore[misc]
+    from federity.repo.export import export  # type: ignore[misc]
     from federity.repo.init import init  # type: ignore[misc]
     from federity.repo.log import graph, log, show  # type: ignore[misc]
     from federity.repo.members import add_member, list_members, remove_member  # type: ignore[misc]

@@ -19,13 +19,7 @@ from federity.data import Dataset
 from federity.errors import DataError, ProofError
 from federity.proofs.policy import ProvedHead
 from federity.training import TrainingParams
-from federity.weights.keras_adapter import import_keras
-
-
-def _features(data: Dataset) -> np.ndarray:
-    """The features as Keras takes them: float32, images channel-last."""
-    features = np.asarray(data.features, np.float32)
-    return features.transpose(0, 2, 3, 1) if features.ndim == 4 else features
+from federity.weights.keras_adapter import channel_last, import_keras
 
 
 class KerasTrainer:
@@ -39,7 +33,7 @@ class KerasTrainer:
         keras = import_keras()
         import tensorflow as tf
 
-        features, labels = _features(data), np.asarray(data.labels, np.int64)
+        features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
         if params.optimizer == "adam":
             optimizer = keras.optimizers.Adam(learning_rate=params.lr)
         else:
@@ -89,7 +83,7 @@ class KerasTrainer:
     def head_features(self, model: Any, data: Dataset) -> np.ndarray:
         """``data`` as the last layer sees it: passed through every layer before it, frozen (inference mode)."""
         self.head(model)
-        seen = _features(data)
+        seen = channel_last(data.features)
         for layer in model.layers[:-1]:
             seen = layer(seen, training=False)
         return np.asarray(seen, np.float64).reshape(len(data.labels), -1)
@@ -98,7 +92,7 @@ class KerasTrainer:
         """Mean cross-entropy and accuracy of ``model`` on ``data``."""
         import tensorflow as tf
 
-        features, labels = _features(data), np.asarray(data.labels, np.int64)
+        features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
         scores = np.concatenate([np.asarray(model(features[i:i + 4096], training=False))
                                  for i in range(0, len(labels), 4096)]) if len(labels) else np.zeros((0, 1))
         loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores)))

@@ -8,6 +8,7 @@ in; a third framework plugs in by declaring its adapter, trainer and zoo under t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,6 +32,22 @@ class FrameworkAdapter(Protocol):
 
     def set_tensors(self, model: Any, tensors: dict[str, np.ndarray]) -> None:
         """Load named tensors into the model; names, shapes and dtypes must match exactly."""
+        ...
+
+    export_formats: tuple[str, ...]
+    """The formats :meth:`export` writes besides safetensors (``onnx`` and the framework's own)."""
+
+    def export(self, model: Any, format: str, path: Path, sample: np.ndarray) -> None:
+        """Write ``model`` to ``path`` in ``format`` (one of :attr:`export_formats`); ``sample`` is a batch of
+        inputs laid out as :mod:`federity.data` reads them (images channel-first), for tracing."""
+        ...
+
+    def predict(self, model: Any, sample: np.ndarray) -> np.ndarray:
+        """The model's outputs on ``sample`` in inference mode."""
+        ...
+
+    def onnx_input(self, sample: np.ndarray) -> np.ndarray:
+        """``sample`` as the model's ONNX export takes it (the framework's own layout)."""
         ...
 
 

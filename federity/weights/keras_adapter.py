@@ -8,8 +8,11 @@ however often the model is built, and in the same ``index.name`` form as a PyTor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,12 @@ def import_keras() -> Any:
                           "tensorflow framework needs the TensorFlow backend",
                           "unset KERAS_BACKEND (or set it to tensorflow) and run again")
     return keras
+
+
+def channel_last(features: np.ndarray) -> np.ndarray:
+    """Features as Keras takes them: float32, images (read channel-first) channel-last."""
+    features = np.asarray(features, np.float32)
+    return np.ascontiguousarray(features.transpose(0, 2, 3, 1)) if features.ndim == 4 else features
 
 
 def named_variables(model: Any) -> dict[str, Any]:
@@ -75,3 +84,24 @@ class KerasAdapter:
                        tensors, "the weights")
         for name, variable in variables.items():
             variable.assign(tensors[name])
+
+    export_formats = ("onnx", "keras")
+
+    def export(self, model: Any, format: str, path: Path, sample: np.ndarray) -> None:
+        """``keras``: Keras' own ``.keras`` file (architecture and weights, ``keras.models.load_model``); ``onnx``:
+        Keras' ONNX export (through tf2onnx)."""
+        self.predict(model, sample)  # Keras exports only a model that has been called
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's probe of np.object
+            if format == "keras":
+                model.save(path)
+            else:
+                model.export(str(path), format="onnx", verbose=False)
+
+    def predict(self, model: Any, sample: np.ndarray) -> np.ndarray:
+        """The model's outputs in inference mode."""
+        return np.asarray(model(channel_last(sample), training=False))
+
+    def onnx_input(self, sample: np.ndarray) -> np.ndarray:
+        """Keras takes images channel-last."""
+        return channel_last(sample)

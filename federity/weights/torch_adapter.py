@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -26,3 +30,30 @@ class TorchAdapter:
         """Load ``tensors`` into ``model``; any missing, extra or reshaped tensor is an error."""
         require_layout(tensor_layout(self.get_tensors(model)), tensors, "the weights")
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
+
+    export_formats = ("onnx", "torch")
+
+    def export(self, model: torch.nn.Module, format: str, path: Path, sample: np.ndarray) -> None:
+        """``torch``: a ``torch.export`` program (``.pt2``, loadable with ``torch.export.load`` without the model's
+        code); ``onnx``: the same program through PyTorch's ONNX exporter. The batch size, and an image's height and
+        width, stay free."""
+        inputs = (torch.from_numpy(np.ascontiguousarray(sample, np.float32)),)
+        dynamic = torch.export.Dim.DYNAMIC
+        batch = ({0: dynamic, 2: dynamic, 3: dynamic} if sample.ndim == 4 else {0: dynamic},)
+        model.eval()
+        with contextlib.redirect_stdout(sys.stderr):  # the ONNX exporter reports progress on stdout
+            if format == "torch":
+                torch.export.save(torch.export.export(model, inputs, dynamic_shapes=batch), path)
+            else:
+                torch.onnx.export(model, inputs, path, dynamo=True, dynamic_shapes=batch, external_data=False,
+                                  input_names=["input"], output_names=["output"])
+
+    def predict(self, model: torch.nn.Module, sample: np.ndarray) -> np.ndarray:
+        """The module's outputs in evaluation mode, without gradients."""
+        model.eval()
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(sample, np.float32))).numpy()
+
+    def onnx_input(self, sample: np.ndarray) -> np.ndarray:
+        """PyTorch takes images channel-first, as they are read."""
+        return np.ascontiguousarray(sample, np.float32)

@@ -1,0 +1,127 @@
+"""federity export: ONNX checked with onnxruntime against the framework, the framework's own formats loaded back
+by the framework, safetensors byte for byte; every refusal leaves nothing at --out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from federity.errors import ConfigError
+from federity.identity import Wallet
+from federity.repo import Repository
+from federity.repo.export import sample_input
+from federity.training import build_with_tensors
+from federity.weights import get_framework, read_tensors
+
+MODELS = {"logistic-regression": ["in_features=4"], "mlp": ["in_features=4", "hidden=6"],
+          "cnn": ["in_channels=2", "num_classes=3"]}
+
+
+def _repo(tmp_path: Path, owner: Wallet, framework: str, model: str) -> Repository:
+    repo, _ = Repository.init(tmp_path / f"{framework}-{model}", owner, name="export", framework=framework,
+                              model=model, model_args=MODELS[model])
+    return repo
+
+
+def _inputs(model: str, batch: int) -> np.ndarray:
+    shape = (4,) if model != "cnn" else (2, 12, 10)  # another batch and image size than the export's sample
+    return np.random.default_rng(5).normal(size=(batch, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_an_onnx_export_gives_the_frameworks_outputs_for_any_batch(tmp_path: Path, owner: Wallet, framework: str,
+                                                                   model: str) -> None:
+    import onnxruntime
+
+    repo = _repo(tmp_path, owner, framework, model)
+    result = repo.export("HEAD", "onnx", tmp_path / "model.onnx")
+    assert result.onnx_max_abs_diff is not None and result.onnx_max_abs_diff <= 1e-4
+    adapter = get_framework(framework)
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    inputs = _inputs(model, 5)
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: adapter.onnx_input(inputs)})[0]
+    np.testing.assert_allclose(got, adapter.predict(built, inputs), rtol=1e-4, atol=1e-5)
+    assert got.shape == (5, 3 if model == "cnn" else 2)
+
+
+def test_a_torch_export_program_loads_without_the_models_code(tmp_path: Path, owner: Wallet) -> None:
+    import torch
+
+    repo = _repo(tmp_path, owner, "torch", "mlp")
+    path = repo.export("HEAD", "torch", tmp_path / "model.pt2").path
+    program = torch.export.load(path)
+    inputs = _inputs("mlp", 7)
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    np.testing.assert_array_equal(program.module()(torch.from_numpy(inputs)).detach().numpy(),
+                                  get_framework("torch").predict(built, inputs))
+
+
+def test_a_keras_export_loads_back_with_keras(tmp_path: Path, owner: Wallet) -> None:
+    import keras
+
+    repo = _repo(tmp_path, owner, "tensorflow", "cnn")
+    path = repo.export("HEAD", "keras", tmp_path / "model.keras").path
+    loaded = keras.models.load_model(path)
+    inputs = _inputs("cnn", 4)
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    adapter = get_framework("tensorflow")
+    np.testing.assert_array_equal(np.asarray(loaded(adapter.onnx_input(inputs))), adapter.predict(built, inputs))
+
+
+def test_a_safetensors_export_is_the_stored_weights_byte_for_byte(tmp_path: Path, owner: Wallet) -> None:
+    repo = _repo(tmp_path, owner, "torch", "logistic-regression")
+    result = repo.export("HEAD", "safetensors", tmp_path / "w.safetensors")
+    assert result.path.read_bytes() == repo.weights_path.read_bytes()
+    assert result.to_json()["commit"] == repo.head() and result.onnx_max_abs_diff is None
+
+
+@pytest.mark.parametrize(("framework", "fmt", "message"), [
+    ("torch", "keras", "a torch model does not export as keras"),
+    ("tensorflow", "torch", "a tensorflow model does not export as torch"),
+    ("torch", "pickle", "unknown export format 'pickle'"),
+])
+def test_a_format_the_framework_does_not_write_is_refused_and_nothing_is_written(
+        tmp_path: Path, owner: Wallet, framework: str, fmt: str, message: str) -> None:
+    repo = _repo(tmp_path, owner, framework, "mlp")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ConfigError, match=message):
+        repo.export("HEAD", fmt, tmp_path / "out" / "model")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_existing_file_is_not_overwritten_and_a_failed_export_leaves_nothing(
+        tmp_path: Path, owner: Wallet, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _repo(tmp_path, owner, "torch", "mlp")
+    (tmp_path / "out").mkdir()
+    taken = tmp_path / "out" / "taken.onnx"
+    taken.write_text("mine")
+    with pytest.raises(ConfigError, match="already exists"):
+        repo.export("HEAD", "onnx", taken)
+    assert taken.read_text() == "mine"
+    with pytest.raises(ConfigError, match=r"the directory of .* does not exist"):
+        repo.export("HEAD", "onnx", tmp_path / "missing" / "m.onnx")
+
+    adapter = type(get_framework("torch"))
+
+    def broken_export(self, model, format, path, sample) -> None:
+        path.write_bytes(b"half an onnx file")
+        raise ConfigError("the exporter failed", "nothing to do")
+
+    monkeypatch.setattr(adapter, "export", broken_export)
+    with pytest.raises(ConfigError, match="the exporter failed"):
+        repo.export("HEAD", "onnx", tmp_path / "out" / "m.onnx")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["taken.onnx"]
+
+
+def test_a_model_whose_arguments_give_no_input_shape_needs_one(tmp_path: Path, owner: Wallet) -> None:
+    config = _repo(tmp_path, owner, "torch", "mlp").config()
+    config.model["args"] = {"width": 3}
+    with pytest.raises(ConfigError, match="pass --input-shape"):
+        sample_input(config, None)
+    assert sample_input(config, (3, 8, 8)).shape == (3, 3, 8, 8)
+    with pytest.raises(ConfigError, match="is not a shape of one example"):
+        sample_input(config, (3, 0))

@@ -1,4 +1,5 @@
-"""One plugin registry for every kind of plugin: frameworks, trainers, aggregation strategies, ledgers.
+"""One plugin registry for every kind of plugin: frameworks, trainers, model zoos, aggregation strategies, merge
+methods, ledgers.
 
 A :class:`Registry` maps plugin ids to import paths (``module:attribute``) and imports a plugin's module only
 when that plugin is asked for, so importing Federity (or this module) imports no framework. Its entries come from
@@ -6,8 +7,9 @@ two places:
 
 - the built-ins, given in code (so the registry works from a source checkout and in any install);
 - the ``importlib.metadata`` entry points of its group (``federity.frameworks``, ``federity.trainers``,
-  ``federity.strategies``, ``federity.ledgers``): a package that declares
-  ``[project.entry-points."federity.strategies"] krum = "my_package.krum:Krum"`` adds a strategy ``krum``.
+  ``federity.zoos``, ``federity.strategies``, ``federity.merge_methods``, ``federity.ledgers``): a package that
+  declares ``[project.entry-points."federity.strategies"] krum = "my_package.krum:Krum"`` adds a strategy
+  ``krum``.
   A built-in name cannot be taken over by an entry point that points elsewhere (that entry point is ignored).
 
 A plugin is a class (or factory) with two attributes: ``name``, which must equal the id it is registered under

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from federity.cli import FederityCommand, emit, load_wallet, open_repo, show_repository_code, strategy_parameters
-from federity.models import ZOO
+from federity.models import zoo
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
 from federity.repo.history import recorded_genesis
@@ -103,10 +103,11 @@ def commit(weights: Path, message: str) -> None:
 @click.command(cls=FederityCommand)
 def models() -> None:
     """List the model zoo."""
+    entries = zoo()
 
     def human() -> None:
-        for entry in ZOO:
+        for entry in entries:
             args = ", ".join(k + ("" if k in entry.required else f"={v}") for k, v in entry.args.items())
             click.echo(f"{entry.id:<20} {entry.framework:<10} {args:<40} {entry.description}")
 
-    emit({"models": [entry.to_json() for entry in ZOO]}, human)
+    emit({"models": [entry.to_json() for entry in entries]}, human)

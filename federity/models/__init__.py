@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from federity.builders import MODEL_BUILDER, is_code_spec, load_repository_function
 from federity.config import parse_pairs
 from federity.errors import ConfigError, UnknownPluginError
+from federity.plugins import Registry
 
 
 @dataclass(frozen=True)
@@ -41,46 +42,33 @@ class ZooModel:
         }
 
 
-ZOO: tuple[ZooModel, ...] = (
-    ZooModel(
-        "logistic-regression", "torch", "federity.models.torch_zoo:logistic_regression",
-        {"in_features": 0, "num_classes": 2}, ("in_features",),
-        "one linear layer; class scores for cross-entropy",
-    ),
-    ZooModel(
-        "mlp", "torch", "federity.models.torch_zoo:mlp",
-        {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",),
-        "linear, ReLU, linear",
-    ),
-    ZooModel(
-        "cnn", "torch", "federity.models.torch_zoo:cnn",
-        {"in_channels": 1, "num_classes": 10}, (),
-        "two 3x3 conv blocks, global average pooling, linear; any image size",
-    ),
-    ZooModel(
-        "logistic-regression", "tensorflow", "federity.models.keras_zoo:logistic_regression",
-        {"in_features": 0, "num_classes": 2}, ("in_features",),
-        "one dense layer; class scores for cross-entropy",
-    ),
-    ZooModel(
-        "mlp", "tensorflow", "federity.models.keras_zoo:mlp",
-        {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",),
-        "dense, ReLU, dense",
-    ),
-    ZooModel(
-        "cnn", "tensorflow", "federity.models.keras_zoo:cnn",
-        {"in_channels": 1, "num_classes": 10}, (),
-        "two 3x3 conv blocks, global average pooling, dense; any image size",
-    ),
-)
+class Zoo(Protocol):
+    """One framework's zoo, a registered plugin (entry-point group ``federity.zoos``) named after its framework:
+    the entries it builds. Its module must import no framework: builders import theirs when called."""
+
+    name: str
+    version: int
+    models: tuple[ZooModel, ...]
+
+
+ZOOS: Registry[Zoo] = Registry("model zoo", "federity.zoos", {
+    "torch": "federity.models.torch_zoo:TorchZoo",
+    "tensorflow": "federity.models.keras_zoo:KerasZoo",
+})
+
+
+def zoo() -> list[ZooModel]:
+    """Every installed framework's zoo entries, framework by framework (importing no framework)."""
+    return [entry for name in ZOOS.names() for entry in ZOOS.load(name).models]
 
 
 def zoo_model(model_id: str, framework: str) -> ZooModel:
     """The zoo entry for ``model_id`` in ``framework``; an unknown id lists the available ones."""
-    for entry in ZOO:
+    entries = zoo()
+    for entry in entries:
         if entry.id == model_id and entry.framework == framework:
             return entry
-    available = ", ".join(e.id for e in ZOO if e.framework == framework) or "none"
+    available = ", ".join(e.id for e in entries if e.framework == framework) or "none"
     raise UnknownPluginError(
         f"no model {model_id!r} for framework {framework!r} in the zoo",
         f"use one of: {available} (see `federity models`), or a builder in the repository as module:function",

@@ -1,12 +1,29 @@
-"""Keras builders for the zoo (see :data:`federity.models.ZOO`), on the TensorFlow backend. Each returns a fresh,
-built ``keras.Sequential`` whose layers mirror the PyTorch builders of the same id (activations as layers of their
-own), so a zoo id names the same architecture in either framework."""
+"""TensorFlow's zoo (:class:`KerasZoo`): Keras 3 builders on the TensorFlow backend. Each returns a fresh, built
+``keras.Sequential`` whose layers mirror the PyTorch builder of the same id (activations as layers of their own),
+so a zoo id names the same architecture in either framework. Keras is imported only when a builder runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from federity.models import ZooModel
 from federity.weights.keras_adapter import import_keras
+
+
+class KerasZoo:
+    """The TensorFlow entries of the zoo."""
+
+    name = "tensorflow"
+    version = 1
+    models = (
+        ZooModel("logistic-regression", "tensorflow", "federity.models.keras_zoo:logistic_regression",
+                 {"in_features": 0, "num_classes": 2}, ("in_features",),
+                 "one dense layer; class scores for cross-entropy"),
+        ZooModel("mlp", "tensorflow", "federity.models.keras_zoo:mlp",
+                 {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",), "dense, ReLU, dense"),
+        ZooModel("cnn", "tensorflow", "federity.models.keras_zoo:cnn", {"in_channels": 1, "num_classes": 10}, (),
+                 "two 3x3 conv blocks, global average pooling, dense; any image size"),
+    )
 
 
 def logistic_regression(in_features: int, num_classes: int = 2) -> Any:

@@ -1,22 +1,47 @@
-"""PyTorch builders for the zoo (see :data:`federity.models.ZOO`). Each returns a fresh ``nn.Module``."""
+"""PyTorch's zoo (:class:`TorchZoo`): builders that each return a fresh ``nn.Module``. The module imports torch
+only when a builder runs, so listing the zoo stays cheap."""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
+
+from federity.models import ZooModel
 
 
-def logistic_regression(in_features: int, num_classes: int = 2) -> nn.Module:
+class TorchZoo:
+    """The PyTorch entries of the zoo."""
+
+    name = "torch"
+    version = 1
+    models = (
+        ZooModel("logistic-regression", "torch", "federity.models.torch_zoo:logistic_regression",
+                 {"in_features": 0, "num_classes": 2}, ("in_features",),
+                 "one linear layer; class scores for cross-entropy"),
+        ZooModel("mlp", "torch", "federity.models.torch_zoo:mlp",
+                 {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",), "linear, ReLU, linear"),
+        ZooModel("cnn", "torch", "federity.models.torch_zoo:cnn", {"in_channels": 1, "num_classes": 10}, (),
+                 "two 3x3 conv blocks, global average pooling, linear; any image size"),
+    )
+
+
+def logistic_regression(in_features: int, num_classes: int = 2) -> Any:
     """Multinomial logistic regression: one linear layer producing class scores."""
+    from torch import nn
+
     return nn.Sequential(nn.Linear(in_features, num_classes))
 
 
-def mlp(in_features: int, hidden: int = 16, num_classes: int = 2) -> nn.Module:
+def mlp(in_features: int, hidden: int = 16, num_classes: int = 2) -> Any:
     """A one-hidden-layer perceptron."""
+    from torch import nn
+
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
-def cnn(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
+def cnn(in_channels: int = 1, num_classes: int = 10) -> Any:
     """A small convolutional network; global average pooling makes it independent of image size."""
+    from torch import nn
+
     return nn.Sequential(
         nn.Conv2d(in_channels, 8, kernel_size=3, padding=1),
         nn.ReLU(),

@@ -4,6 +4,8 @@ great-expectations."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,14 @@ FAMILIES = {
                                                                        seed=1 + part)),
     "cnn": (["in_channels=1", "num_classes=4"], _digits),
 }
+
+
+def test_the_zoo_lists_every_model_in_both_frameworks_without_importing_either() -> None:
+    listing = ("import sys; from federity.models import zoo; "
+               "print(sorted((m.framework, m.id) for m in zoo()), any(k in sys.modules for k in ('torch', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, check=True).stdout
+    ids = ["cnn", "logistic-regression", "mlp"]
+    assert out.strip() == f"{[(f, i) for f in ('tensorflow', 'torch') for i in ids]} False"
 
 
 def test_a_keras_model_built_twice_has_the_same_tensor_names_and_seeded_values() -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from federity.config import RepoConfig
     from federity.data import Dataset
     from federity.proofs.policy import ProvedHead
+    from federity.training.memory import MemoryEstimate
 
 def _finite(value: float) -> float:
     if not math.isfinite(value):
@@ -136,6 +137,11 @@ class Trainer(Protocol):
         """``loss`` and ``accuracy`` of ``model`` on ``data``."""
         ...
 
+    def memory(self, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:
+        """Local training's peak memory with ``params``, estimated from the model and one sample of ``data``
+        (:func:`federity.training.memory.estimate`)."""
+        ...
+
     def head(self, model: Any) -> ProvedHead:
         """The layer proofs of training prove (the model's last, linear layer): its tensor names and layout."""
         ...
@@ -178,11 +184,15 @@ def build_with_tensors(config: RepoConfig, root: Path, tensors: dict[str, np.nda
 
 def train_locally(config: RepoConfig, root: Path, base: dict[str, np.ndarray], data: Dataset,
                   params: TrainingParams) -> TrainResult:
-    """Train the repository's model, starting from ``base``, on ``data``."""
+    """Train the repository's model, starting from ``base``, on ``data``; refused before training when its memory
+    estimate exceeds what the machine has available."""
+    from federity.training.memory import require_fits
     from federity.weights import get_framework
 
     model = build_with_tensors(config, root, base)
-    metrics = get_trainer(config.framework).fit(model, data, params)
+    trainer = get_trainer(config.framework)
+    require_fits(trainer.memory(model, data, params))  # before any step: a configuration too large fails now
+    metrics = trainer.fit(model, data, params)
     return TrainResult(get_framework(config.framework).get_tensors(model), data.n_samples, metrics)
 
 

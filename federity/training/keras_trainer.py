@@ -19,7 +19,21 @@ from federity.data import Dataset
 from federity.errors import DataError, ProofError
 from federity.proofs.policy import ProvedHead
 from federity.training import TrainingParams
+from federity.training.memory import MemoryEstimate, estimate
 from federity.weights.keras_adapter import channel_last, import_keras
+
+
+def _activation_bytes(model: Any, sample: np.ndarray) -> int:
+    """Bytes of every layer's output for one sample, measured by running ``sample`` through a probe model that
+    outputs every layer (a model built on an ``Input``, Sequential or functional); a subclassed model, whose
+    layers have no symbolic outputs, counts only its own output."""
+    keras = import_keras()
+    try:
+        layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+        probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    except (AttributeError, ValueError, TypeError):
+        return int(np.asarray(model(sample, training=False)).nbytes)
+    return sum(int(np.asarray(out).nbytes) for out in keras.tree.flatten(probe([sample], training=False)))
 
 
 class KerasTrainer:
@@ -67,6 +81,13 @@ class KerasTrainer:
                     raise DataError("training diverged: the loss became infinite or NaN",
                                     "lower lr in params.yaml, or check that the features are scaled")
         return self.evaluate(model, data)
+
+    def memory(self, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:
+        """Sizes from the model's variables and from every layer's output on one sample (inference mode)."""
+        weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+        trainable = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.trainable_weights)
+        return estimate(weights, trainable, _activation_bytes(model, channel_last(data.features[:1])), params,
+                        data.n_samples)
 
     def head(self, model: Any) -> ProvedHead:
         """The last ``Dense`` layer's kernel (``[features, classes]``) and bias."""

@@ -17,6 +17,7 @@ from federity.data import Dataset
 from federity.errors import DataError, ProofError
 from federity.proofs.policy import ProvedHead
 from federity.training import TrainingParams
+from federity.training.memory import MemoryEstimate, estimate
 
 
 class _Proximal:
@@ -75,6 +76,26 @@ class TorchTrainer:
                 loss.backward()
                 optimizer.step()
         return self.evaluate(model, data)
+
+    def memory(self, model: nn.Module, data: Dataset, params: TrainingParams) -> MemoryEstimate:
+        """Sizes from the module's state and from every leaf module's output on one sample (evaluation mode)."""
+        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        outputs: list[int] = []
+
+        def measure(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor):
+                outputs.append(output.numel() * output.element_size())
+
+        hooks = [m.register_forward_hook(measure) for m in model.modules() if not list(m.children())]
+        try:
+            model.eval()
+            with torch.no_grad():
+                model(_tensors(data)[0][:1])
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return estimate(weights, trainable, sum(outputs), params, data.n_samples)
 
     def head(self, model: nn.Module) -> ProvedHead:
         """The last ``Linear`` layer's weight (``[classes, features]``) and bias."""

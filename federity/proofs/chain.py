@@ -66,14 +66,15 @@ def _run_step(files: CircuitFiles, inputs: list[list[float]], workdir: Path) -> 
 
 def train(circuit: StepCircuit, files: CircuitFiles, weight: np.ndarray, bias: np.ndarray, features: np.ndarray,
           labels: np.ndarray, *, epochs: int, seed: int, salt: np.ndarray,
-          progress: Callable[[str], None] | None = None) -> ProvedTraining:
+          progress: Callable[[str], None] | None = None, skip_repeated_batches: bool = True) -> ProvedTraining:
     """Run ``epochs`` of mini-batch SGD on the head in the circuit's fixed point.
 
     ``weight`` is ``[features, classes]``. Each epoch visits the samples in a fresh order drawn from ``seed``;
     the last ``n mod batch`` samples of an epoch's order are left out (the circuit's batch size is fixed). A batch
     whose quantised rows equal an earlier step's is skipped: it would hash the same, and a verifier refuses a chain
     that uses a batch twice (duplicate rows in the data, or frozen layers that map several samples to the same
-    head inputs, make such batches honestly).
+    head inputs, make such batches honestly). ``skip_repeated_batches=False`` keeps them, making the chain a
+    verifier refuses (what a prover that replays batches submits).
     """
     n = len(labels)
     if n < circuit.batch:
@@ -93,7 +94,7 @@ def train(circuit: StepCircuit, files: CircuitFiles, weight: np.ndarray, bias: n
                 rows = order[start:start + circuit.batch]
                 inputs = circuit.input_values(weight, bias, features[rows], labels[rows], salt)
                 batch = tuple(inputs[2])
-                if batch in used_batches:
+                if skip_repeated_batches and batch in used_batches:
                     continue
                 used_batches.add(batch)
                 witness = _run_step(files, inputs, Path(tmp))

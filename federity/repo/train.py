@@ -140,6 +140,7 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     update_branch = _update_branch(repo, branch, round, wallet.pubkey)
     with repo.transaction():
         repo.git.run("checkout", "--quiet", "-b", update_branch, base_commit)
+        repo.store.checkout()  # model/ as the base has it: no file of the branch checked out before comes along
         # never through a link: a second line of defence behind the tree check above
         write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", tensors_to_bytes(result.tensors))
         for relpath, content in proof_files.items():

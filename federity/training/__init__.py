@@ -123,6 +123,10 @@ class TrainingParams:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+EVALUATION_BATCH = 1024
+"""Samples a trainer scores at a time in ``evaluate``."""
+
+
 class Trainer(Protocol):
     """Trains and evaluates a framework's model on a local dataset."""
 

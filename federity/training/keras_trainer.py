@@ -18,7 +18,7 @@ import numpy as np
 from federity.data import Dataset
 from federity.errors import DataError, ProofError
 from federity.proofs.policy import ProvedHead
-from federity.training import TrainingParams
+from federity.training import EVALUATION_BATCH, TrainingParams
 from federity.training.memory import MemoryEstimate, estimate
 from federity.weights.keras_adapter import channel_last, import_keras
 
@@ -110,12 +110,13 @@ class KerasTrainer:
         return np.asarray(seen, np.float64).reshape(len(data.labels), -1)
 
     def evaluate(self, model: Any, data: Dataset) -> dict[str, float]:
-        """Mean cross-entropy and accuracy of ``model`` on ``data``."""
+        """Mean cross-entropy and accuracy of ``model`` on ``data``, scored :data:`EVALUATION_BATCH` samples at a
+        time."""
         import tensorflow as tf
 
         features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
-        scores = np.concatenate([np.asarray(model(features[i:i + 4096], training=False))
-                                 for i in range(0, len(labels), 4096)]) if len(labels) else np.zeros((0, 1))
+        scores = np.concatenate([np.asarray(model(features[i:i + EVALUATION_BATCH], training=False))
+                                 for i in range(0, len(labels), EVALUATION_BATCH)]) if len(labels) else np.zeros((0, 1))
         loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores)))
         accuracy = float((scores.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
         return {"loss": loss if math.isfinite(loss) else float("nan"), "accuracy": accuracy}

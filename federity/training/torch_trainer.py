@@ -16,7 +16,7 @@ from torch import nn
 from federity.data import Dataset
 from federity.errors import DataError, ProofError
 from federity.proofs.policy import ProvedHead
-from federity.training import TrainingParams
+from federity.training import EVALUATION_BATCH, TrainingParams
 from federity.training.memory import MemoryEstimate, estimate
 
 
@@ -115,11 +115,13 @@ class TorchTrainer:
             return body(features).reshape(len(features), -1).numpy().astype(np.float64)
 
     def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:
-        """Mean cross-entropy and accuracy of ``model`` on ``data``."""
+        """Mean cross-entropy and accuracy of ``model`` on ``data``, scored :data:`EVALUATION_BATCH` samples at a
+        time (memory stays that of one batch)."""
         features, labels = _tensors(data)
         model.eval()
         with torch.no_grad():
-            scores = model(features)
+            scores = torch.cat([model(features[i:i + EVALUATION_BATCH])
+                                for i in range(0, len(labels), EVALUATION_BATCH)]) if len(labels) else features
             loss = float(nn.functional.cross_entropy(scores, labels))
             accuracy = float((scores.argmax(dim=1) == labels).float().mean())
         return {"loss": loss if math.isfinite(loss) else float("nan"), "accuracy": accuracy}

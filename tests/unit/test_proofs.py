@@ -3,6 +3,7 @@ leaves main as it was. A forgery is re-signed by its author: a dishonest contrib
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -211,12 +212,24 @@ def test_a_batch_used_twice_fails(proved: dict[str, Any], monkeypatch: pytest.Mo
         def permutation(self, n: int) -> np.ndarray:
             return np.arange(n)
 
+    replaying = functools.partial(proof_chain.train, skip_repeated_batches=False)  # a prover that replays batches
     monkeypatch.setattr(proof_chain.np.random, "default_rng", lambda _seed: SameOrder())
+    monkeypatch.setattr(proof_chain, "train", replaying)
     result = site.train(contributor, proved["data"], epochs=2, nonce="nonce-2")
     monkeypatch.undo()
     site.checkout("main")
     assert _problems(site, result.update) == [
         "proof: a batch is used twice in the chain (reused batch)"]
+
+
+def test_training_with_another_update_checked_out_stores_only_its_own_proof_files(proved: dict[str, Any]) -> None:
+    site, contributor = proved["site"], proved["contributor"]
+    site.checkout(proved["update"].branch)  # the working tree holds that update's chain and step proofs
+    result = site.train(contributor, proved["data"], nonce="nonce-3", base="main")
+    site.checkout("main")
+    stored = {f for f in site.store.files(result.update) if f.startswith("proof/")}
+    assert stored == {"proof/chain.json", *(f"proof/step-{i}.json" for i in result.proof["audited"])}
+    assert _problems(site, result.update) == []
 
 
 def test_an_update_storing_more_step_proofs_than_the_repository_audits_is_refused_unread(

@@ -54,6 +54,7 @@ bench: $(STAMP) $(FLOWER_STAMP)
 	$(BIN)/python bench/bench_strategies.py
 	$(BIN)/python bench/bench_aggregate_e2e.py
 	$(BIN)/python bench/bench_robustness.py
+	$(BIN)/python bench/bench_training.py
 
 clean:
 	rm -rf $(VENV) $(FLOWER_VENV) $(DEMO_DIR)

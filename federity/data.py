@@ -140,8 +140,9 @@ def _from_arrays(features: Any, labels: Any, label: str, kind: str) -> Dataset:
     if len(y) == 0:
         raise DataError("the dataset has no examples", "point --data at the site's training data")
     if x.ndim not in (2, 3, 4) or 0 in x.shape:
-        raise DataError(f"features have shape {x.shape}: expected (examples, features) or images "
-                        "(examples, [channels,] height, width)", "reshape the features at your site")
+        raise DataError(f"features have shape {x.shape}: expected (examples, features), sequences (examples, "
+                        "steps, features) or images (examples, [channels,] height, width)",
+                        "reshape the features at your site")
     if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
         raise DataError("the labels are not all integers", "give one integer label per example")
     with np.errstate(all="ignore"):

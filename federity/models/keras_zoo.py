@@ -23,6 +23,12 @@ class KerasZoo:
                  {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",), "dense, ReLU, dense"),
         ZooModel("cnn", "tensorflow", "federity.models.keras_zoo:cnn", {"in_channels": 1, "num_classes": 10}, (),
                  "two 3x3 conv blocks, global average pooling, dense; any image size"),
+        ZooModel("lstm", "tensorflow", "federity.models.keras_zoo:lstm",
+                 {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
+                 "LSTM over (steps, input_size) sequences, dense on the last step; any length"),
+        ZooModel("gru", "tensorflow", "federity.models.keras_zoo:gru",
+                 {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
+                 "GRU over (steps, input_size) sequences, dense on the last step; any length"),
     )
 
 
@@ -55,3 +61,22 @@ def cnn(in_channels: int = 1, num_classes: int = 10) -> Any:
         layers.GlobalAveragePooling2D(),
         layers.Dense(num_classes),
     ])
+
+
+def _sequence_classifier(cell: str, input_size: int, hidden: int, layers: int, num_classes: int) -> Any:
+    keras = import_keras()
+    recurrent = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
+    stack = [recurrent(hidden, return_sequences=i < layers - 1) for i in range(layers)]
+    return keras.Sequential([keras.Input((None, input_size)), *stack, keras.layers.Dense(num_classes)])
+
+
+def lstm(input_size: int, hidden: int = 32, layers: int = 1, num_classes: int = 2) -> Any:
+    """A sequence classifier on stacked LSTMs (Hochreiter and Schmidhuber, 1997), the last one's final state scored
+    by a dense layer."""
+    return _sequence_classifier("lstm", input_size, hidden, layers, num_classes)
+
+
+def gru(input_size: int, hidden: int = 32, layers: int = 1, num_classes: int = 2) -> Any:
+    """A sequence classifier on stacked GRUs (Cho et al., 2014), the last one's final state scored by a dense
+    layer."""
+    return _sequence_classifier("gru", input_size, hidden, layers, num_classes)

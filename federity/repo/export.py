@@ -28,6 +28,7 @@ FORMATS = ("onnx", "safetensors", "torch", "keras")
 SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "torch": ".pt2", "keras": ".keras"}
 SAMPLE_BATCH = 3
 IMAGE_SIDE = 32
+SEQUENCE_STEPS = 16
 ONNX_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
 
@@ -51,13 +52,16 @@ class ExportResult:
 
 def sample_input(config: RepoConfig, input_shape: tuple[int, ...] | None) -> np.ndarray:
     """A batch of seeded random inputs for tracing and checking an export: one example's shape is ``input_shape``
-    (channel-first for images), or read from the model's ``in_features`` or ``in_channels`` argument."""
+    (channel-first for images, steps first for sequences), or read from the model's ``in_features``,
+    ``in_channels`` or ``input_size`` argument."""
     args = config.model.get("args") or {}
     if input_shape is None:
         if isinstance(args.get("in_features"), int):
             input_shape = (args["in_features"],)
         elif isinstance(args.get("in_channels"), int):
             input_shape = (args["in_channels"], IMAGE_SIDE, IMAGE_SIDE)
+        elif isinstance(args.get("input_size"), int):
+            input_shape = (SEQUENCE_STEPS, args["input_size"])
         else:
             raise ConfigError("the model's input shape is not among its arguments",
                               "pass --input-shape with one example's shape, e.g. 3,32,32 (images channel-first)")

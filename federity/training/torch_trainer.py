@@ -86,6 +86,9 @@ class TorchTrainer:
         def measure(_module: nn.Module, _inputs: object, output: object) -> None:
             if isinstance(output, torch.Tensor):
                 outputs.append(output.numel() * output.element_size())
+            elif isinstance(output, (tuple, list)):  # a recurrent layer's (states, last state)
+                for part in output:
+                    measure(_module, _inputs, part)
 
         hooks = [m.register_forward_hook(measure) for m in model.modules() if not list(m.children())]
         try:

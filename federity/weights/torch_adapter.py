@@ -35,11 +35,12 @@ class TorchAdapter:
 
     def export(self, model: torch.nn.Module, format: str, path: Path, sample: np.ndarray) -> None:
         """``torch``: a ``torch.export`` program (``.pt2``, loadable with ``torch.export.load`` without the model's
-        code); ``onnx``: the same program through PyTorch's ONNX exporter. The batch size, and an image's height and
-        width, stay free."""
+        code); ``onnx``: the same program through PyTorch's ONNX exporter. The batch size, an image's height and
+        width, and a sequence's length stay free."""
         inputs = (torch.from_numpy(np.ascontiguousarray(sample, np.float32)),)
         dynamic = torch.export.Dim.DYNAMIC
-        batch = ({0: dynamic, 2: dynamic, 3: dynamic} if sample.ndim == 4 else {0: dynamic},)
+        free = {4: (0, 2, 3), 3: (0, 1)}.get(sample.ndim, (0,))  # images' sides, sequences' length
+        batch = ({axis: dynamic for axis in free},)
         model.eval()
         with contextlib.redirect_stdout(sys.stderr):  # the ONNX exporter reports progress on stdout
             if format == "torch":

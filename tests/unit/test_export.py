@@ -16,7 +16,8 @@ from federity.training import build_with_tensors
 from federity.weights import get_framework, read_tensors
 
 MODELS = {"logistic-regression": ["in_features=4"], "mlp": ["in_features=4", "hidden=6"],
-          "cnn": ["in_channels=2", "num_classes=3"]}
+          "cnn": ["in_channels=2", "num_classes=3"], "lstm": ["input_size=4", "hidden=5", "layers=2"],
+          "gru": ["input_size=4", "hidden=5", "num_classes=3"]}
 
 
 def _repo(tmp_path: Path, owner: Wallet, framework: str, model: str) -> Repository:
@@ -26,7 +27,8 @@ def _repo(tmp_path: Path, owner: Wallet, framework: str, model: str) -> Reposito
 
 
 def _inputs(model: str, batch: int) -> np.ndarray:
-    shape = (4,) if model != "cnn" else (2, 12, 10)  # another batch and image size than the export's sample
+    # another batch size, image size and sequence length than the export's sample
+    shape = {"cnn": (2, 12, 10), "lstm": (7, 4), "gru": (9, 4)}.get(model, (4,))
     return np.random.default_rng(5).normal(size=(batch, *shape)).astype(np.float32)
 
 
@@ -45,7 +47,7 @@ def test_an_onnx_export_gives_the_frameworks_outputs_for_any_batch(tmp_path: Pat
     session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: adapter.onnx_input(inputs)})[0]
     np.testing.assert_allclose(got, adapter.predict(built, inputs), rtol=1e-4, atol=1e-5)
-    assert got.shape == (5, 3 if model == "cnn" else 2)
+    assert got.shape == (5, 3 if model in ("cnn", "gru") else 2)
 
 
 def test_a_torch_export_program_loads_without_the_models_code(tmp_path: Path, owner: Wallet) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,13 @@ def test_training_that_would_not_fit_fails_before_a_step_and_commits_nothing(
     with pytest.raises(DataError, match=r"lower batch_size in params\.yaml"):
         repo.train(owner, data)
     assert fitted == [] and snapshot(repo) == before
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_a_recurrent_models_activations_grow_with_the_sequences_length(framework: str) -> None:
+    model = build_model("lstm", framework, {"input_size": 3, "hidden": 8, "layers": 2, "num_classes": 2})
+    sizes = [get_trainer(framework).memory(model, Dataset(np.zeros((4, steps, 3), np.float32), np.zeros(4, np.int64),
+                                                          pd.DataFrame(), "npz"), TrainingParams(batch_size=4))
+             for steps in (10, 20, 30)]
+    growth = [b.activations - a.activations for a, b in itertools.pairwise(sizes)]
+    assert growth[0] == growth[1] > 0 and sizes[0].weights == sizes[2].weights

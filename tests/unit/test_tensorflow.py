@@ -31,12 +31,23 @@ def _digits(path: Path, part: int) -> Path:
     return path
 
 
+def _sequences(path: Path, part: int) -> Path:
+    """Sequences of 10 steps of 3 features whose label says whether the first feature's sum is positive."""
+    rng = np.random.default_rng(10 + part)
+    x = rng.normal(size=(80 + 20 * part, 10, 3)).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, features=x, labels=(x[:, :, 0].sum(axis=1) > 0).astype(np.int64))
+    return path
+
+
 FAMILIES = {
     "logistic-regression": (["in_features=4"], lambda path, part: write_csv(path.with_suffix(".csv"), 60 + 20 * part,
                                                                            seed=1 + part)),
     "mlp": (["in_features=4", "hidden=8"], lambda path, part: write_csv(path.with_suffix(".csv"), 60 + 20 * part,
                                                                        seed=1 + part)),
     "cnn": (["in_channels=1", "num_classes=4"], _digits),
+    "lstm": (["input_size=3", "hidden=6", "layers=2"], _sequences),
+    "gru": (["input_size=3", "hidden=6"], _sequences),
 }
 
 
@@ -44,7 +55,7 @@ def test_the_zoo_lists_every_model_in_both_frameworks_without_importing_either()
     listing = ("import sys; from federity.models import zoo; "
                "print(sorted((m.framework, m.id) for m in zoo()), any(k in sys.modules for k in ('torch', 'keras')))")
     out = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, check=True).stdout
-    ids = ["cnn", "logistic-regression", "mlp"]
+    ids = ["cnn", "gru", "logistic-regression", "lstm", "mlp"]
     assert out.strip() == f"{[(f, i) for f in ('tensorflow', 'torch') for i in ids]} False"
 
 

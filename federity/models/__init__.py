@@ -99,8 +99,10 @@ def parse_model_args(model_id: str, framework: str, pairs: list[str]) -> dict[st
             f"pass --model-arg {missing[0]}=N",
         )
     for name, value in args.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"model argument {name}={value!r} must be a positive integer", "fix the value")
+        least = 0 if entry.args[name] == 0 and name not in entry.required else 1  # e.g. EfficientNet's variant 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            kind = "a positive" if least else "a non-negative"
+            raise ConfigError(f"model argument {name}={value!r} must be {kind} integer", "fix the value")
     return {name: args.get(name, default) for name, default in entry.args.items()}
 
 

@@ -1,6 +1,8 @@
 """TensorFlow's zoo (:class:`KerasZoo`): Keras 3 builders on the TensorFlow backend. Each returns a fresh, built
 ``keras.Sequential`` whose layers mirror the PyTorch builder of the same id (activations as layers of their own),
-so a zoo id names the same architecture in either framework. Keras is imported only when a builder runs."""
+so a zoo id names the same architecture in either framework. Keras is imported only when a builder runs. The image
+families (ResNet, MobileNetV2, EfficientNet) are ``keras.applications``' definitions with ``weights=None``,
+without their classifier, under a dense layer of ours (so any image size and channel count)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,15 @@ class KerasZoo:
                  {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",), "dense, ReLU, dense"),
         ZooModel("cnn", "tensorflow", "federity.models.keras_zoo:cnn", {"in_channels": 1, "num_classes": 10}, (),
                  "two 3x3 conv blocks, global average pooling, dense; any image size"),
+        ZooModel("resnet", "tensorflow", "federity.models.keras_zoo:resnet",
+                 {"in_channels": 3, "num_classes": 10, "depth": 50}, (),
+                 "ResNet-50/101/152 (keras.applications has no 18 or 34); any image size of 32 or more"),
+        ZooModel("mobilenet", "tensorflow", "federity.models.keras_zoo:mobilenet",
+                 {"in_channels": 3, "num_classes": 10, "width_percent": 100}, (),
+                 "MobileNetV2, width multiplier width_percent/100; any image size of 32 or more"),
+        ZooModel("efficientnet", "tensorflow", "federity.models.keras_zoo:efficientnet",
+                 {"in_channels": 3, "num_classes": 10, "variant": 0}, (),
+                 "EfficientNet-B0 to B7 (variant 0-7); any image size of 32 or more"),
         ZooModel("lstm", "tensorflow", "federity.models.keras_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, dense on the last step; any length"),
@@ -80,3 +91,38 @@ def gru(input_size: int, hidden: int = 32, layers: int = 1, num_classes: int = 2
     """A sequence classifier on stacked GRUs (Cho et al., 2014), the last one's final state scored by a dense
     layer."""
     return _sequence_classifier("gru", input_size, hidden, layers, num_classes)
+
+
+def _on_backbone(backbone: Any, in_channels: int, num_classes: int) -> Any:
+    """``backbone`` (a ``keras.applications`` model without its classifier, average-pooled) under a dense layer."""
+    keras = import_keras()
+    return keras.Sequential([keras.Input((None, None, in_channels)), backbone, keras.layers.Dense(num_classes)])
+
+
+def resnet(in_channels: int = 3, num_classes: int = 10, depth: int = 50) -> Any:
+    """ResNet (He, Zhang, Ren and Sun, CVPR 2016) at ``depth`` 50, 101 or 152, as ``keras.applications`` has it."""
+    applications = import_keras().applications
+    models = {50: applications.ResNet50, 101: applications.ResNet101, 152: applications.ResNet152}
+    if depth not in models:
+        raise ValueError("depth must be 50, 101 or 152 (keras.applications defines no ResNet-18 or 34; a PyTorch "
+                         "repository has them)")
+    backbone = models[depth](include_top=False, weights=None, input_shape=(None, None, in_channels), pooling="avg")
+    return _on_backbone(backbone, in_channels, num_classes)
+
+
+def mobilenet(in_channels: int = 3, num_classes: int = 10, width_percent: int = 100) -> Any:
+    """MobileNetV2 (Sandler et al., CVPR 2018), its channels scaled by ``width_percent`` / 100."""
+    backbone = import_keras().applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(None, None, in_channels), alpha=width_percent / 100,
+        pooling="avg")
+    return _on_backbone(backbone, in_channels, num_classes)
+
+
+def efficientnet(in_channels: int = 3, num_classes: int = 10, variant: int = 0) -> Any:
+    """EfficientNet-B``variant`` (Tan and Le, ICML 2019), 0 to 7, as ``keras.applications`` has it."""
+    applications = import_keras().applications
+    if not 0 <= variant <= 7:
+        raise ValueError("variant must be 0 to 7 (EfficientNet-B0 to B7)")
+    backbone = getattr(applications, f"EfficientNetB{variant}")(
+        include_top=False, weights=None, input_shape=(None, None, in_channels), pooling="avg")
+    return _on_backbone(backbone, in_channels, num_classes)

@@ -1,8 +1,10 @@
 """PyTorch's zoo (:class:`TorchZoo`): builders that each return a fresh ``nn.Module``. The module imports torch
-only when a builder runs, so listing the zoo stays cheap."""
+only when a builder runs, so listing the zoo stays cheap. The image families (ResNet, MobileNetV2, EfficientNet)
+are Hugging Face ``transformers``' definitions built from a configuration, never downloaded."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from federity.models import ZooModel
@@ -21,6 +23,15 @@ class TorchZoo:
                  {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",), "linear, ReLU, linear"),
         ZooModel("cnn", "torch", "federity.models.torch_zoo:cnn", {"in_channels": 1, "num_classes": 10}, (),
                  "two 3x3 conv blocks, global average pooling, linear; any image size"),
+        ZooModel("resnet", "torch", "federity.models.torch_zoo:resnet",
+                 {"in_channels": 3, "num_classes": 10, "depth": 18, "width": 64}, (),
+                 "ResNet-18/34 (basic blocks) or 50/101/152 (bottlenecks), base width 64; any image size"),
+        ZooModel("mobilenet", "torch", "federity.models.torch_zoo:mobilenet",
+                 {"in_channels": 3, "num_classes": 10, "width_percent": 100}, (),
+                 "MobileNetV2, width multiplier width_percent/100; any image size"),
+        ZooModel("efficientnet", "torch", "federity.models.torch_zoo:efficientnet",
+                 {"in_channels": 3, "num_classes": 10, "width_percent": 100, "depth_percent": 100}, (),
+                 "EfficientNet-B0 scaled by width_percent/100 and depth_percent/100; any image size"),
         ZooModel("lstm", "torch", "federity.models.torch_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, linear on the last step; any length"),
@@ -88,3 +99,63 @@ def gru(input_size: int, hidden: int = 32, layers: int = 1, num_classes: int = 2
     """A sequence classifier on a GRU (Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder",
     2014)."""
     return _sequence_classifier("gru", input_size, hidden, layers, num_classes)
+
+
+_RESNET_STAGES = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3]),
+                  101: ("bottleneck", [3, 4, 23, 3]), 152: ("bottleneck", [3, 8, 36, 3])}
+
+
+def _logits_of(model: Any) -> Any:
+    """A ``transformers`` image classifier as a module that maps images to class scores."""
+    from torch import nn
+
+    class ImageClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any) -> Any:
+            return self.model(pixel_values=x).logits
+
+    return ImageClassifier()
+
+
+def _transformers() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are built from configurations: nothing to download
+    import transformers
+
+    return transformers
+
+
+def resnet(in_channels: int = 3, num_classes: int = 10, depth: int = 18, width: int = 64) -> Any:
+    """ResNet (He, Zhang, Ren and Sun, "Deep Residual Learning for Image Recognition", CVPR 2016) at ``depth``
+    18, 34, 50, 101 or 152; ``width`` is the first stage's channels (64 in the paper)."""
+    if depth not in _RESNET_STAGES:
+        raise ValueError(f"depth must be one of {', '.join(map(str, _RESNET_STAGES))}")
+    block, depths = _RESNET_STAGES[depth]
+    expansion = 1 if block == "basic" else 4
+    config = _transformers().ResNetConfig(
+        num_channels=in_channels, embedding_size=width, layer_type=block, depths=depths, num_labels=num_classes,
+        hidden_sizes=[width * expansion * 2**stage for stage in range(4)])
+    return _logits_of(_transformers().ResNetForImageClassification(config))
+
+
+def mobilenet(in_channels: int = 3, num_classes: int = 10, width_percent: int = 100) -> Any:
+    """MobileNetV2 (Sandler, Howard, Zhu, Zhmoginov and Chen, "MobileNetV2: Inverted Residuals and Linear
+    Bottlenecks", CVPR 2018), its channels scaled by ``width_percent`` / 100."""
+    config = _transformers().MobileNetV2Config(num_channels=in_channels, depth_multiplier=width_percent / 100,
+                                               num_labels=num_classes)
+    return _logits_of(_transformers().MobileNetV2ForImageClassification(config))
+
+
+def efficientnet(in_channels: int = 3, num_classes: int = 10, width_percent: int = 100,
+                 depth_percent: int = 100) -> Any:
+    """EfficientNet (Tan and Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks", ICML
+    2019): B0 at 100/100; its channels scaled by ``width_percent`` / 100 and its depth by ``depth_percent`` / 100."""
+    width, divisor = width_percent / 100, 8
+    top = max(divisor, int(1280 * width + divisor / 2) // divisor * divisor)  # the paper's rounding of 1280
+    top += divisor if top < 0.9 * 1280 * width else 0
+    config = _transformers().EfficientNetConfig(num_channels=in_channels, width_coefficient=width,
+                                                depth_coefficient=depth_percent / 100, hidden_dim=top,
+                                                num_labels=num_classes)
+    return _logits_of(_transformers().EfficientNetForImageClassification(config))

@@ -30,6 +30,7 @@ SAMPLE_BATCH = 3
 IMAGE_SIDE = 32
 SEQUENCE_STEPS = 16
 ONNX_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+_OTHER_FORMAT = "export as safetensors or the framework's own format instead, and report this"
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,11 @@ def export(repo: Repository, rev: str, format: str, out: Path, input_shape: tupl
     difference: list[float] = []
 
     def write(path: Path) -> None:
-        adapter.export(model, format, path, sample)
+        try:
+            adapter.export(model, format, path, sample)
+        except Exception as exc:  # the framework's exporter: its failure is reported, not raised as a traceback
+            raise WeightsError(f"the {config.framework} exporter could not write this model as {format} "
+                               f"({type(exc).__name__}: {str(exc)[:300]})", _OTHER_FORMAT) from None
         if format == "onnx":
             difference.append(_onnx_difference(path, adapter.onnx_input(sample), adapter.predict(model, sample)))
 
@@ -111,13 +116,17 @@ def _onnx_difference(path: Path, inputs: np.ndarray, expected: np.ndarray) -> fl
     whose outputs are not within :data:`ONNX_TOLERANCE` of the framework's is refused."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    except Exception as exc:  # onnxruntime's own exception types, on the file the exporter just wrote
+        raise WeightsError(f"onnxruntime cannot run the ONNX export ({type(exc).__name__}: {str(exc)[:300]})",
+                           _OTHER_FORMAT) from None
     if got.shape != expected.shape or not np.allclose(got, expected, **ONNX_TOLERANCE):
         worst = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
         raise WeightsError(f"the ONNX export's outputs differ from the framework's on the same inputs "
                            f"(largest difference {worst:.3g}, shapes {got.shape} and {expected.shape})",
-                           "export as safetensors or the framework's own format instead, and report this")
+                           _OTHER_FORMAT)
     return float(np.abs(got - expected).max())
 
 

@@ -24,10 +24,19 @@ from federity.weights.keras_adapter import channel_last, import_keras
 
 
 def _activation_bytes(model: Any, sample: np.ndarray) -> int:
-    """Bytes of every layer's output for one sample, measured by running ``sample`` through a probe model that
-    outputs every layer (a model built on an ``Input``, Sequential or functional); a subclassed model, whose
-    layers have no symbolic outputs, counts only its own output."""
+    """Bytes of every layer's output for one ``sample``: a ``keras.Sequential`` runs it layer by layer, counting
+    a nested model's own layers (a ``keras.applications`` backbone) on the input it gets; a functional model runs
+    it through a probe that outputs every layer; a subclassed model, whose layers have no symbolic outputs,
+    counts only its own output."""
     keras = import_keras()
+    if isinstance(model, keras.Sequential):
+        total, seen = 0, sample
+        for layer in model.layers:
+            if getattr(layer, "layers", None):
+                total += _activation_bytes(layer, np.asarray(seen))
+            seen = layer(seen, training=False)
+            total += sum(int(np.asarray(out).nbytes) for out in keras.tree.flatten(seen))
+        return total
     try:
         layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         probe = keras.Model(model.inputs, [layer.output for layer in layers])

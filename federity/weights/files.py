@@ -211,8 +211,9 @@ def read_tensors(data: bytes, source: str) -> dict[str, np.ndarray]:
 
 
 def tensors_to_bytes(tensors: dict[str, np.ndarray]) -> bytes:
-    """Serialise named arrays to safetensors bytes (deterministic for equal tensors)."""
-    return _save({name: np.ascontiguousarray(value) for name, value in tensors.items()})
+    """Serialise named arrays to safetensors bytes (deterministic for equal tensors). Scalars stay scalars (shape
+    ``()``, as BatchNorm's step counters are): ``np.ascontiguousarray`` would make them shape ``(1,)``."""
+    return _save({name: np.asarray(value, order="C") for name, value in tensors.items()})
 
 
 def read_tensor_file(path: Path) -> tuple[bytes, dict[str, np.ndarray]]:

@@ -3,7 +3,9 @@
 Keras names variables after layer names that carry process-wide counters (``dense_3/kernel``), so the same
 architecture built twice gets different names. Tensors are named instead by the layer's index in ``model.layers``
 and the variable's path inside that layer: ``0.kernel``, ``0.bias``, ``3.moving_mean`` — stable wherever and
-however often the model is built, and in the same ``index.name`` form as a PyTorch ``nn.Sequential``'s state.
+however often the model is built, and in the same ``index.name`` form as a PyTorch ``nn.Sequential``'s state. A
+nested model (a ``keras.applications`` backbone) is walked the same way: ``0.2.kernel`` is the kernel of the
+backbone's layer 2 (its layer names carry counters too: EfficientNet's ``normalization_1``).
 """
 
 from __future__ import annotations
@@ -48,17 +50,26 @@ def channel_last(features: np.ndarray) -> np.ndarray:
 
 
 def named_variables(model: Any) -> dict[str, Any]:
-    """Every variable of ``model`` (trainable or not) by its stable name ``<layer index>.<path in the layer>``."""
+    """Every variable of ``model`` (trainable or not) by its stable name: the layer's index in ``model.layers``
+    (and, inside a nested model, the index in its layers, and so on), then the variable's path in that layer."""
     named: dict[str, Any] = {}
-    for index, layer in enumerate(model.layers):
-        prefix = f"{layer.path}/" if getattr(layer, "path", None) else ""
-        for variable in layer.weights:
-            inner = variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.name
-            name = f"{index}.{inner.replace('/', '.')}"
-            if name in named:
-                raise ConfigError(f"the Keras model names two variables {name!r}",
-                                  "give the sub-layers of that layer distinct names")
-            named[name] = variable
+
+    def walk(layers: list[Any], prefix: str) -> None:
+        for index, layer in enumerate(layers):
+            inner_layers = getattr(layer, "layers", None)
+            if inner_layers:  # a nested model: its layers' names may carry counters too (keras.applications' do)
+                walk(list(inner_layers), f"{prefix}{index}.")
+                continue
+            own = f"{layer.path}/" if getattr(layer, "path", None) else ""
+            for variable in layer.weights:
+                inner = variable.path[len(own):] if own and variable.path.startswith(own) else variable.name
+                name = f"{prefix}{index}.{inner.replace('/', '.')}"
+                if name in named:
+                    raise ConfigError(f"the Keras model names two variables {name!r}",
+                                      "give the sub-layers of that layer distinct names")
+                named[name] = variable
+
+    walk(list(model.layers), "")
     return named
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federity.errors import ConfigError
+from federity.errors import ConfigError, WeightsError
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.export import sample_input
@@ -48,6 +48,37 @@ def test_an_onnx_export_gives_the_frameworks_outputs_for_any_batch(tmp_path: Pat
     got = session.run(None, {session.get_inputs()[0].name: adapter.onnx_input(inputs)})[0]
     np.testing.assert_allclose(got, adapter.predict(built, inputs), rtol=1e-4, atol=1e-5)
     assert got.shape == (5, 3 if model in ("cnn", "gru") else 2)
+
+
+@pytest.mark.parametrize(("framework", "model", "args"), [
+    ("torch", "resnet", ["in_channels=1", "num_classes=3", "depth=18", "width=8"]),
+    ("torch", "efficientnet", ["in_channels=1", "num_classes=3", "width_percent=25", "depth_percent=25"]),
+    ("tensorflow", "mobilenet", ["in_channels=1", "num_classes=3", "width_percent=35"]),
+])
+def test_an_image_network_exports_to_onnx_with_free_image_sides(tmp_path: Path, owner: Wallet, framework: str,
+                                                                model: str, args: list[str]) -> None:
+    import onnxruntime
+
+    repo, _ = Repository.init(tmp_path / "repo", owner, name="export", framework=framework, model=model,
+                              model_args=args)
+    path = repo.export("HEAD", "onnx", tmp_path / "model.onnx").path
+    adapter = get_framework(framework)
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    inputs = np.random.default_rng(6).normal(size=(2, 1, 48, 40)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: adapter.onnx_input(inputs)})[0]
+    np.testing.assert_allclose(got, adapter.predict(built, inputs), rtol=1e-4, atol=1e-5)
+
+
+def test_an_onnx_export_onnxruntime_cannot_run_is_refused_and_nothing_is_written(tmp_path: Path,
+                                                                                  owner: Wallet) -> None:
+    """tf2onnx leaves Keras EfficientNet's input normalisation as graph inputs the model does not feed."""
+    repo, _ = Repository.init(tmp_path / "repo", owner, name="export", framework="tensorflow", model="efficientnet",
+                              model_args=["in_channels=1", "num_classes=3"])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(WeightsError, match=r"onnxruntime cannot run the ONNX export \(ValueError: Required inputs"):
+        repo.export("HEAD", "onnx", tmp_path / "out" / "model.onnx")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_a_torch_export_program_loads_without_the_models_code(tmp_path: Path, owner: Wallet) -> None:
@@ -114,7 +145,8 @@ def test_an_existing_file_is_not_overwritten_and_a_failed_export_leaves_nothing(
         raise ConfigError("the exporter failed", "nothing to do")
 
     monkeypatch.setattr(adapter, "export", broken_export)
-    with pytest.raises(ConfigError, match="the exporter failed"):
+    with pytest.raises(WeightsError, match=r"the torch exporter could not write this model as onnx \(ConfigError: "
+                                           r"the exporter failed"):
         repo.export("HEAD", "onnx", tmp_path / "out" / "m.onnx")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["taken.onnx"]
 

@@ -90,3 +90,10 @@ def test_an_aborted_canonical_writer_leaves_nothing(tmp_path: Path) -> None:
     writer.write("w", 0, tensors["w"][:10])
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scalar_tensor_keeps_its_empty_shape_through_safetensors() -> None:
+    """BatchNorm's step counter is a 0-d int64 tensor: stored as shape (1,), the model would refuse it."""
+    tensors = {"bn.num_batches_tracked": np.array(7, np.int64), "bn.weight": np.ones(3, np.float32)}
+    back = read_tensors(tensors_to_bytes(tensors), "weights")
+    assert back["bn.num_batches_tracked"].shape == () and int(back["bn.num_batches_tracked"]) == 7

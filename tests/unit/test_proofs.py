@@ -150,7 +150,11 @@ def test_weights_changed_after_proving_fail(proved: dict[str, Any]) -> None:
 
 def test_a_proof_replayed_from_an_earlier_round_fails(proved: dict[str, Any]) -> None:
     def claim_new_round(model_dir: Path, chain: dict[str, Any], record: dict[str, Any]) -> None:
-        record["nonce"] = chain["nonce"] = "nonce-of-a-later-round"
+        # a later round's nonce whose draw differs (1 nonce in 45 draws the same 2 of 10 steps; then the proofs
+        # would still match, and only the replay and base checks, outside the proof, would refuse the update)
+        later = next(f"nonce-of-a-later-round-{i}" for i in range(100) if proof_chain.challenge(
+            chain["commitment"], f"nonce-of-a-later-round-{i}", len(chain["batches"]), 2) != chain["audited"])
+        record["nonce"] = chain["nonce"] = later
 
     forged = _forge(proved["site"], proved["contributor"], proved["update"].update, change=claim_new_round)
     [problem] = _problems(proved["site"], forged)

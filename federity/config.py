@@ -183,6 +183,13 @@ def _module_function(value: str) -> str:
     return value
 
 
+def _repository_file(value: str) -> str:
+    parts = value.split("/")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", value) or any(p in ("", ".", "..") for p in parts):
+        raise ValueError("must be a plain relative path of a file in the repository, e.g. tokenizer.json")
+    return value
+
+
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
@@ -216,6 +223,10 @@ class TaskSection(BaseModel):
     metrics: Annotated[list[Name], Field(max_length=32)] = ["accuracy"]
     label: Text = "label"
     loader: Annotated[str, StringConstraints(max_length=200), AfterValidator(_module_function)] | None = None
+    # a text task: the column holding the text, the committed tokenizer file and the longest sequence it makes
+    text: Text = "text"
+    tokenizer: Annotated[str, StringConstraints(max_length=200), AfterValidator(_repository_file)] | None = None
+    max_length: Annotated[int, Field(ge=1, le=8192)] = 128
 
 
 class ModelSection(BaseModel):
@@ -410,6 +421,9 @@ class RepoConfig:
             proofs=data.get("proofs"),
         )
 
+
+TOKENIZER_FILE = "tokenizer.json"
+"""Where ``init --tokenizer`` commits a text task's tokenizer."""
 
 DEFAULT_PARAMS = {"lr": 0.1, "epochs": 5, "batch_size": 32, "seed": 0}
 """Local training hyper-parameters written to a new repository's params.yaml."""

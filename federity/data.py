@@ -45,8 +45,18 @@ class Dataset:
         return len(self.labels)
 
 
+@dataclass(frozen=True)
+class TextColumn:
+    """How a text task reads a table: its ``column`` of text, through ``tokenizer`` (:mod:`federity.text`), at
+    most ``max_length`` tokens a row."""
+
+    column: str
+    tokenizer: Any
+    max_length: int
+
+
 def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
-                 repo_root: Path | None = None) -> Dataset:
+                 repo_root: Path | None = None, text: TextColumn | None = None) -> Dataset:
     """Read the dataset at ``path``; ``loader`` (``module:function`` stored in the repository at ``repo_root``)
     overrides the format. Bad input is a :class:`DataError` naming no path and no value."""
     path = Path(path)
@@ -59,10 +69,10 @@ def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
         dataset = _from_arrays(features, labels, label, "loader")
     elif kind == "dir":
         dataset = _images(path, label)
-    elif path.suffix.lower() == ".csv":
-        dataset = _tabular(_read(pd.read_csv, path, "CSV"), label, "csv")
-    elif path.suffix.lower() in (".parquet", ".pq"):
-        dataset = _tabular(_read(pd.read_parquet, path, "Parquet"), label, "parquet")
+    elif path.suffix.lower() in (".csv", ".parquet", ".pq"):
+        kind = "csv" if path.suffix.lower() == ".csv" else "parquet"
+        table = _read(pd.read_csv if kind == "csv" else pd.read_parquet, path, "CSV" if kind == "csv" else "Parquet")
+        dataset = _tabular(table, label, kind) if text is None else _text(table, label, kind, text)
     elif path.suffix.lower() == ".npz":
         dataset = _npz(path, label)
     else:
@@ -118,6 +128,29 @@ def _tabular(table: pd.DataFrame, label: str, kind: str) -> Dataset:
     values = _attempt(lambda: features.to_numpy(np.float32), "the feature columns cannot be read as numbers",
                       "store the features as plain numbers (no missing-value markers of nullable types)")
     return Dataset(values, labels, table, kind)
+
+
+def _text(table: pd.DataFrame, label: str, kind: str, text: TextColumn) -> Dataset:
+    """A text task's table: token ids of its text column as features; the contract sees the label and each row's
+    token count, never the text."""
+    from federity.text import token_ids
+
+    if table.empty:
+        raise DataError("the dataset has no examples", "point --data at the site's training data")
+    for column, what in ((label, "label"), (text.column, "text")):
+        if list(table.columns).count(column) != 1:
+            raise DataError(f"the dataset has {list(table.columns).count(column)} {what} columns {column!r}",
+                            f"give the file one {what} column named as federity.yaml's task says")
+    values = table[text.column]
+    if not all(isinstance(v, str) for v in values):
+        raise DataError(f"the text column {text.column!r} holds values that are not text (missing or numbers)",
+                        "give every row its text, as a string")
+    ids = _attempt(lambda: token_ids(list(values), text.tokenizer, text.max_length),
+                   "the tokenizer could not read the text column", "check the text's encoding (UTF-8)")
+    labels = _attempt(lambda: pd.to_numeric(table[label], errors="coerce").fillna(-1).to_numpy(np.int64),
+                      "the label column cannot be read as integers", "store the labels as integers")
+    contract_view = pd.DataFrame({label: labels, "tokens": (ids != 0).sum(axis=1)})
+    return Dataset(ids.astype(np.float32), labels, contract_view, kind)
 
 
 def _is_real(column: pd.Series) -> bool:

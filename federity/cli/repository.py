@@ -39,10 +39,13 @@ from federity.repo.sync import push_notes
 @click.option("--strategy", default="fedavg", show_default=True, help="The aggregation strategy federity.yaml fixes.")
 @click.option("--strategy-param", "strategy_params", multiple=True, metavar="KEY=VALUE",
               help="A parameter of that strategy, e.g. --strategy-param fraction=0.2 (repeatable).")
+@click.option("--tokenizer", type=click.Path(path_type=Path),
+              help="A text task's tokenizer (a tokenizers JSON file), committed as tokenizer.json; sites' CSV or "
+                   "Parquet files then hold a 'text' column.")
 def init(directory: Path, name: str, framework: str, model: str, model_args: tuple[str, ...], remote: str | None,
          storage: str | None, storage_endpoint: str | None, seed: int, contract: Path | None, proofs: bool,
          proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None, ledger: str,
-         strategy: str, strategy_params: tuple[str, ...]) -> None:
+         strategy: str, strategy_params: tuple[str, ...], tokenizer: Path | None) -> None:
     """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
     policy = ProofPolicy(proof_audits, proof_scale, srs, srs_sha256) if proofs or srs else None
     wallet = load_wallet()
@@ -50,6 +53,7 @@ def init(directory: Path, name: str, framework: str, model: str, model_args: tup
         directory, wallet, name=name, framework=framework, model=model, model_args=list(model_args),
         remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed, contract=contract,
         proofs=policy, ledger=ledger, strategy=strategy, strategy_params=strategy_parameters(strategy_params),
+        tokenizer=tokenizer,
     )
     if mint_new_commits(repo, wallet).minted and remote:  # the genesis NFT, then its record on the remote
         push_notes(repo)

@@ -34,6 +34,9 @@ class KerasZoo:
         ZooModel("efficientnet", "tensorflow", "federity.models.keras_zoo:efficientnet",
                  {"in_channels": 3, "num_classes": 10, "variant": 0}, (),
                  "EfficientNet-B0 to B7 (variant 0-7); any image size of 32 or more"),
+        ZooModel("transformer-encoder", "tensorflow", "federity.models.keras_zoo:transformer_encoder",
+                 {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4, "num_classes": 2},
+                 ("vocab_size",), "DistilBERT-style text classifier on token ids (a committed tokenizer's)"),
         ZooModel("lstm", "tensorflow", "federity.models.keras_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, dense on the last step; any length"),
@@ -126,3 +129,28 @@ def efficientnet(in_channels: int = 3, num_classes: int = 10, variant: int = 0) 
     backbone = getattr(applications, f"EfficientNetB{variant}")(
         include_top=False, weights=None, input_shape=(None, None, in_channels), pooling="avg")
     return _on_backbone(backbone, in_channels, num_classes)
+
+
+def transformer_encoder(vocab_size: int, max_length: int = 128, dim: int = 64, layers: int = 2, heads: int = 4,
+                        num_classes: int = 2) -> Any:
+    """A DistilBERT-style text classifier (Sanh et al., 2019; the encoder of Vaswani et al., "Attention Is All You
+    Need", 2017) from Keras' own layers, as KerasHub's definition needs tensorflow-text, which has no release for
+    tensorflow-cpu: token and position embeddings, ``layers`` post-norm blocks of ``heads``-head self-attention
+    (padding, id 0, masked out) and a GELU feed-forward of ``4 * dim``, the first position scored by a dense layer."""
+    keras = import_keras()
+    layers_ = keras.layers
+    ids = keras.Input((None,), name="token_ids")
+    tokens = layers_.Embedding(vocab_size, dim, name="token_embedding")(ids)
+    steps = keras.ops.cumsum(keras.ops.ones_like(ids, dtype="int32"), axis=1) - 1  # 0, 1, … in every row
+    positions = layers_.Embedding(max_length, dim, name="position_embedding")(steps)
+    hidden = layers_.LayerNormalization(epsilon=1e-12, name="embedding_norm")(tokens + positions)
+    mask = keras.ops.not_equal(ids, 0)[:, None, :]
+    for block in range(layers):
+        attended = layers_.MultiHeadAttention(heads, dim // heads, name=f"attention_{block}")(
+            hidden, hidden, attention_mask=mask)
+        hidden = layers_.LayerNormalization(epsilon=1e-12, name=f"attention_norm_{block}")(hidden + attended)
+        feed = layers_.Dense(4 * dim, activation="gelu", name=f"feed_in_{block}")(hidden)
+        feed = layers_.Dense(dim, name=f"feed_out_{block}")(feed)
+        hidden = layers_.LayerNormalization(epsilon=1e-12, name=f"feed_norm_{block}")(hidden + feed)
+    scores = layers_.Dense(num_classes, name="classifier")(hidden[:, 0])
+    return keras.Model(ids, scores)

@@ -32,6 +32,9 @@ class TorchZoo:
         ZooModel("efficientnet", "torch", "federity.models.torch_zoo:efficientnet",
                  {"in_channels": 3, "num_classes": 10, "width_percent": 100, "depth_percent": 100}, (),
                  "EfficientNet-B0 scaled by width_percent/100 and depth_percent/100; any image size"),
+        ZooModel("transformer-encoder", "torch", "federity.models.torch_zoo:transformer_encoder",
+                 {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4, "num_classes": 2},
+                 ("vocab_size",), "DistilBERT-style text classifier on token ids (a committed tokenizer's)"),
         ZooModel("lstm", "torch", "federity.models.torch_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, linear on the last step; any length"),
@@ -159,3 +162,29 @@ def efficientnet(in_channels: int = 3, num_classes: int = 10, width_percent: int
                                                 depth_coefficient=depth_percent / 100, hidden_dim=top,
                                                 num_labels=num_classes)
     return _logits_of(_transformers().EfficientNetForImageClassification(config))
+
+
+def transformer_encoder(vocab_size: int, max_length: int = 128, dim: int = 64, layers: int = 2, heads: int = 4,
+                        num_classes: int = 2) -> Any:
+    """A DistilBERT text classifier (Sanh, Debut, Chaumond and Wolf, "DistilBERT, a distilled version of BERT",
+    2019) of ``layers`` blocks, ``dim`` wide with ``heads`` attention heads, on token ids (0 is padding, masked
+    out of attention) of at most ``max_length`` tokens."""
+    from torch import nn
+
+    config = _transformers().DistilBertConfig(vocab_size=vocab_size, max_position_embeddings=max_length, dim=dim,
+                                              n_layers=layers, n_heads=heads, hidden_dim=4 * dim,
+                                              num_labels=num_classes, pad_token_id=0)
+    model = _transformers().DistilBertForSequenceClassification(config)
+
+    class TextClassifier(nn.Module):
+        """Token ids (as numbers) to class scores."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any) -> Any:
+            ids = x.long()
+            return self.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+
+    return TextClassifier()

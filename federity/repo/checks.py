@@ -5,7 +5,8 @@ reports it. The weights checks read objects through the store, which verifies th
 The rules, each in one place:
 
 - **commit** (:func:`commit_problems`): well-formed metadata of a known kind; only tracked files a Federity
-  repository holds (no symlinks or gitlinks, :func:`federity.repo.storage.tree_problems`); the author's
+  repository holds (no symlinks or gitlinks, :func:`federity.repo.storage.tree_problems`), and an update
+  changes only its weights and ``update.json`` (:data:`UPDATE_PATHS`); the author's
   signature; the role the kind needs, read in the first parent's ``federity.yaml``; ``federity.yaml`` unchanged
   except by a valid ``members`` commit; the weights object intact, finite and the one signed.
 - **one root** (:func:`root_problems`): every commit descends from the repository's genesis and no other root.
@@ -31,13 +32,13 @@ import numpy as np
 from federity.config import CONFIG_FILE, RepoConfig, Role
 from federity.errors import FederityError
 from federity.identity import verify_signature
-from federity.records import Review
+from federity.records import UPDATE_FILE, Review
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord
 from federity.repo.history import MAIN_BRANCH, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History, UpdateInfo
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
 from federity.repo.proof_inputs import check_update_proof
-from federity.repo.storage import tree_problems
+from federity.repo.storage import MODEL_DVC_FILE, tree_problems
 from federity.weights.files import describe_mismatch
 
 MAINLINE_KINDS = frozenset({"genesis", "weights", "aggregate", "merge", "revert", "members"})
@@ -112,7 +113,26 @@ def _structural_problems(history: History, record: CommitRecord) -> tuple[list[t
         problems.append(("config", f"a {meta.kind} commit changed {CONFIG_FILE}; only members commits may"))
     if meta.kind == "members" and history.parent_refs(record.parents[:1])[0].weights_sha256 != meta.weights_sha256:
         problems.append(("weights", "a members commit changed the weights"))
+    if meta.kind == "update" and record.parents:
+        problems += [("tree", reason) for reason in _update_file_problems(history, record)]
     return problems, True
+
+
+UPDATE_PATHS = frozenset({MODEL_DVC_FILE, UPDATE_FILE})
+"""What an update commit may change: its weights (through ``model.dvc``) and its ``update.json``. Anything else it
+changed (the model builder, a dataset loader, ``params.yaml``, the data contract, the tokenizer) would be code or
+configuration its author wrote, run by whoever checks the update out."""
+
+
+def _update_file_problems(history: History, record: CommitRecord) -> list[str]:
+    changed = history.repo.git.run_bytes("diff-tree", "--no-commit-id", "--name-only", "-r", "-z",
+                                         record.parents[0], record.commit).split(b"\0")
+    others = sorted({path.decode(errors="replace") for path in changed if path} - UPDATE_PATHS)
+    if not others:
+        return []
+    named = ", ".join(repr(path[:80]) for path in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5
+                                                                   else "")
+    return [f"an update may change only {MODEL_DVC_FILE} and {UPDATE_FILE}, but it changes {named}"]
 
 
 def _role_problem(role: Role | None, kind: str, author: str, when: str) -> str | None:

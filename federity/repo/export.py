@@ -54,8 +54,12 @@ class ExportResult:
 def sample_input(config: RepoConfig, input_shape: tuple[int, ...] | None) -> np.ndarray:
     """A batch of seeded random inputs for tracing and checking an export: one example's shape is ``input_shape``
     (channel-first for images, steps first for sequences), or read from the model's ``in_features``,
-    ``in_channels`` or ``input_size`` argument."""
+    ``in_channels`` or ``input_size`` argument; for a model of token ids (``vocab_size``), ids."""
     args = config.model.get("args") or {}
+    rng = np.random.default_rng(0)
+    if input_shape is None and isinstance(args.get("vocab_size"), int):  # token ids, 0 being padding
+        steps = min(SEQUENCE_STEPS, int(args.get("max_length", SEQUENCE_STEPS)))
+        return rng.integers(1, max(args["vocab_size"], 2), (SAMPLE_BATCH, steps)).astype(np.float32)
     if input_shape is None:
         if isinstance(args.get("in_features"), int):
             input_shape = (args["in_features"],)
@@ -69,7 +73,7 @@ def sample_input(config: RepoConfig, input_shape: tuple[int, ...] | None) -> np.
     if not input_shape or any(side < 1 for side in input_shape) or int(np.prod(input_shape)) > 2**24:
         raise ConfigError(f"--input-shape {','.join(map(str, input_shape))} is not a shape of one example",
                           "give positive sides, at most 16M values in all, e.g. 3,32,32")
-    return np.random.default_rng(0).normal(size=(SAMPLE_BATCH, *input_shape)).astype(np.float32)
+    return rng.normal(size=(SAMPLE_BATCH, *input_shape)).astype(np.float32)
 
 
 def export(repo: Repository, rev: str, format: str, out: Path, input_shape: tuple[int, ...] | None = None

@@ -11,7 +11,7 @@ import yaml
 
 from federity.aggregation import get_strategy
 from federity.builders import MODEL_BUILDER, parse_code_spec
-from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, RepoConfig, Role
+from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, TOKENIZER_FILE, RepoConfig, Role
 from federity.errors import ConfigError
 from federity.git import Git
 from federity.identity import Wallet
@@ -51,6 +51,7 @@ def init(
     ledger: str = "embedded",
     strategy: str = "fedavg",
     strategy_params: dict[str, Any] | None = None,
+    tokenizer: Path | None = None,
 ) -> tuple[Repository, CommitRecord]:
     """Create a repository in ``directory`` (new or empty) with ``wallet`` as its owner.
 
@@ -65,7 +66,9 @@ def init(
     an unknown strategy or a bad parameter fails before anything is created). ``ledger`` is where the commits'
     NFTs are minted: ``embedded`` (LiteSVM on this machine), a cluster alias or
     an RPC URL; minting the genesis NFT is the caller's next step (:func:`federity.repo.nft.mint_new_commits`), so a
-    failed init leaves nothing on the ledger.
+    failed init leaves nothing on the ledger. ``tokenizer`` (a ``tokenizers`` JSON file) makes a text task: it is
+    committed as :data:`TOKENIZER_FILE`, and every site's ``text`` column is read through it
+    (:mod:`federity.text`).
     """
     from federity.chain.ledger import open_ledger
     from federity.contract import CONTRACT_FILE
@@ -88,6 +91,7 @@ def init(
                               "repository so every clone can build the model")
 
     open_ledger(ledger)  # an unknown ledger name is refused before anything is created
+    tokenizer_raw = _tokenizer_for(tokenizer, args) if tokenizer is not None else None
     suite = _contract_suite(contract, args)
     if params is not None:
         TrainingParams.from_mapping(params, "the training parameters")
@@ -113,6 +117,10 @@ def init(
                 name=name.strip(), framework=framework, model={"id": model, "args": args},
                 members={wallet.pubkey: Role.OWNER}, ledger=ledger, aggregation=aggregation,
             )
+            if tokenizer_raw is not None:
+                config.task = {**config.task, "tokenizer": TOKENIZER_FILE,
+                               "max_length": int(args.get("max_length", 128))}
+                (directory / TOKENIZER_FILE).write_bytes(tokenizer_raw)
             (directory / CONFIG_FILE).write_text(config.to_yaml())
             (directory / PARAMS_FILE).write_text(yaml.safe_dump(params or DEFAULT_PARAMS, sort_keys=False))
             (directory / CONTRACT_FILE).parent.mkdir()
@@ -138,7 +146,7 @@ def init(
             record: CommitRecord = create_commit(
                 repo, wallet, "genesis", f"Genesis of {config.name}: untrained {model}", [],
                 paths=(CONFIG_FILE, PARAMS_FILE, CONTRACT_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore",
-                       *builder_paths),
+                       *builder_paths, *((TOKENIZER_FILE,) if tokenizer_raw is not None else ())),
             )
             record_genesis(repo, record.commit)
             if remote_url:
@@ -155,6 +163,23 @@ def init(
         raise
     return repo, record
 
+
+
+def _tokenizer_for(path: Path, model_args: dict[str, Any]) -> bytes:
+    """The bytes of the tokenizer file ``path``, once the tokenizers library reads it and the model embeds every
+    id it makes."""
+    from federity.text import load_tokenizer, vocabulary_ids
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the tokenizer {path}: {exc.strerror}",
+                          "pass a tokenizer saved with the tokenizers library") from None
+    needed = vocabulary_ids(load_tokenizer(raw, str(path)))
+    if isinstance(model_args.get("vocab_size"), int) and model_args["vocab_size"] < needed:
+        raise ConfigError(f"the tokenizer makes {needed} ids (its vocabulary and the padding id 0), but the model "
+                          f"embeds vocab_size={model_args['vocab_size']}", f"pass --model-arg vocab_size={needed}")
+    return raw
 
 
 def _contract_suite(contract: Path | None, model_args: dict[str, Any]) -> dict[str, Any]:

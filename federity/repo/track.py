@@ -26,13 +26,12 @@ if TYPE_CHECKING:
 
 def evaluate_commit(repo: Repository, commit: str, data: Path) -> dict[str, float]:
     """Loss and accuracy of ``commit``'s model on a local dataset (the owner's validation set)."""
-    from federity.data import load_dataset
+    from federity.repo.params import site_dataset
     from federity.training import evaluate
     from federity.weights import read_tensors
 
     config = repo.config(commit)
-    dataset = load_dataset(Path(data), label=str(config.task.get("label", "label")),
-                           loader=config.task.get("loader"), repo_root=repo.root)
+    dataset = site_dataset(repo, commit, config, Path(data))
     return evaluate(config, repo.root, read_tensors(repo.store.read(commit), commit[:12]), dataset)
 
 

@@ -25,7 +25,7 @@ from federity.proofs.policy import require_plain_sgd
 from federity.records import MAIN_BRANCH, UPDATE_BRANCH_PREFIX
 from federity.repo.branches import branch_tip, require_model_branch
 from federity.repo.commits import create_commit, read_commit
-from federity.repo.params import training_params
+from federity.repo.params import site_dataset, training_params
 from federity.repo.paths import write_inside
 from federity.repo.proof_inputs import prove_training
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE
@@ -93,7 +93,6 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
     On any failure the repository is left as it was.
     """
     from federity.contract import CONTRACT_FILE, read_suite, require_valid
-    from federity.data import load_dataset
 
     repo.require_clean()  # before training, not only when committing
     base_commit = _base_on(repo, branch, base)
@@ -113,8 +112,7 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         raise ConfigError(f"commit {base_commit[:12]} has no data contract ({CONTRACT_FILE})",
                           "ask the owner to add one: every update must be trained on data that passed it")
     suite = read_suite(suite_raw, f"{CONTRACT_FILE} at {base_commit[:12]}")  # checked before any data is read
-    dataset = load_dataset(Path(data), label=str(config.task.get("label", "label")),
-                           loader=config.task.get("loader"), repo_root=repo.root)
+    dataset = site_dataset(repo, base_commit, config, Path(data))
     report = require_valid(dataset.table, suite)
     base_tensors = read_tensors(repo.store.read(base_commit), f"the weights of {base_commit[:12]}")
     proof_files: dict[str, bytes] = {}

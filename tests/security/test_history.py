@@ -336,3 +336,41 @@ def test_an_update_naming_a_hostile_or_unknown_target_branch_is_rejected_with_th
     report = owner_repo.verify()
     assert report.ok, report.failures
     assert [entry["update"] for entry in report.rejected] == [hostile]
+
+
+# -- an update carries only weights and update.json --------------------------------------------------------
+
+def test_an_update_that_changes_code_or_configuration_is_rejected_and_never_aggregated(
+        federation: dict[str, Repository], owner: Wallet, contributor: Wallet, site_b: Wallet,
+        tmp_path: Path) -> None:
+    """Whoever checks an update out runs the repository's builder and reads its params.yaml: a contributor's
+    update that also rewrites those (or adds a module) is refused at review and listed apart by verify."""
+    site, owner_repo = federation["a"], federation["owner"]
+    main = site.git.resolve("main")
+    tensors = read_tensors(site.weights_path.read_bytes(), "base")
+    git(site.root, "checkout", "--quiet", "-b", "updates/r1/code")
+    site.weights_path.write_bytes(tensors_to_bytes({k: v + np.float32(0.5) for k, v in tensors.items()}))
+    (site.root / "update.json").write_text(json.dumps({
+        "schema": "federity/update/v1", "base": main, "round": 1, "nonce": None, "n_samples": 10,
+        "metrics": {}, "params": {}, "contract": {}}))
+    (site.root / "params.yaml").write_text("lr: 100.0\n")
+    (site.root / "helper.py").write_text("import os\nos.system('touch /tmp/owned')\n")
+    site.store.track()
+    smuggler = create_commit(site, contributor, "update", "an update and a little more", [main], round=1,
+                             paths=(MODEL_DVC_FILE, "update.json", "params.yaml", "helper.py")).commit
+    site.push()
+    honest = train_and_push(federation["b"], site_b, _data(tmp_path, "b", 2))
+    owner_repo.pull()
+    main_before = owner_repo.head()
+    with pytest.raises(UpdateError, match=r"tree: an update may change only model.dvc and update.json, but it "
+                                          r"changes 'helper.py', 'params.yaml'"):
+        owner_repo.review(owner, smuggler, approve=True)
+    assert owner_repo.head() == main_before and not (owner_repo.root / "helper.py").exists()
+    assert {u.id: u.status for u in owner_repo.updates()}[smuggler] == "rejected"
+    owner_repo.review(owner, honest, approve=True)
+    result = owner_repo.aggregate(owner)
+    assert result.updates == [honest]
+    report = owner_repo.verify()
+    assert report.ok, report.failures
+    [rejected] = report.rejected
+    assert rejected["update"] == smuggler and any("'helper.py', 'params.yaml'" in r for r in rejected["reasons"])

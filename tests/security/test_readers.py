@@ -179,6 +179,16 @@ def test_federity_yaml_whose_task_is_a_number_names_the_key() -> None:
     assert "metrics: [accuracy]" in e.value.hint
 
 
+@pytest.mark.parametrize("path", ["../../.ssh/id_rsa", "/etc/passwd", "a/../../x", "./tokenizer.json", "a//b",
+                                  "tokenizer.json/", "~/.config/solana/id.json", "x y.json"])
+def test_a_tokenizer_path_outside_the_repository_or_not_plain_is_refused(path: str) -> None:
+    """The tokenizer is read only as a file of the commit (git show), and only by a plain relative path."""
+    document = {**VALID_CONFIG_DATA, "task": {"tokenizer": path}}
+    with pytest.raises(ConfigError, match=r"'task.tokenizer': must be a plain relative path of a file in the "
+                                          r"repository"):
+        RepoConfig.from_yaml(yaml.safe_dump(document), "federity.yaml at 0123456789ab")
+
+
 def test_federity_yaml_with_an_unknown_key_or_a_negative_staleness_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'aggregation\.max_stalenes'"):
         RepoConfig.from_yaml(VALID_CONFIG.replace("max_staleness", "max_stalenes"))

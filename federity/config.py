@@ -215,11 +215,19 @@ def _scalar(value: object) -> object:
 Scalar = Annotated[Any, PlainValidator(_scalar)]
 
 
+Objective = Literal["cross_entropy", "reconstruction", "next_token"]
+"""What local training minimises, ``task.loss``: ``cross_entropy`` of class scores against labels (classifiers;
+metrics loss and accuracy), ``reconstruction``, the mean squared error of the model's output against its input
+(autoencoders; metric loss), and ``next_token``, the cross-entropy of each position's scores against the next
+token id, padding never a target (language models; metrics loss and next-token accuracy). The last two read
+unlabeled data."""
+
+
 class TaskSection(BaseModel):
     """``task``: what the model learns and how a site's data is read."""
 
     model_config = _STRICT
-    loss: Name = "cross_entropy"
+    loss: Objective = "cross_entropy"
     metrics: Annotated[list[Name], Field(max_length=32)] = ["accuracy"]
     label: Text = "label"
     loader: Annotated[str, StringConstraints(max_length=200), AfterValidator(_module_function)] | None = None

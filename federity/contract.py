@@ -85,24 +85,26 @@ def _expectation(kind: str, **kwargs: Any) -> dict[str, Any]:
     return {"type": kind, "kwargs": kwargs, "meta": {}}
 
 
-def default_suite(*, label: str, num_classes: int, columns: list[str] | None = None,
+def default_suite(*, label: str | None, num_classes: int, columns: list[str] | None = None,
                   in_features: int | None = None) -> dict[str, Any]:
-    """A contract derived from the model: at least one row; the label present, never null, in
-    ``range(num_classes)``; with ``columns``, each feature column present and never null and no other column;
-    with only ``in_features``, the number of columns."""
-    expectations = [
-        _expectation("expect_table_row_count_to_be_between", min_value=1),
-        _expectation("expect_column_to_exist", column=label),
-        _expectation("expect_column_values_to_not_be_null", column=label),
-        _expectation("expect_column_values_to_be_in_set", column=label, value_set=list(range(num_classes))),
-    ]
+    """A contract derived from the model: at least one row; the label (``None``: an unlabeled task) present,
+    never null, in ``range(num_classes)``; with ``columns``, each feature column present and never null and no
+    other column; with only ``in_features``, the number of columns."""
+    expectations = [_expectation("expect_table_row_count_to_be_between", min_value=1)]
+    if label is not None:
+        expectations += [
+            _expectation("expect_column_to_exist", column=label),
+            _expectation("expect_column_values_to_not_be_null", column=label),
+            _expectation("expect_column_values_to_be_in_set", column=label, value_set=list(range(num_classes))),
+        ]
+    extra = 0 if label is None else 1
     if columns is not None:
         for column in columns:
             expectations.append(_expectation("expect_column_to_exist", column=column))
             expectations.append(_expectation("expect_column_values_to_not_be_null", column=column))
-        expectations.append(_expectation("expect_table_column_count_to_equal", value=len(columns) + 1))
+        expectations.append(_expectation("expect_table_column_count_to_equal", value=len(columns) + extra))
     elif in_features is not None:
-        expectations.append(_expectation("expect_table_column_count_to_equal", value=int(in_features) + 1))
+        expectations.append(_expectation("expect_table_column_count_to_equal", value=int(in_features) + extra))
     return {"name": SUITE_NAME, "expectations": expectations, "meta": {}}
 
 

@@ -55,10 +55,12 @@ class TextColumn:
     max_length: int
 
 
-def load_dataset(path: Path, *, label: str = "label", loader: str | None = None,
+def load_dataset(path: Path, *, label: str | None = "label", loader: str | None = None,
                  repo_root: Path | None = None, text: TextColumn | None = None) -> Dataset:
     """Read the dataset at ``path``; ``loader`` (``module:function`` stored in the repository at ``repo_root``)
-    overrides the format. Bad input is a :class:`DataError` naming no path and no value."""
+    overrides the format. ``label=None`` reads unlabeled data (an autoencoder's, a language model's): every column
+    is a feature, an NPZ file needs only ``x`` (or ``features``), and the labels are zeros. Bad input is a
+    :class:`DataError` naming no path and no value."""
     path = Path(path)
     kind = _attempt(lambda: "dir" if path.is_dir() else "file" if path.exists() else None,
                     "the dataset path cannot be read", "check the permissions of --data")
@@ -105,9 +107,11 @@ def _read(reader: Any, path: Path, kind: str) -> pd.DataFrame:
     return table
 
 
-def _tabular(table: pd.DataFrame, label: str, kind: str) -> Dataset:
+def _tabular(table: pd.DataFrame, label: str | None, kind: str) -> Dataset:
     if table.empty:
         raise DataError("the dataset has no examples", "point --data at the site's training data")
+    if label is None:
+        return _unlabeled(table, kind)
     if label not in table.columns:
         # column names are not listed: in a file without a header row they would be data
         raise DataError(f"the dataset has no label column {label!r} (it has {len(table.columns)} columns)",
@@ -130,15 +134,15 @@ def _tabular(table: pd.DataFrame, label: str, kind: str) -> Dataset:
     return Dataset(values, labels, table, kind)
 
 
-def _text(table: pd.DataFrame, label: str, kind: str, text: TextColumn) -> Dataset:
-    """A text task's table: token ids of its text column as features; the contract sees the label and each row's
-    token count, never the text."""
+def _text(table: pd.DataFrame, label: str | None, kind: str, text: TextColumn) -> Dataset:
+    """A text task's table: token ids of its text column as features; the contract sees the label (when the task
+    has one) and each row's token count, never the text."""
     from federity.text import token_ids
 
     if table.empty:
         raise DataError("the dataset has no examples", "point --data at the site's training data")
     for column, what in ((label, "label"), (text.column, "text")):
-        if list(table.columns).count(column) != 1:
+        if column is not None and list(table.columns).count(column) != 1:
             raise DataError(f"the dataset has {list(table.columns).count(column)} {what} columns {column!r}",
                             f"give the file one {what} column named as federity.yaml's task says")
     values = table[text.column]
@@ -147,10 +151,23 @@ def _text(table: pd.DataFrame, label: str, kind: str, text: TextColumn) -> Datas
                         "give every row its text, as a string")
     ids = _attempt(lambda: token_ids(list(values), text.tokenizer, text.max_length),
                    "the tokenizer could not read the text column", "check the text's encoding (UTF-8)")
+    tokens = pd.DataFrame({"tokens": (ids != 0).sum(axis=1)})
+    if label is None:
+        return Dataset(ids.astype(np.float32), np.zeros(len(ids), np.int64), tokens, kind)
     labels = _attempt(lambda: pd.to_numeric(table[label], errors="coerce").fillna(-1).to_numpy(np.int64),
                       "the label column cannot be read as integers", "store the labels as integers")
-    contract_view = pd.DataFrame({label: labels, "tokens": (ids != 0).sum(axis=1)})
-    return Dataset(ids.astype(np.float32), labels, contract_view, kind)
+    return Dataset(ids.astype(np.float32), labels, pd.DataFrame({label: labels, **tokens}), kind)
+
+
+def _unlabeled(table: pd.DataFrame, kind: str) -> Dataset:
+    """Every column a numeric feature; the labels zeros."""
+    non_numeric = [str(c) for c in table.columns if not _is_real(table[c])]
+    if non_numeric:
+        raise DataError(f"feature column(s) {', '.join(non_numeric)} are not numeric",
+                        "encode them as numbers at your site before training")
+    values = _attempt(lambda: table.to_numpy(np.float32), "the feature columns cannot be read as numbers",
+                      "store the features as plain numbers (no missing-value markers of nullable types)")
+    return Dataset(values, np.zeros(len(values), np.int64), table, kind)
 
 
 def _is_real(column: pd.Series) -> bool:
@@ -158,7 +175,7 @@ def _is_real(column: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_complex_dtype(column))
 
 
-def _from_arrays(features: Any, labels: Any, label: str, kind: str) -> Dataset:
+def _from_arrays(features: Any, labels: Any, label: str | None, kind: str) -> Dataset:
     x = _attempt(lambda: np.asarray(features), "the features are not one numeric array (ragged or mixed)",
                  "give every example the same shape, as numbers")
     y = _attempt(lambda: np.asarray(labels), "the labels are not one numeric array (ragged or mixed)",
@@ -182,26 +199,32 @@ def _from_arrays(features: Any, labels: Any, label: str, kind: str) -> Dataset:
         x = x.astype(np.float32)
     if x.ndim == 2:
         table = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
-        table[label] = y
+        if label is not None:
+            table[label] = y
     else:
         table = _image_table(x, y, label)
     return Dataset(x, y.astype(np.int64), table, kind)
 
 
-def _image_table(x: np.ndarray, y: np.ndarray, label: str) -> pd.DataFrame:
-    """One row per image: its label, size and pixel summary — never the pixels."""
+def _image_table(x: np.ndarray, y: np.ndarray, label: str | None) -> pd.DataFrame:
+    """One row per image (or sequence): its label, size and value summary — never the values."""
     flat = x.reshape(len(x), -1)
     channels, height, width = x.shape[1:4] if x.ndim == 4 else (1, *x.shape[1:3])
-    return pd.DataFrame({label: y, "height": height, "width": width, "channels": channels,
+    labels = {label: y} if label is not None else {}
+    return pd.DataFrame({**labels, "height": height, "width": width, "channels": channels,
                          "pixel_min": flat.min(axis=1), "pixel_max": flat.max(axis=1),
                          "pixel_mean": flat.mean(axis=1)})
 
 
-def _npz(path: Path, label: str) -> Dataset:
+def _npz(path: Path, label: str | None) -> Dataset:
     def read() -> tuple[np.ndarray, np.ndarray] | set[str]:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
-            names = ("x", "y") if {"x", "y"} <= keys else ("features", "labels")
+            plain = {"x", "y"} <= keys or (label is None and "x" in keys)
+            names = ("x", "y") if plain else ("features", "labels")
+            if label is None and names[0] in keys:  # unlabeled: the features alone, zeros as labels
+                features = archive[names[0]]
+                return features, np.zeros(len(features) if features.ndim else 0, np.int64)
             if not set(names) <= keys:
                 return keys
             return archive[names[0]], archive[names[1]]
@@ -224,7 +247,7 @@ def _npz(path: Path, label: str) -> Dataset:
     return _from_arrays(arrays[0], arrays[1], label, "npz")
 
 
-def _images(root: Path, label: str) -> Dataset:
+def _images(root: Path, label: str | None) -> Dataset:
     from PIL import Image
 
     hint = "check the folder's permissions; arrange images as PATH/<class>/<image>.png"

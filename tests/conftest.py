@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 
 from federity.identity import Wallet
 from federity.repo import Repository
+from federity.repo.params import site_dataset
 from federity.weights import read_tensors, tensors_to_bytes
 from tests.unit.chain.rpc_server import RpcServer
 
@@ -147,3 +149,43 @@ def rpc_server(tmp_path: Path) -> Iterator[RpcServer]:
     server = RpcServer(tmp_path / "cluster")
     yield server
     server.close()
+
+
+def full_round(tmp_path: Path, wallets: tuple[Wallet, Wallet, Wallet], framework: str, model: str,
+               args: list[str], make_data: Callable[[Path, int], Path], *, tokenizer: Path | None = None,
+               params: dict[str, Any] | None = None) -> Repository:
+    """Init a repository of ``model``, two sites train on ``make_data(path, site)`` and push, the owner approves
+    both and aggregates; the aggregate is the sample-weighted mean of the updates (integer counters rounded), and
+    verify is ok. Returns the owner's repository."""
+    owner, contributor, site_b = wallets
+    repo, _ = Repository.init(tmp_path / "repo", owner, name="zoo", framework=framework, model=model,
+                              model_args=args, remote=str(tmp_path / "remote.git"), tokenizer=tokenizer,
+                              params=params or {"lr": 0.05, "epochs": 2, "batch_size": 16, "seed": 0})
+    for wallet in (contributor, site_b):
+        repo.add_member(owner, wallet.pubkey, "contributor")
+    repo.push()
+    sites = [Repository.clone(str(tmp_path / "remote.git"), tmp_path / f"site-{i}") for i in range(2)]
+    updates = [train_and_push(site, wallet, make_data(tmp_path / f"data-{i}" / "train.npz", i))
+               for i, (site, wallet) in enumerate(zip(sites, (contributor, site_b), strict=True))]
+    repo.pull()
+    for update in updates:
+        repo.review(owner, update, approve=True)
+    base = read_tensors(repo.store.read(repo.head()), "base")
+    result = repo.aggregate(owner)
+
+    counts = [site_dataset(repo, repo.head(), repo.config(), make_data(tmp_path / f"again-{i}" / "train.npz", i)
+                           ).n_samples for i in range(2)]
+    trained = [read_tensors(repo.store.read(u), u) for u in updates]
+    aggregate = read_tensors(repo.store.read(result.commit), "aggregate")
+    assert list(aggregate) == list(base)
+    for name, value in aggregate.items():
+        deltas = sum(n * (t[name].astype(np.float64) - base[name]) for n, t in zip(counts, trained, strict=True))
+        expected = base[name] + deltas / sum(counts)
+        if np.issubdtype(value.dtype, np.integer):  # BatchNorm's step counters: the mean, rounded
+            np.testing.assert_array_equal(value, np.rint(expected))
+        else:
+            np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6)
+        if any(not np.array_equal(t[name], base[name]) for t in trained):
+            assert not np.array_equal(value, base[name]), name
+    assert repo.verify().ok
+    return repo

@@ -22,7 +22,8 @@ from federity.plugins import Registry
 
 @dataclass(frozen=True)
 class ZooModel:
-    """One zoo entry: its id, framework, builder (``module:function``) and arguments with their defaults."""
+    """One zoo entry: its id, framework, builder (``module:function``), arguments with their defaults, and the
+    objective it trains (``task.loss``, :data:`federity.config.Objective`)."""
 
     id: str
     framework: str
@@ -30,6 +31,7 @@ class ZooModel:
     args: dict[str, int] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     description: str = ""
+    objective: str = "cross_entropy"
 
     def to_json(self) -> dict[str, Any]:
         """The entry as `federity models --json` lists it."""
@@ -39,6 +41,7 @@ class ZooModel:
             "args": {name: {"type": "int", "default": default, "required": name in self.required}
                      for name, default in self.args.items()},
             "description": self.description,
+            "objective": self.objective,
         }
 
 

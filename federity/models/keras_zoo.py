@@ -37,6 +37,12 @@ class KerasZoo:
         ZooModel("transformer-encoder", "tensorflow", "federity.models.keras_zoo:transformer_encoder",
                  {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4, "num_classes": 2},
                  ("vocab_size",), "DistilBERT-style text classifier on token ids (a committed tokenizer's)"),
+        ZooModel("transformer-decoder", "tensorflow", "federity.models.keras_zoo:transformer_decoder",
+                 {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4}, ("vocab_size",),
+                 "GPT-2-style language model on token ids (a committed tokenizer's)", "next_token"),
+        ZooModel("autoencoder", "tensorflow", "federity.models.keras_zoo:autoencoder",
+                 {"in_features": 0, "hidden": 32, "code": 8}, ("in_features",),
+                 "dense encoder to a code and decoder back, ReLU between; unlabeled rows", "reconstruction"),
         ZooModel("lstm", "tensorflow", "federity.models.keras_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, dense on the last step; any length"),
@@ -154,3 +160,36 @@ def transformer_encoder(vocab_size: int, max_length: int = 128, dim: int = 64, l
         hidden = layers_.LayerNormalization(epsilon=1e-12, name=f"feed_norm_{block}")(hidden + feed)
     scores = layers_.Dense(num_classes, name="classifier")(hidden[:, 0])
     return keras.Model(ids, scores)
+
+
+def transformer_decoder(vocab_size: int, max_length: int = 128, dim: int = 64, layers: int = 2,
+                        heads: int = 4) -> Any:
+    """A GPT-2-style language model (Radford et al., 2019) from Keras' own layers (KerasHub's needs
+    tensorflow-text): token and position embeddings, ``layers`` pre-norm blocks of causal ``heads``-head
+    self-attention (padding, id 0, masked out) and a GELU feed-forward of ``4 * dim``, a final norm, and a dense
+    layer scoring the next token id at every position."""
+    keras = import_keras()
+    layers_ = keras.layers
+    ids = keras.Input((None,), name="token_ids")
+    steps = keras.ops.cumsum(keras.ops.ones_like(ids, dtype="int32"), axis=1) - 1
+    hidden = layers_.Embedding(vocab_size, dim, name="token_embedding")(ids) + layers_.Embedding(
+        max_length, dim, name="position_embedding")(steps)
+    padding = keras.ops.not_equal(ids, 0)[:, None, :]
+    for block in range(layers):
+        normed = layers_.LayerNormalization(epsilon=1e-5, name=f"attention_norm_{block}")(hidden)
+        hidden = hidden + layers_.MultiHeadAttention(heads, dim // heads, name=f"attention_{block}")(
+            normed, normed, attention_mask=padding, use_causal_mask=True)
+        normed = layers_.LayerNormalization(epsilon=1e-5, name=f"feed_norm_{block}")(hidden)
+        feed = layers_.Dense(4 * dim, activation="gelu", name=f"feed_in_{block}")(normed)
+        hidden = hidden + layers_.Dense(dim, name=f"feed_out_{block}")(feed)
+    hidden = layers_.LayerNormalization(epsilon=1e-5, name="final_norm")(hidden)
+    return keras.Model(ids, layers_.Dense(vocab_size, name="next_token")(hidden))
+
+
+def autoencoder(in_features: int, hidden: int = 32, code: int = 8) -> Any:
+    """An autoencoder (Hinton and Salakhutdinov, Science 2006): ``in_features`` → ``hidden`` → ``code`` →
+    ``hidden`` → ``in_features``."""
+    keras = import_keras()
+    layers = keras.layers
+    return keras.Sequential([keras.Input((in_features,)), layers.Dense(hidden), layers.ReLU(), layers.Dense(code),
+                             layers.ReLU(), layers.Dense(hidden), layers.ReLU(), layers.Dense(in_features)])

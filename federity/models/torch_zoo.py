@@ -35,6 +35,12 @@ class TorchZoo:
         ZooModel("transformer-encoder", "torch", "federity.models.torch_zoo:transformer_encoder",
                  {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4, "num_classes": 2},
                  ("vocab_size",), "DistilBERT-style text classifier on token ids (a committed tokenizer's)"),
+        ZooModel("transformer-decoder", "torch", "federity.models.torch_zoo:transformer_decoder",
+                 {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4}, ("vocab_size",),
+                 "GPT-2-style language model on token ids (a committed tokenizer's)", "next_token"),
+        ZooModel("autoencoder", "torch", "federity.models.torch_zoo:autoencoder",
+                 {"in_features": 0, "hidden": 32, "code": 8}, ("in_features",),
+                 "linear encoder to a code and decoder back, ReLU between; unlabeled rows", "reconstruction"),
         ZooModel("lstm", "torch", "federity.models.torch_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, linear on the last step; any length"),
@@ -188,3 +194,37 @@ def transformer_encoder(vocab_size: int, max_length: int = 128, dim: int = 64, l
             return self.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
 
     return TextClassifier()
+
+
+def transformer_decoder(vocab_size: int, max_length: int = 128, dim: int = 64, layers: int = 2,
+                        heads: int = 4) -> Any:
+    """A GPT-2 language model (Radford, Wu, Child, Luan, Amodei and Sutskever, "Language Models are Unsupervised
+    Multitask Learners", 2019) of ``layers`` blocks, ``dim`` wide with ``heads`` heads, scoring the next token id
+    at each of at most ``max_length`` positions (0 is padding, masked out)."""
+    from torch import nn
+
+    config = _transformers().GPT2Config(vocab_size=vocab_size, n_positions=max_length, n_embd=dim, n_layer=layers,
+                                        n_head=heads, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = _transformers().GPT2LMHeadModel(config)
+
+    class LanguageModel(nn.Module):
+        """Token ids (as numbers) to next-token scores at every position."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any) -> Any:
+            ids = x.long()
+            return self.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+
+    return LanguageModel()
+
+
+def autoencoder(in_features: int, hidden: int = 32, code: int = 8) -> Any:
+    """An autoencoder (Hinton and Salakhutdinov, "Reducing the Dimensionality of Data with Neural Networks",
+    Science 2006): ``in_features`` → ``hidden`` → ``code`` → ``hidden`` → ``in_features``."""
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, code), nn.ReLU(),
+                         nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, in_features))

@@ -15,7 +15,7 @@ from federity.config import CONFIG_FILE, DEFAULT_PARAMS, PARAMS_FILE, TOKENIZER_
 from federity.errors import ConfigError
 from federity.git import Git
 from federity.identity import Wallet
-from federity.models import build_model, is_repository_builder, parse_model_args
+from federity.models import build_model, is_repository_builder, parse_model_args, zoo_model
 from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.history import record_genesis
 from federity.repo.paths import (
@@ -92,7 +92,11 @@ def init(
 
     open_ledger(ledger)  # an unknown ledger name is refused before anything is created
     tokenizer_raw = _tokenizer_for(tokenizer, args) if tokenizer is not None else None
-    suite = _contract_suite(contract, args)
+    objective = "cross_entropy" if is_repository_builder(model) else zoo_model(model, framework).objective
+    if proofs is not None and objective != "cross_entropy":
+        raise ConfigError(f"proofs of training prove steps of a classifier's head; model {model!r} trains "
+                          f"{objective}", "drop --proofs, or choose a classifier")
+    suite = _contract_suite(contract, args, labelled=objective == "cross_entropy")
     if params is not None:
         TrainingParams.from_mapping(params, "the training parameters")
     created: list[Path] = []
@@ -116,6 +120,8 @@ def init(
             config = RepoConfig(
                 name=name.strip(), framework=framework, model={"id": model, "args": args},
                 members={wallet.pubkey: Role.OWNER}, ledger=ledger, aggregation=aggregation,
+                task={"loss": objective, "metrics": [] if objective == "reconstruction" else ["accuracy"],
+                      "label": "label"},
             )
             if tokenizer_raw is not None:
                 config.task = {**config.task, "tokenizer": TOKENIZER_FILE,
@@ -182,12 +188,13 @@ def _tokenizer_for(path: Path, model_args: dict[str, Any]) -> bytes:
     return raw
 
 
-def _contract_suite(contract: Path | None, model_args: dict[str, Any]) -> dict[str, Any]:
-    """The data contract for a new repository: the given suite file, or one derived from the model."""
+def _contract_suite(contract: Path | None, model_args: dict[str, Any], *, labelled: bool) -> dict[str, Any]:
+    """The data contract for a new repository: the given suite file, or one derived from the model (with a label
+    column when its task is ``labelled``)."""
     from federity.contract import default_suite, read_suite
 
     if contract is None:
-        return default_suite(label="label", num_classes=int(model_args.get("num_classes", 2)),
+        return default_suite(label="label" if labelled else None, num_classes=int(model_args.get("num_classes", 2)),
                              in_features=model_args.get("in_features"))
     try:
         raw = Path(contract).read_bytes()

@@ -24,8 +24,9 @@ def training_params(repo: Repository, commit: str, epochs: int | None = None) ->
 
 
 def site_dataset(repo: Repository, commit: str, config: RepoConfig, data: Path) -> Dataset:
-    """The dataset at ``data`` as ``commit``'s task reads it (``config`` is its ``federity.yaml``); a text task's
-    tokenizer is the file ``task.tokenizer`` names, as that commit holds it."""
+    """The dataset at ``data`` as ``commit``'s task reads it (``config`` is its ``federity.yaml``): labelled for a
+    classifier, unlabeled for the other objectives; a text task's tokenizer is the file ``task.tokenizer`` names,
+    as that commit holds it."""
     from federity.data import TextColumn, load_dataset
     from federity.text import load_tokenizer
 
@@ -39,5 +40,6 @@ def site_dataset(repo: Repository, commit: str, config: RepoConfig, data: Path) 
         text = TextColumn(str(config.task.get("text", "text")),
                           load_tokenizer(raw, f"{tokenizer_path} at {commit[:12]}"),
                           int(config.task.get("max_length", 128)))
-    return load_dataset(Path(data), label=str(config.task.get("label", "label")), loader=config.task.get("loader"),
-                        repo_root=repo.root, text=text)
+    labelled = config.task.get("loss", "cross_entropy") == "cross_entropy"  # the others learn from data alone
+    return load_dataset(Path(data), label=str(config.task.get("label", "label")) if labelled else None,
+                        loader=config.task.get("loader"), repo_root=repo.root, text=text)

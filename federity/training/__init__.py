@@ -133,12 +133,14 @@ class Trainer(Protocol):
     name: str
     version: int
 
-    def fit(self, model: Any, data: Dataset, params: TrainingParams) -> dict[str, float]:
-        """Train ``model`` in place; return the local metrics after training (``loss``, ``accuracy``)."""
+    def fit(self, model: Any, data: Dataset, params: TrainingParams, objective: str = "cross_entropy"
+            ) -> dict[str, float]:
+        """Train ``model`` in place on ``objective`` (:data:`~federity.config.Objective`); return the local
+        metrics after training (:meth:`evaluate`'s)."""
         ...
 
-    def evaluate(self, model: Any, data: Dataset) -> dict[str, float]:
-        """``loss`` and ``accuracy`` of ``model`` on ``data``."""
+    def evaluate(self, model: Any, data: Dataset, objective: str = "cross_entropy") -> dict[str, float]:
+        """``loss`` of ``model`` on ``data`` under ``objective``, and ``accuracy`` but for ``reconstruction``."""
         ...
 
     def memory(self, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:
@@ -196,10 +198,17 @@ def train_locally(config: RepoConfig, root: Path, base: dict[str, np.ndarray], d
     model = build_with_tensors(config, root, base)
     trainer = get_trainer(config.framework)
     require_fits(trainer.memory(model, data, params))  # before any step: a configuration too large fails now
-    metrics = trainer.fit(model, data, params)
+    metrics = trainer.fit(model, data, params, objective_of(config))
     return TrainResult(get_framework(config.framework).get_tensors(model), data.n_samples, metrics)
 
 
 def evaluate(config: RepoConfig, root: Path, tensors: dict[str, np.ndarray], data: Dataset) -> dict[str, float]:
-    """Loss and accuracy of the model holding ``tensors`` on ``data``."""
-    return get_trainer(config.framework).evaluate(build_with_tensors(config, root, tensors), data)
+    """The task's metrics (loss, and accuracy for a classifier or language model) of the model holding
+    ``tensors`` on ``data``."""
+    return get_trainer(config.framework).evaluate(build_with_tensors(config, root, tensors), data,
+                                                  objective_of(config))
+
+
+def objective_of(config: RepoConfig) -> str:
+    """The objective ``config``'s task trains (:data:`~federity.config.Objective`)."""
+    return str(config.task.get("loss", "cross_entropy"))

@@ -45,14 +45,34 @@ def _activation_bytes(model: Any, sample: np.ndarray) -> int:
     return sum(int(np.asarray(out).nbytes) for out in keras.tree.flatten(probe([sample], training=False)))
 
 
+def _objective(tf: Any, objective: str, outputs: Any, features: Any, labels: Any) -> tuple[Any, Any, Any]:
+    """The batch's summed loss under ``objective`` (:data:`federity.config.Objective`), how many terms it sums,
+    and how many of them the model got right (0 for ``reconstruction``), as float32 tensors."""
+    if objective == "reconstruction":
+        return (tf.reduce_sum(tf.square(outputs - features)), tf.cast(tf.size(features), tf.float32),
+                tf.constant(0.0))
+    if objective == "next_token":  # token t+1 from tokens up to t; padding (id 0) is never a target
+        targets, logits = tf.cast(features[:, 1:], tf.int64), outputs[:, :-1]
+        counted = tf.cast(tf.not_equal(targets, 0), tf.float32)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        right = tf.cast(tf.equal(tf.argmax(logits, axis=-1), targets), tf.float32) * counted
+        return tf.reduce_sum(losses * counted), tf.reduce_sum(counted), tf.reduce_sum(right)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=outputs)
+    right = tf.cast(tf.equal(tf.argmax(outputs, axis=-1), labels), tf.float32)
+    return tf.reduce_sum(losses), tf.cast(tf.size(labels), tf.float32), tf.reduce_sum(right)
+
+
 class KerasTrainer:
-    """Trains a Keras model whose output is class scores (logits)."""
+    """Trains a Keras model on one of :data:`federity.config.Objective`: class scores (logits) against labels,
+    a reconstruction of its input, or next-token scores over token ids."""
 
     name = "tensorflow"
     version = 1
 
-    def fit(self, model: Any, data: Dataset, params: TrainingParams) -> dict[str, float]:
-        """Train ``model`` in place for ``params.epochs`` epochs; return loss and accuracy on ``data`` after."""
+    def fit(self, model: Any, data: Dataset, params: TrainingParams, objective: str = "cross_entropy"
+            ) -> dict[str, float]:
+        """Train ``model`` in place for ``params.epochs`` epochs on ``objective``; return :meth:`evaluate`'s metrics
+        on ``data`` after."""
         keras = import_keras()
         import tensorflow as tf
 
@@ -68,17 +88,16 @@ class KerasTrainer:
         @tf.function(reduce_retracing=True)
         def step(x: Any, y: Any) -> Any:
             with tf.GradientTape() as tape:
-                scores = model(x, training=True)
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=scores))
-                objective = loss
+                total, terms, _ = _objective(tf, objective, model(x, training=True), x, y)
+                loss = total / tf.maximum(terms, 1.0)
                 if mu > 0:
-                    objective += 0.5 * mu * tf.add_n([tf.reduce_sum(tf.square(v - s))
-                                                      for v, s in zip(trainable, start, strict=True)])
-            gradients = tape.gradient(objective, trainable)
+                    loss += 0.5 * mu * tf.add_n([tf.reduce_sum(tf.square(v - s))
+                                                 for v, s in zip(trainable, start, strict=True)])
+            gradients = tape.gradient(loss, trainable)
             if decay > 0:
                 gradients = [g + decay * v for g, v in zip(gradients, trainable, strict=True)]
             optimizer.apply_gradients(zip(gradients, trainable, strict=True))
-            return objective
+            return loss
 
         rng = np.random.default_rng(params.seed)
         for _ in range(params.epochs):
@@ -89,7 +108,7 @@ class KerasTrainer:
                 if not math.isfinite(loss):
                     raise DataError("training diverged: the loss became infinite or NaN",
                                     "lower lr in params.yaml, or check that the features are scaled")
-        return self.evaluate(model, data)
+        return self.evaluate(model, data, objective)
 
     def memory(self, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:
         """Sizes from the model's variables and from every layer's output on one sample (inference mode)."""
@@ -118,14 +137,19 @@ class KerasTrainer:
             seen = layer(seen, training=False)
         return np.asarray(seen, np.float64).reshape(len(data.labels), -1)
 
-    def evaluate(self, model: Any, data: Dataset) -> dict[str, float]:
-        """Mean cross-entropy and accuracy of ``model`` on ``data``, scored :data:`EVALUATION_BATCH` samples at a
-        time."""
+    def evaluate(self, model: Any, data: Dataset, objective: str = "cross_entropy") -> dict[str, float]:
+        """The objective's mean loss on ``data`` and, but for ``reconstruction``, the share it got right (classes,
+        or next tokens), scored :data:`EVALUATION_BATCH` samples at a time."""
         import tensorflow as tf
 
         features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
-        scores = np.concatenate([np.asarray(model(features[i:i + EVALUATION_BATCH], training=False))
-                                 for i in range(0, len(labels), EVALUATION_BATCH)]) if len(labels) else np.zeros((0, 1))
-        loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores)))
-        accuracy = float((scores.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
-        return {"loss": loss if math.isfinite(loss) else float("nan"), "accuracy": accuracy}
+        total, terms, right = 0.0, 0.0, 0.0
+        for i in range(0, len(labels), EVALUATION_BATCH):
+            x, y = features[i:i + EVALUATION_BATCH], labels[i:i + EVALUATION_BATCH]
+            parts = _objective(tf, objective, model(x, training=False), tf.constant(x), tf.constant(y))
+            total, terms, right = (a + float(b) for a, b in zip((total, terms, right), parts, strict=True))
+        loss = total / terms if terms else float("nan")
+        metrics = {"loss": loss if math.isfinite(loss) else float("nan")}
+        if objective != "reconstruction":
+            metrics["accuracy"] = right / terms if terms else float("nan")
+        return metrics

@@ -38,19 +38,38 @@ def _tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(data.features, dtype=torch.float32), torch.tensor(data.labels, dtype=torch.long)
 
 
+def _objective(objective: str, outputs: torch.Tensor, features: torch.Tensor, labels: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's summed loss under ``objective`` (:data:`federity.config.Objective`), how many terms it sums,
+    and how many of them the model got right (0 for ``reconstruction``)."""
+    if objective == "reconstruction":
+        return nn.functional.mse_loss(outputs, features, reduction="sum"), torch.tensor(features.numel()), \
+            torch.tensor(0)
+    if objective == "next_token":  # token t+1 from tokens up to t; padding (id 0) is never a target
+        targets, logits = features[:, 1:].long().reshape(-1), outputs[:, :-1].reshape(-1, outputs.shape[-1])
+        counted = targets != 0
+        loss = nn.functional.cross_entropy(logits, targets, ignore_index=0, reduction="sum")
+        return loss, counted.sum(), ((logits.argmax(dim=1) == targets) & counted).sum()
+    return (nn.functional.cross_entropy(outputs, labels, reduction="sum"), torch.tensor(len(labels)),
+            (outputs.argmax(dim=1) == labels).sum())
+
+
 class TorchTrainer:
-    """Trains a ``torch.nn.Module`` whose output is class scores."""
+    """Trains a ``torch.nn.Module`` on one of :data:`federity.config.Objective`: class scores against labels,
+    a reconstruction of its input, or next-token scores over token ids."""
 
     name = "torch"
     version = 1
 
-    def fit(self, model: nn.Module, data: Dataset, params: TrainingParams) -> dict[str, float]:
-        """Train ``model`` in place for ``params.epochs`` epochs; return loss and accuracy on ``data`` after.
+    def fit(self, model: nn.Module, data: Dataset, params: TrainingParams, objective: str = "cross_entropy"
+            ) -> dict[str, float]:
+        """Train ``model`` in place for ``params.epochs`` epochs on ``objective``; return :meth:`evaluate`'s metrics
+        on ``data`` after.
 
         With ``params.mu > 0`` each batch's loss also carries FedProx's proximal term ``(mu / 2) * ||w - w_start||^2``
         (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys 2020), ``w_start`` the parameters as
         ``fit`` received them (the global model); with ``mu == 0`` no term is added and training is exactly plain
-        training. The returned metrics are plain cross-entropy and accuracy either way."""
+        training. The returned metrics are the objective's alone either way."""
         features, labels = _tensors(data)
         generator = torch.Generator().manual_seed(params.seed)
         if params.optimizer == "adam":
@@ -59,7 +78,6 @@ class TorchTrainer:
         else:
             optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
                                         weight_decay=params.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
         proximal = _Proximal(model, params.mu) if params.mu > 0 else None
         model.train()
         for _ in range(params.epochs):
@@ -67,7 +85,8 @@ class TorchTrainer:
             for start in range(0, len(labels), params.batch_size):
                 batch = order[start:start + params.batch_size]
                 optimizer.zero_grad()
-                loss = loss_fn(model(features[batch]), labels[batch])
+                total, terms, _ = _objective(objective, model(features[batch]), features[batch], labels[batch])
+                loss = total / max(int(terms), 1)
                 if proximal is not None:
                     loss = loss + proximal()
                 if not torch.isfinite(loss):
@@ -75,7 +94,7 @@ class TorchTrainer:
                                     "lower lr in params.yaml, or check that the features are scaled")
                 loss.backward()
                 optimizer.step()
-        return self.evaluate(model, data)
+        return self.evaluate(model, data, objective)
 
     def memory(self, model: nn.Module, data: Dataset, params: TrainingParams) -> MemoryEstimate:
         """Sizes from the module's state and from every leaf module's output on one sample (evaluation mode)."""
@@ -117,14 +136,19 @@ class TorchTrainer:
         with torch.no_grad():
             return body(features).reshape(len(features), -1).numpy().astype(np.float64)
 
-    def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:
-        """Mean cross-entropy and accuracy of ``model`` on ``data``, scored :data:`EVALUATION_BATCH` samples at a
-        time (memory stays that of one batch)."""
+    def evaluate(self, model: nn.Module, data: Dataset, objective: str = "cross_entropy") -> dict[str, float]:
+        """The objective's mean loss on ``data`` and, but for ``reconstruction``, the share it got right (classes,
+        or next tokens), scored :data:`EVALUATION_BATCH` samples at a time (memory stays that of one batch)."""
         features, labels = _tensors(data)
         model.eval()
+        total, terms, right = 0.0, 0, 0
         with torch.no_grad():
-            scores = torch.cat([model(features[i:i + EVALUATION_BATCH])
-                                for i in range(0, len(labels), EVALUATION_BATCH)]) if len(labels) else features
-            loss = float(nn.functional.cross_entropy(scores, labels))
-            accuracy = float((scores.argmax(dim=1) == labels).float().mean())
-        return {"loss": loss if math.isfinite(loss) else float("nan"), "accuracy": accuracy}
+            for i in range(0, len(labels), EVALUATION_BATCH):
+                x, y = features[i:i + EVALUATION_BATCH], labels[i:i + EVALUATION_BATCH]
+                batch_total, batch_terms, batch_right = _objective(objective, model(x), x, y)
+                total, terms, right = total + float(batch_total), terms + int(batch_terms), right + int(batch_right)
+        loss = total / terms if terms else float("nan")
+        metrics = {"loss": loss if math.isfinite(loss) else float("nan")}
+        if objective != "reconstruction":
+            metrics["accuracy"] = right / terms if terms else float("nan")
+        return metrics

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,9 @@ from federity.data import load_dataset
 from federity.errors import ConfigError, WeightsError
 from federity.identity import Wallet
 from federity.models import build_model
-from federity.repo import Repository
 from federity.training import TrainingParams, get_trainer
-from federity.weights import get_framework, read_tensors
-from tests.conftest import train_and_push, write_csv
+from federity.weights import get_framework
+from tests.conftest import full_round, write_csv
 
 
 def _digits(path: Path, part: int) -> Path:
@@ -108,48 +106,12 @@ def test_fedprox_weight_decay_and_adam_train_a_keras_model(tmp_path: Path) -> No
     assert 0 < moved < 0.05 and near["accuracy"] > 0  # a large proximal weight keeps the weights near the start
 
 
-def _full_round(tmp_path: Path, wallets: tuple[Wallet, Wallet, Wallet], framework: str, model: str,
-                args: list[str], make_data: Callable[[Path, int], Path]) -> None:
-    """Init, two sites train and push, the owner approves both and aggregates; the aggregate is the
-    sample-weighted mean of the updates (integer counters rounded), and verify is ok."""
-    owner, contributor, site_b = wallets
-    repo, _ = Repository.init(tmp_path / "repo", owner, name="zoo", framework=framework, model=model,
-                              model_args=args, remote=str(tmp_path / "remote.git"),
-                              params={"lr": 0.05, "epochs": 2, "batch_size": 16, "seed": 0})
-    for wallet in (contributor, site_b):
-        repo.add_member(owner, wallet.pubkey, "contributor")
-    repo.push()
-    sites = [Repository.clone(str(tmp_path / "remote.git"), tmp_path / f"site-{i}") for i in range(2)]
-    updates = [train_and_push(site, wallet, make_data(tmp_path / f"data-{i}" / "train.npz", i))
-               for i, (site, wallet) in enumerate(zip(sites, (contributor, site_b), strict=True))]
-    repo.pull()
-    for update in updates:
-        repo.review(owner, update, approve=True)
-    base = read_tensors(repo.store.read(repo.head()), "base")
-    result = repo.aggregate(owner)
-
-    counts = [load_dataset(make_data(tmp_path / f"again-{i}" / "train.npz", i)).n_samples for i in range(2)]
-    trained = [read_tensors(repo.store.read(u), u) for u in updates]
-    aggregate = read_tensors(repo.store.read(result.commit), "aggregate")
-    assert list(aggregate) == list(base)
-    for name, value in aggregate.items():
-        deltas = sum(n * (t[name].astype(np.float64) - base[name]) for n, t in zip(counts, trained, strict=True))
-        expected = base[name] + deltas / sum(counts)
-        if np.issubdtype(value.dtype, np.integer):  # BatchNorm's step counters: the mean, rounded
-            np.testing.assert_array_equal(value, np.rint(expected))
-        else:
-            np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6)
-        if any(not np.array_equal(t[name], base[name]) for t in trained):
-            assert not np.array_equal(value, base[name]), name
-    assert repo.verify().ok
-
-
 @pytest.mark.parametrize("framework", ["tensorflow", "torch"])
 @pytest.mark.parametrize("model", sorted(FAMILIES))
 def test_a_zoo_model_goes_through_a_full_round_in_each_framework(tmp_path: Path, owner: Wallet, contributor: Wallet,
                                                                  site_b: Wallet, framework: str, model: str) -> None:
     args, make_data = FAMILIES[model]
-    _full_round(tmp_path, (owner, contributor, site_b), framework, model, args, make_data)
+    full_round(tmp_path, (owner, contributor, site_b), framework, model, args, make_data)
 
 
 def _images_32(path: Path, part: int) -> Path:
@@ -170,10 +132,10 @@ def _images_32(path: Path, part: int) -> Path:
     ("tensorflow", "mobilenet", ["in_channels=1", "num_classes=4", "width_percent=35"]),
     ("tensorflow", "efficientnet", ["in_channels=1", "num_classes=4", "variant=0"]),
 ])
-def test_an_image_network_family_goes_through_a_full_round(tmp_path: Path, owner: Wallet, contributor: Wallet,
+def test_an_image_network_family_goes_through_afull_round(tmp_path: Path, owner: Wallet, contributor: Wallet,
                                                            site_b: Wallet, framework: str, model: str,
                                                            args: list[str]) -> None:
-    _full_round(tmp_path, (owner, contributor, site_b), framework, model, args, _images_32)
+    full_round(tmp_path, (owner, contributor, site_b), framework, model, args, _images_32)
 
 
 def test_a_keras_process_refuses_another_keras_backend(monkeypatch: pytest.MonkeyPatch) -> None:

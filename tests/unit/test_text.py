@@ -16,7 +16,7 @@ from federity.repo import Repository
 from federity.repo.params import site_dataset
 from federity.text import load_tokenizer, token_ids, vocabulary_ids
 from federity.weights import read_tensors
-from tests.conftest import train_and_push
+from tests.conftest import full_round, train_and_push
 
 WORDS = ["fever", "cough", "rash", "pain", "fine", "well", "healthy", "normal", "patient", "reports", "no", "and"]
 
@@ -109,3 +109,24 @@ def test_a_text_dataset_error_names_neither_the_text_nor_the_path(tmp_path: Path
     with pytest.raises(DataError) as caught:
         site_dataset(repo, repo.head(), repo.config(), secret)
     assert "not text" in caught.value.message and "jane" not in str(caught.value) and caught.value.__context__ is None
+
+
+def _unlabeled_notes(path: Path, site: int) -> Path:
+    """Notes without labels (a language model's data): the text column alone."""
+    labelled = _notes(path.with_suffix(".csv"), 64, seed=site)
+    pd.read_csv(labelled)[["text"]].to_csv(labelled, index=False)
+    return labelled
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_a_language_model_learns_the_next_token_in_a_full_round(tmp_path: Path, owner: Wallet,
+                                                                contributor: Wallet, site_b: Wallet,
+                                                                framework: str) -> None:
+    repo = full_round(tmp_path, (owner, contributor, site_b), framework, "transformer-decoder",
+                      ["vocab_size=16", "max_length=8", "dim=16", "layers=1", "heads=2"], _unlabeled_notes,
+                      tokenizer=_tokenizer(tmp_path / "owner-tokenizer.json"),
+                      params={"lr": 0.01, "epochs": 4, "batch_size": 8, "seed": 0, "optimizer": "adam"})
+    assert repo.config().task["loss"] == "next_token"
+    metrics = [u.metrics for u in repo.updates()]
+    # after "patient" always comes "reports", after "reports" a symptom or a wellness word, then "and"
+    assert all(set(m) == {"loss", "accuracy"} and m["accuracy"] > 0.55 for m in metrics)

@@ -215,12 +215,13 @@ def _scalar(value: object) -> object:
 Scalar = Annotated[Any, PlainValidator(_scalar)]
 
 
-Objective = Literal["cross_entropy", "reconstruction", "next_token"]
+Objective = Literal["cross_entropy", "reconstruction", "next_token", "adversarial"]
 """What local training minimises, ``task.loss``: ``cross_entropy`` of class scores against labels (classifiers;
 metrics loss and accuracy), ``reconstruction``, the mean squared error of the model's output against its input
 (autoencoders; metric loss), and ``next_token``, the cross-entropy of each position's scores against the next
-token id, padding never a target (language models; metrics loss and next-token accuracy). The last two read
-unlabeled data."""
+token id, padding never a target (language models; metrics loss and next-token accuracy), and ``adversarial``,
+a GAN's two parameter groups each trained on its own loss (metrics generator_loss and discriminator_loss). The
+last three read unlabeled data."""
 
 
 class TaskSection(BaseModel):

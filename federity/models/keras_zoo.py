@@ -43,6 +43,10 @@ class KerasZoo:
         ZooModel("autoencoder", "tensorflow", "federity.models.keras_zoo:autoencoder",
                  {"in_features": 0, "hidden": 32, "code": 8}, ("in_features",),
                  "dense encoder to a code and decoder back, ReLU between; unlabeled rows", "reconstruction"),
+        ZooModel("gan", "tensorflow", "federity.models.keras_zoo:gan",
+                 {"in_features": 0, "noise": 8, "hidden": 32}, ("in_features",),
+                 "generator (noise to rows) and discriminator (rows to a real/fake score); unlabeled rows",
+                 "adversarial"),
         ZooModel("lstm", "tensorflow", "federity.models.keras_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, dense on the last step; any length"),
@@ -193,3 +197,27 @@ def autoencoder(in_features: int, hidden: int = 32, code: int = 8) -> Any:
     layers = keras.layers
     return keras.Sequential([keras.Input((in_features,)), layers.Dense(hidden), layers.ReLU(), layers.Dense(code),
                              layers.ReLU(), layers.Dense(hidden), layers.ReLU(), layers.Dense(in_features)])
+
+
+def gan(in_features: int, noise: int = 8, hidden: int = 32) -> Any:
+    """A generative adversarial network (Goodfellow et al., NeurIPS 2014) for rows of ``in_features``: a generator
+    from ``noise`` normal values (layer 0) and a discriminator scoring rows as real (layer 1, a logit). Called on
+    rows, it is the discriminator."""
+    keras = import_keras()
+    layers = keras.layers
+
+    class Gan(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.noise = noise
+            self.generator = keras.Sequential([keras.Input((noise,)), layers.Dense(hidden), layers.ReLU(),
+                                               layers.Dense(in_features)], name="generator")
+            self.discriminator = keras.Sequential([keras.Input((in_features,)), layers.Dense(hidden),
+                                                   layers.LeakyReLU(0.2), layers.Dense(1)], name="discriminator")
+
+        def call(self, x: Any) -> Any:
+            return self.discriminator(x)
+
+    model = Gan()
+    model(keras.ops.zeros((1, in_features)))
+    return model

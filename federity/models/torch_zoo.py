@@ -41,6 +41,10 @@ class TorchZoo:
         ZooModel("autoencoder", "torch", "federity.models.torch_zoo:autoencoder",
                  {"in_features": 0, "hidden": 32, "code": 8}, ("in_features",),
                  "linear encoder to a code and decoder back, ReLU between; unlabeled rows", "reconstruction"),
+        ZooModel("gan", "torch", "federity.models.torch_zoo:gan",
+                 {"in_features": 0, "noise": 8, "hidden": 32}, ("in_features",),
+                 "generator (noise to rows) and discriminator (rows to a real/fake score); unlabeled rows",
+                 "adversarial"),
         ZooModel("lstm", "torch", "federity.models.torch_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
                  "LSTM over (steps, input_size) sequences, linear on the last step; any length"),
@@ -228,3 +232,24 @@ def autoencoder(in_features: int, hidden: int = 32, code: int = 8) -> Any:
 
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, code), nn.ReLU(),
                          nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, in_features))
+
+
+def gan(in_features: int, noise: int = 8, hidden: int = 32) -> Any:
+    """A generative adversarial network (Goodfellow et al., "Generative Adversarial Nets", NeurIPS 2014) for rows
+    of ``in_features``: a generator from ``noise`` normal values, a discriminator scoring rows as real (its
+    output, a logit). Its tensors are two groups, ``generator.*`` and ``discriminator.*``; called on rows, it is
+    the discriminator."""
+    from torch import nn
+
+    class Gan(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.noise = noise
+            self.generator = nn.Sequential(nn.Linear(noise, hidden), nn.ReLU(), nn.Linear(hidden, in_features))
+            self.discriminator = nn.Sequential(nn.Linear(in_features, hidden), nn.LeakyReLU(0.2),
+                                               nn.Linear(hidden, 1))
+
+        def forward(self, x: Any) -> Any:
+            return self.discriminator(x)
+
+    return Gan()

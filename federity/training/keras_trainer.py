@@ -62,6 +62,52 @@ def _objective(tf: Any, objective: str, outputs: Any, features: Any, labels: Any
     return tf.reduce_sum(losses), tf.cast(tf.size(labels), tf.float32), tf.reduce_sum(right)
 
 
+def _mean(tf: Any, parts: tuple[Any, Any, Any]) -> Any:
+    total, terms, _ = parts
+    return total / tf.maximum(terms, 1.0)
+
+
+def _adversarial_losses(tf: Any, model: Any, real: Any, noise: Any) -> tuple[Any, Any]:
+    """The discriminator's loss (real rows scored real, generated ones fake) and the generator's (its rows scored
+    real), both binary cross-entropy on logits (Goodfellow et al., 2014, non-saturating generator loss)."""
+    fake = model.generator(tf.cast(noise, tf.float32), training=True)
+    real_scores = model.discriminator(real, training=True)
+    fake_scores = model.discriminator(tf.stop_gradient(fake), training=True)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    discriminator = tf.reduce_mean(bce(labels=tf.ones_like(real_scores), logits=real_scores)) + tf.reduce_mean(
+        bce(labels=tf.zeros_like(fake_scores), logits=fake_scores))
+    generated = model.discriminator(fake, training=True)
+    return discriminator, tf.reduce_mean(bce(labels=tf.ones_like(generated), logits=generated))
+
+
+def _step(tf: Any, group: Any, params: TrainingParams, loss_of: Any) -> Any:
+    """One compiled training step moving ``group``'s trainable variables on ``loss_of(x, y)``, with params'
+    optimiser, FedProx's term when ``mu > 0`` and ``weight_decay`` added to the gradient."""
+    keras = import_keras()
+    if params.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=params.lr)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate=params.lr, momentum=params.momentum)
+    trainable = list(group.trainable_variables)
+    start = [tf.constant(v.numpy()) for v in trainable]
+    mu, decay = params.mu, params.weight_decay
+
+    @tf.function(reduce_retracing=True)
+    def step(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = loss_of(x, y)
+            if mu > 0:
+                loss += 0.5 * mu * tf.add_n([tf.reduce_sum(tf.square(v - s))
+                                             for v, s in zip(trainable, start, strict=True)])
+        gradients = tape.gradient(loss, trainable)
+        if decay > 0:
+            gradients = [g + decay * v for g, v in zip(gradients, trainable, strict=True)]
+        optimizer.apply_gradients(zip(gradients, trainable, strict=True))
+        return loss
+
+    return step
+
+
 class KerasTrainer:
     """Trains a Keras model on one of :data:`federity.config.Objective`: class scores (logits) against labels,
     a reconstruction of its input, or next-token scores over token ids."""
@@ -73,41 +119,26 @@ class KerasTrainer:
             ) -> dict[str, float]:
         """Train ``model`` in place for ``params.epochs`` epochs on ``objective``; return :meth:`evaluate`'s metrics
         on ``data`` after."""
-        keras = import_keras()
         import tensorflow as tf
 
         features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
-        if params.optimizer == "adam":
-            optimizer = keras.optimizers.Adam(learning_rate=params.lr)
-        else:
-            optimizer = keras.optimizers.SGD(learning_rate=params.lr, momentum=params.momentum)
-        trainable = list(model.trainable_variables)
-        start = [tf.constant(v.numpy()) for v in trainable]
-        mu, decay = params.mu, params.weight_decay
-
-        @tf.function(reduce_retracing=True)
-        def step(x: Any, y: Any) -> Any:
-            with tf.GradientTape() as tape:
-                total, terms, _ = _objective(tf, objective, model(x, training=True), x, y)
-                loss = total / tf.maximum(terms, 1.0)
-                if mu > 0:
-                    loss += 0.5 * mu * tf.add_n([tf.reduce_sum(tf.square(v - s))
-                                                 for v, s in zip(trainable, start, strict=True)])
-            gradients = tape.gradient(loss, trainable)
-            if decay > 0:
-                gradients = [g + decay * v for g, v in zip(gradients, trainable, strict=True)]
-            optimizer.apply_gradients(zip(gradients, trainable, strict=True))
-            return loss
-
+        adversarial = objective == "adversarial"
+        # the model's one step, or a GAN's two: the discriminator's, then the generator's
+        groups = [model.discriminator, model.generator] if adversarial else [model]
+        steps = [_step(tf, group, params, lambda x, y, index=index: (
+            _adversarial_losses(tf, model, x, y)[index] if adversarial else _mean(tf, _objective(
+                tf, objective, model(x, training=True), x, y)))) for index, group in enumerate(groups)]
         rng = np.random.default_rng(params.seed)
         for _ in range(params.epochs):
             order = rng.permutation(len(labels))
             for begin in range(0, len(labels), params.batch_size):
                 batch = order[begin:begin + params.batch_size]
-                loss = float(step(tf.constant(features[batch]), tf.constant(labels[batch])))
-                if not math.isfinite(loss):
-                    raise DataError("training diverged: the loss became infinite or NaN",
-                                    "lower lr in params.yaml, or check that the features are scaled")
+                second = rng.normal(size=(len(batch), model.noise)) if adversarial else labels[batch]
+                for step in steps:
+                    loss = float(step(tf.constant(features[batch]), tf.constant(second, second.dtype)))
+                    if not math.isfinite(loss):
+                        raise DataError("training diverged: the loss became infinite or NaN",
+                                        "lower lr in params.yaml, or check that the features are scaled")
         return self.evaluate(model, data, objective)
 
     def memory(self, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:
@@ -139,10 +170,15 @@ class KerasTrainer:
 
     def evaluate(self, model: Any, data: Dataset, objective: str = "cross_entropy") -> dict[str, float]:
         """The objective's mean loss on ``data`` and, but for ``reconstruction``, the share it got right (classes,
-        or next tokens), scored :data:`EVALUATION_BATCH` samples at a time."""
+        or next tokens), scored :data:`EVALUATION_BATCH` samples at a time; for ``adversarial``, both groups'
+        losses on ``data`` and as many generated rows (noise seeded 0)."""
         import tensorflow as tf
 
         features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
+        if objective == "adversarial":
+            noise = np.random.default_rng(0).normal(size=(len(features), model.noise)).astype(np.float32)
+            discriminator, generator = _adversarial_losses(tf, model, tf.constant(features), tf.constant(noise))
+            return {"discriminator_loss": float(discriminator), "generator_loss": float(generator)}
         total, terms, right = 0.0, 0.0, 0.0
         for i in range(0, len(labels), EVALUATION_BATCH):
             x, y = features[i:i + EVALUATION_BATCH], labels[i:i + EVALUATION_BATCH]

@@ -54,6 +54,52 @@ def _objective(objective: str, outputs: torch.Tensor, features: torch.Tensor, la
             (outputs.argmax(dim=1) == labels).sum())
 
 
+def _optimizer(module: nn.Module, params: TrainingParams) -> torch.optim.Optimizer:
+    """``params``' optimiser over ``module``'s parameters."""
+    if params.optimizer == "adam":
+        return torch.optim.Adam(module.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    return torch.optim.SGD(module.parameters(), lr=params.lr, momentum=params.momentum,
+                           weight_decay=params.weight_decay)
+
+
+def _adversarial_losses(model: nn.Module, real: torch.Tensor, noise: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discriminator's loss (real rows scored real, generated ones fake) and the generator's (its rows scored
+    real), both binary cross-entropy on logits (Goodfellow et al., 2014, with the non-saturating generator loss)."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+    fake = model.generator(noise)
+    real_scores, fake_scores = model.discriminator(real), model.discriminator(fake.detach())
+    discriminator = bce(real_scores, torch.ones_like(real_scores)) + bce(fake_scores, torch.zeros_like(fake_scores))
+    generated = model.discriminator(fake)
+    return discriminator, bce(generated, torch.ones_like(generated))
+
+
+def _fit_adversarial(model: nn.Module, data: Dataset, params: TrainingParams) -> None:
+    """Alternate, batch by batch, a discriminator step and a generator step, each moving only its own group
+    (and each with its own FedProx term when ``mu > 0``); the noise is drawn from ``params.seed``."""
+    features, _ = _tensors(data)
+    generator = torch.Generator().manual_seed(params.seed)
+    groups = [(model.discriminator, _optimizer(model.discriminator, params)),
+              (model.generator, _optimizer(model.generator, params))]
+    proximal = [_Proximal(group, params.mu) if params.mu > 0 else None for group, _ in groups]
+    model.train()
+    for _ in range(params.epochs):
+        order = torch.randperm(len(features), generator=generator)
+        for start in range(0, len(features), params.batch_size):
+            real = features[order[start:start + params.batch_size]]
+            noise = torch.randn(len(real), model.noise, generator=generator)
+            for index, (_, optimizer) in enumerate(groups):  # the discriminator first, then the generator
+                optimizer.zero_grad()
+                loss = _adversarial_losses(model, real, noise)[index]
+                if proximal[index] is not None:
+                    loss = loss + proximal[index]()
+                if not torch.isfinite(loss):
+                    raise DataError("training diverged: the loss became infinite or NaN",
+                                    "lower lr in params.yaml, or check that the features are scaled")
+                loss.backward()
+                optimizer.step()
+
+
 class TorchTrainer:
     """Trains a ``torch.nn.Module`` on one of :data:`federity.config.Objective`: class scores against labels,
     a reconstruction of its input, or next-token scores over token ids."""
@@ -70,14 +116,12 @@ class TorchTrainer:
         (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys 2020), ``w_start`` the parameters as
         ``fit`` received them (the global model); with ``mu == 0`` no term is added and training is exactly plain
         training. The returned metrics are the objective's alone either way."""
+        if objective == "adversarial":
+            _fit_adversarial(model, data, params)
+            return self.evaluate(model, data, objective)
         features, labels = _tensors(data)
         generator = torch.Generator().manual_seed(params.seed)
-        if params.optimizer == "adam":
-            optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
-                                        weight_decay=params.weight_decay)
+        optimizer = _optimizer(model, params)
         proximal = _Proximal(model, params.mu) if params.mu > 0 else None
         model.train()
         for _ in range(params.epochs):
@@ -138,9 +182,15 @@ class TorchTrainer:
 
     def evaluate(self, model: nn.Module, data: Dataset, objective: str = "cross_entropy") -> dict[str, float]:
         """The objective's mean loss on ``data`` and, but for ``reconstruction``, the share it got right (classes,
-        or next tokens), scored :data:`EVALUATION_BATCH` samples at a time (memory stays that of one batch)."""
+        or next tokens), scored :data:`EVALUATION_BATCH` samples at a time (memory stays that of one batch); for
+        ``adversarial``, both groups' losses on ``data`` and as many generated rows (noise seeded 0)."""
         features, labels = _tensors(data)
         model.eval()
+        if objective == "adversarial":
+            with torch.no_grad():
+                noise = torch.randn(len(features), model.noise, generator=torch.Generator().manual_seed(0))
+                losses = _adversarial_losses(model, features, noise)
+            return {"discriminator_loss": float(losses[0]), "generator_loss": float(losses[1])}
         total, terms, right = 0.0, 0, 0
         with torch.no_grad():
             for i in range(0, len(labels), EVALUATION_BATCH):

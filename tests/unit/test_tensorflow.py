@@ -54,7 +54,8 @@ def test_the_zoo_lists_every_model_in_both_frameworks_without_importing_either()
     listing = ("import sys; from federity.models import zoo; "
                "print(sorted((m.framework, m.id) for m in zoo()), any(k in sys.modules for k in ('torch', 'keras')))")
     out = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, check=True).stdout
-    ids = ["cnn", "gru", "logistic-regression", "lstm", "mlp"]
+    ids = ["autoencoder", "cnn", "efficientnet", "gan", "gru", "logistic-regression", "lstm", "mlp", "mobilenet",
+           "resnet", "transformer-decoder", "transformer-encoder"]
     assert out.strip() == f"{[(f, i) for f in ('tensorflow', 'torch') for i in ids]} False"
 
 

@@ -14,7 +14,8 @@ import pytest
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.params import site_dataset
-from federity.weights import read_tensors, tensors_to_bytes
+from federity.training import build_with_tensors
+from federity.weights import get_framework, read_tensors, tensors_to_bytes
 from tests.unit.chain.rpc_server import RpcServer
 
 
@@ -188,4 +189,14 @@ def full_round(tmp_path: Path, wallets: tuple[Wallet, Wallet, Wallet], framework
         if any(not np.array_equal(t[name], base[name]) for t in trained):
             assert not np.array_equal(value, base[name]), name
     assert repo.verify().ok
+    # a fresh clone pulls the aggregate bit for bit, and its model gives the same outputs
+    repo.push()
+    fresh = Repository.clone(str(tmp_path / "remote.git"), tmp_path / "fresh")
+    assert fresh.head() == result.commit and fresh.weights_path.read_bytes() == repo.store.read(result.commit)
+    adapter = get_framework(framework)
+    sample = site_dataset(repo, repo.head(), repo.config(), make_data(tmp_path / "sample" / "train.npz", 0))
+    ours, theirs = (adapter.predict(build_with_tensors(r.config(), r.root, read_tensors(r.weights_path.read_bytes(),
+                                                                                         "weights")),
+                                    sample.features[:4]) for r in (repo, fresh))
+    np.testing.assert_array_equal(ours, theirs)
     return repo

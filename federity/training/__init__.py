@@ -197,9 +197,26 @@ def train_locally(config: RepoConfig, root: Path, base: dict[str, np.ndarray], d
 
     model = build_with_tensors(config, root, base)
     trainer = get_trainer(config.framework)
-    require_fits(trainer.memory(model, data, params))  # before any step: a configuration too large fails now
+    require_fits(_fitting_memory(trainer, model, data, params))  # before any step: too large fails now
     metrics = trainer.fit(model, data, params, objective_of(config))
     return TrainResult(get_framework(config.framework).get_tensors(model), data.n_samples, metrics)
+
+
+def _fitting_memory(trainer: Trainer, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:
+    """The memory estimate, which runs the model on one example: an example of another modality or shape than the
+    model takes fails there, and is reported by its shape (never a value)."""
+    from federity.errors import DataError, FederityError
+
+    failure = None
+    try:
+        return trainer.memory(model, data, params)
+    except FederityError:
+        raise
+    except Exception as exc:  # the framework's own error on the site's data: its text may quote values
+        failure = type(exc).__name__
+    raise DataError(f"the dataset's examples, of shape {tuple(data.features.shape[1:])}, do not fit the model "
+                    f"({failure} on the first example)", "give the model data of the modality and shape it takes "
+                    "(see `federity models`: tables, images channel-first, sequences, or text)")
 
 
 def evaluate(config: RepoConfig, root: Path, tensors: dict[str, np.ndarray], data: Dataset) -> dict[str, float]:

@@ -1,13 +1,13 @@
 """Benchmark: local training through Federity against a plain loop in the same framework, and what an 11M-parameter
 update costs beyond training.
 
-1. Throughput. For each zoo model in PyTorch and TensorFlow (Keras 3), on the same generated data and with the same
+1. Throughput. For each zoo family in PyTorch and TensorFlow (Keras 3), on the same generated data and with the same
    batch size and epochs, in the same process: the training steps of Federity's trainer (``fit``; the one pass
    that scores the trained model for the update's metrics is timed apart, as ``scoring_seconds``) against a plain
    loop written directly in that framework (PyTorch: the textbook loop; Keras: ``model.compile`` and
    ``model.fit``). Samples per second, median of ``repeats`` runs after one warm-up run each.
-2. Update overhead. ``federity train`` and ``push`` of an MLP with about 11M float32 parameters (a ResNet-18's size)
-   on a site's NPZ file, profiled: the time beyond the training itself, split into its parts.
+2. Update overhead. ``federity train`` and ``push`` of a ResNet-18 (11.2M float32 parameters) on a site's NPZ file
+   of images, profiled: the time beyond the training itself, split into its parts.
 
 Run with `make bench`; results go to bench/results/training.json.
 """
@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,68 +33,155 @@ from federity.identity import Wallet
 from federity.models import build_model
 from federity.repo import Repository
 from federity.training import TrainingParams, get_trainer
-from federity.weights import get_framework
+from federity.weights import get_framework, read_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "training.json"
 PARAMS = TrainingParams(lr=0.05, epochs=3, batch_size=64, seed=0)
-MODELS = {  # id → arguments, one example's shape, samples (each run takes about half a second or more)
-    "logistic-regression": ({"in_features": 32, "num_classes": 4}, (32,), 32768),
-    "mlp": ({"in_features": 32, "hidden": 256, "num_classes": 4}, (32,), 32768),
-    "cnn": ({"in_channels": 1, "num_classes": 4}, (1, 28, 28), 4096),
-}
 
 
-def _data(shape: tuple[int, ...], samples: int) -> Dataset:
+@dataclass(frozen=True)
+class Case:
+    """One family in the benchmark: its zoo id and arguments (per framework where they differ), one example's
+    shape, how many samples (so a run takes about half a second or more), and what the data is: ``classes``
+    (labelled), ``rows`` (unlabeled, for reconstruction and GANs) or ``tokens`` (ids, 0 padding)."""
+
+    model: str
+    args: dict[str, dict[str, int]]
+    shape: tuple[int, ...]
+    samples: int
+    data: str = "classes"
+
+    def args_for(self, framework: str) -> dict[str, int]:
+        return self.args.get(framework, self.args["*"])
+
+
+CASES = [
+    Case("logistic-regression", {"*": {"in_features": 32, "num_classes": 4}}, (32,), 32768),
+    Case("mlp", {"*": {"in_features": 32, "hidden": 256, "num_classes": 4}}, (32,), 32768),
+    Case("cnn", {"*": {"in_channels": 1, "num_classes": 4}}, (1, 28, 28), 4096),
+    Case("resnet", {"torch": {"in_channels": 1, "num_classes": 4, "depth": 18, "width": 16},
+                    "tensorflow": {"in_channels": 1, "num_classes": 4, "depth": 50}}, (1, 32, 32), 256),
+    Case("mobilenet", {"*": {"in_channels": 1, "num_classes": 4, "width_percent": 35}}, (1, 32, 32), 512),
+    Case("efficientnet", {"torch": {"in_channels": 1, "num_classes": 4, "width_percent": 25, "depth_percent": 25},
+                          "tensorflow": {"in_channels": 1, "num_classes": 4, "variant": 0}}, (1, 32, 32), 256),
+    Case("lstm", {"*": {"input_size": 8, "hidden": 32, "num_classes": 4}}, (20, 8), 4096),
+    Case("gru", {"*": {"input_size": 8, "hidden": 32, "num_classes": 4}}, (20, 8), 4096),
+    Case("transformer-encoder", {"*": {"vocab_size": 64, "max_length": 32, "dim": 32, "layers": 2, "heads": 4,
+                                       "num_classes": 4}}, (32,), 2048, "tokens"),
+    Case("transformer-decoder", {"*": {"vocab_size": 64, "max_length": 32, "dim": 32, "layers": 2, "heads": 4}},
+         (32,), 2048, "tokens"),
+    Case("autoencoder", {"*": {"in_features": 32, "hidden": 64, "code": 8}}, (32,), 32768, "rows"),
+    Case("gan", {"*": {"in_features": 32, "noise": 8, "hidden": 64}}, (32,), 16384, "rows"),
+]
+OBJECTIVE = {"transformer-decoder": "next_token", "autoencoder": "reconstruction", "gan": "adversarial"}
+
+
+def _data(case: Case) -> Dataset:
     rng = np.random.default_rng(0)
-    features = rng.normal(size=(samples, *shape)).astype(np.float32)
-    labels = (features.reshape(samples, -1)[:, :4].argmax(axis=1)).astype(np.int64)
+    if case.data == "tokens":
+        features = rng.integers(1, 64, (case.samples, *case.shape)).astype(np.float32)
+        features[:, case.shape[0] // 2 + rng.integers(0, case.shape[0] // 2):] = 0  # padded tails
+    else:
+        features = rng.normal(size=(case.samples, *case.shape)).astype(np.float32)
+    labels = (features.reshape(case.samples, -1)[:, :4].argmax(axis=1)).astype(np.int64)
     return Dataset(features, labels, pd.DataFrame({"label": labels}), "generated")
 
 
-def _plain_torch(model: Any, data: Dataset, params: TrainingParams) -> None:
+def _plain_torch(model: Any, data: Dataset, params: TrainingParams, objective: str) -> None:
+    """The textbook PyTorch loop for ``objective``."""
     import torch
 
+    functional = torch.nn.functional
     x, y = torch.from_numpy(data.features), torch.from_numpy(data.labels)
-    optimizer = torch.optim.SGD(model.parameters(), lr=params.lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(params.seed)
+    gan = objective == "adversarial"
+    optimizers = ([torch.optim.SGD(model.discriminator.parameters(), lr=params.lr),
+                   torch.optim.SGD(model.generator.parameters(), lr=params.lr)] if gan
+                  else [torch.optim.SGD(model.parameters(), lr=params.lr)])
     model.train()
     for _ in range(params.epochs):
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), params.batch_size):
             batch = order[start:start + params.batch_size]
-            optimizer.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
-            optimizer.step()
+            if gan:
+                noise = torch.randn(len(batch), model.noise, generator=generator)
+                optimizers[0].zero_grad()
+                real, fake = model.discriminator(x[batch]), model.discriminator(model.generator(noise).detach())
+                (functional.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+                 + functional.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))).backward()
+                optimizers[0].step()
+                optimizers[1].zero_grad()
+                fooled = model.discriminator(model.generator(noise))
+                functional.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled)).backward()
+                optimizers[1].step()
+                continue
+            optimizers[0].zero_grad()
+            out = model(x[batch])
+            if objective == "reconstruction":
+                loss = functional.mse_loss(out, x[batch])
+            elif objective == "next_token":
+                loss = functional.cross_entropy(out[:, :-1].reshape(-1, out.shape[-1]),
+                                                x[batch][:, 1:].long().reshape(-1), ignore_index=0)
+            else:
+                loss = functional.cross_entropy(out, y[batch])
+            loss.backward()
+            optimizers[0].step()
 
 
-def _plain_keras(model: Any, data: Dataset, params: TrainingParams) -> None:
+def _plain_keras(model: Any, data: Dataset, params: TrainingParams, objective: str) -> None:
+    """Keras' own way for ``objective``: ``compile`` and ``fit``; for a GAN, which ``fit`` does not train, the
+    custom loop of Keras' GAN example."""
     import keras
+    import tensorflow as tf
 
-    features = data.features.transpose(0, 2, 3, 1) if data.features.ndim == 4 else data.features
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=params.lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(features, data.labels, batch_size=params.batch_size, epochs=params.epochs, shuffle=True, verbose=0)
+    x = data.features.transpose(0, 2, 3, 1) if data.features.ndim == 4 else data.features
+    if objective == "adversarial":
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        d_opt, g_opt = keras.optimizers.SGD(params.lr), keras.optimizers.SGD(params.lr)
+
+        @tf.function
+        def step(real: Any, noise: Any) -> None:
+            with tf.GradientTape() as tape:
+                fake = model.generator(noise)
+                d_loss = bce(tf.ones((tf.shape(real)[0], 1)), model.discriminator(real)) + bce(
+                    tf.zeros((tf.shape(real)[0], 1)), model.discriminator(fake))
+            d_opt.apply_gradients(zip(tape.gradient(d_loss, model.discriminator.trainable_variables),
+                                      model.discriminator.trainable_variables, strict=True))
+            with tf.GradientTape() as tape:
+                g_loss = bce(tf.ones((tf.shape(real)[0], 1)), model.discriminator(model.generator(noise)))
+            g_opt.apply_gradients(zip(tape.gradient(g_loss, model.generator.trainable_variables),
+                                      model.generator.trainable_variables, strict=True))
+
+        dataset = tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=params.seed).batch(params.batch_size)
+        for _ in range(params.epochs):
+            for real in dataset:
+                step(real, tf.random.normal((tf.shape(real)[0], model.noise)))
+        return
+    targets = {"reconstruction": x, "next_token": np.pad(x[:, 1:], ((0, 0), (0, 1)))}.get(objective, data.labels)
+    loss = {"reconstruction": keras.losses.MeanSquaredError(),
+            "next_token": keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)}.get(
+        objective, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=params.lr), loss=loss)
+    model.fit(x, targets, batch_size=params.batch_size, epochs=params.epochs, shuffle=True, verbose=0)
 
 
-PLAIN: dict[str, Callable[[Any, Dataset, TrainingParams], None]] = {"torch": _plain_torch,
-                                                                    "tensorflow": _plain_keras}
+PLAIN: dict[str, Callable[[Any, Dataset, TrainingParams, str], None]] = {"torch": _plain_torch,
+                                                                         "tensorflow": _plain_keras}
 
 
-def _samples_per_second(run: Callable[[Any], float], framework: str, model_id: str, repeats: int) -> float:
+def _samples_per_second(run: Callable[[Any], float], framework: str, case: Case, repeats: int) -> float:
     """Training samples per second of ``run(model)``, which returns the seconds of its run not spent training
     (excluded); the median of ``repeats`` runs after one warm-up run (tracing, allocator)."""
-    args, _, samples = MODELS[model_id]
     seconds = []
     for attempt in range(repeats + 1):
         get_framework(framework).seed(attempt)
-        model = build_model(model_id, framework, args)
+        model = build_model(case.model, framework, case.args_for(framework))
         start = time.perf_counter()
         excluded = run(model)
         if attempt:
             seconds.append(time.perf_counter() - start - excluded)
-    return samples * PARAMS.epochs / statistics.median(seconds)
+    return case.samples * PARAMS.epochs / statistics.median(seconds)
 
 
 def _scoring_timed(trainer: Any) -> tuple[Any, list[float]]:
@@ -102,37 +190,38 @@ def _scoring_timed(trainer: Any) -> tuple[Any, list[float]]:
     scoring: list[float] = []
 
     class Timed(type(trainer)):  # type: ignore[misc]
-        def evaluate(self, model: Any, data: Dataset) -> dict[str, float]:
+        def evaluate(self, model: Any, data: Dataset, objective: str = "cross_entropy") -> dict[str, float]:
             start = time.perf_counter()
-            metrics = super().evaluate(model, data)
+            metrics = super().evaluate(model, data, objective)
             scoring.append(time.perf_counter() - start)
             return metrics
 
     return Timed(), scoring
 
 
-def throughput(repeats: int = 5) -> list[dict[str, Any]]:
-    """Federity's trainer against the plain loop, per framework and zoo model."""
+def throughput(repeats: int = 3) -> list[dict[str, Any]]:
+    """Federity's trainer against the plain loop, per framework and zoo family."""
     rows = []
     for framework in ("torch", "tensorflow"):
         trainer, scoring = _scoring_timed(get_trainer(framework))
-        for model_id, (_, shape, samples) in MODELS.items():
-            data = _data(shape, samples)
+        for case in CASES:
+            data, objective = _data(case), OBJECTIVE.get(case.model, "cross_entropy")
 
-            def steps(model: Any, d: Dataset = data, timed: list[float] = scoring, fit: Any = trainer.fit) -> float:
+            def steps(model: Any, d: Dataset = data, goal: str = objective, timed: list[float] = scoring,
+                      fit: Any = trainer.fit) -> float:
                 timed.clear()
-                fit(model, d, PARAMS)
+                fit(model, d, PARAMS, goal)
                 return sum(timed)
 
-            def plain(model: Any, d: Dataset = data, loop: Any = PLAIN[framework]) -> float:
-                loop(model, d, PARAMS)
+            def plain(model: Any, d: Dataset = data, goal: str = objective, loop: Any = PLAIN[framework]) -> float:
+                loop(model, d, PARAMS, goal)
                 return 0.0
 
-            federity_rate = _samples_per_second(steps, framework, model_id, repeats)
-            plain_rate = _samples_per_second(plain, framework, model_id, repeats)
-            rows.append({"framework": framework, "model": model_id, "samples": samples,
-                         "federity_samples_per_s": round(federity_rate), "plain_samples_per_s": round(plain_rate),
-                         "ratio": round(federity_rate / plain_rate, 3),
+            federity_rate = _samples_per_second(steps, framework, case, repeats)
+            plain_rate = _samples_per_second(plain, framework, case, repeats)
+            rows.append({"framework": framework, "model": case.model, "objective": objective,
+                         "samples": case.samples, "federity_samples_per_s": round(federity_rate, 1),
+                         "plain_samples_per_s": round(plain_rate, 1), "ratio": round(federity_rate / plain_rate, 3),
                          "scoring_seconds": round(statistics.median(scoring), 3) if scoring else None})
             print(rows[-1], flush=True)
     return rows
@@ -171,19 +260,21 @@ def _profiled_update(repo: Repository, wallet: Wallet, data: Path, nonce: str) -
 
 
 def update_overhead(work: Path) -> dict[str, Any]:
-    """Two ≈11M-parameter updates trained and pushed by one process, as an agent does: the first pays for the
-    imports (great-expectations above all), the second is the steady state."""
+    """Two ResNet-18 updates (11.2M float32 parameters; 1-channel 32x32 images) trained and pushed by one
+    process, as an agent does: the first pays for the imports (great-expectations above all), the second is the
+    steady state."""
     owner = Wallet.create(work / "owner.json")
-    repo, _ = Repository.init(work / "repo", owner, name="big", framework="torch", model="mlp",
-                              model_args=["in_features=1024", "hidden=10700", "num_classes=10"],
-                              remote=str(work / "remote.git"), params={"lr": 0.01, "epochs": 1, "batch_size": 64})
+    repo, _ = Repository.init(work / "repo", owner, name="big", framework="torch", model="resnet",
+                              model_args=["in_channels=1", "num_classes=10", "depth=18", "width=64"],
+                              remote=str(work / "remote.git"), params={"lr": 0.01, "epochs": 1, "batch_size": 32})
     rng = np.random.default_rng(0)
-    np.savez(work / "site.npz", features=rng.normal(size=(256, 1024)).astype(np.float32),
-             labels=rng.integers(0, 10, 256))
+    np.savez(work / "site.npz", features=rng.random((64, 1, 32, 32)).astype(np.float32),
+             labels=rng.integers(0, 10, 64))
     first = _profiled_update(repo, owner, work / "site.npz", "first")
     repo.checkout("main")
     second = _profiled_update(repo, owner, work / "site.npz", "second")
-    return {"parameters": 1024 * 10700 + 10700 + 10700 * 10 + 10,
+    tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+    return {"model": "resnet depth 18 width 64 (PyTorch)", "parameters": int(sum(t.size for t in tensors.values())),
             "weights_bytes": repo.weights_path.stat().st_size, "first_update": first, "second_update": second,
             "note": "cumulative times under cProfile (which slows Python code); overhead = wall time of train "
                     "and push minus the time inside fit"}

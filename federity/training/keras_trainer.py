@@ -1,4 +1,5 @@
-"""TensorFlow trainer: mini-batch SGD or Adam on cross-entropy for a Keras 3 model, deterministic for a seed.
+"""TensorFlow trainer: mini-batch SGD or Adam on the task's objective for a Keras 3 model, deterministic for a
+seed (classification, reconstruction, next-token prediction, or a GAN's two alternating steps).
 
 It follows the PyTorch trainer step for step, so a zoo model trains the same way in either framework: the
 samples are shuffled each epoch from ``params.seed``, ``weight_decay`` is an L2 term added to the gradient (as
@@ -63,6 +64,7 @@ def _objective(tf: Any, objective: str, outputs: Any, features: Any, labels: Any
 
 
 def _mean(tf: Any, parts: tuple[Any, Any, Any]) -> Any:
+    """The mean loss of :func:`_objective`'s (sum, terms, right)."""
     total, terms, _ = parts
     return total / tf.maximum(terms, 1.0)
 
@@ -123,11 +125,15 @@ class KerasTrainer:
 
         features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
         adversarial = objective == "adversarial"
+
+        def loss_of(index: int) -> Any:
+            if adversarial:  # index 0: the discriminator's loss, 1: the generator's
+                return lambda x, noise: _adversarial_losses(tf, model, x, noise)[index]
+            return lambda x, y: _mean(tf, _objective(tf, objective, model(x, training=True), x, y))
+
         # the model's one step, or a GAN's two: the discriminator's, then the generator's
         groups = [model.discriminator, model.generator] if adversarial else [model]
-        steps = [_step(tf, group, params, lambda x, y, index=index: (
-            _adversarial_losses(tf, model, x, y)[index] if adversarial else _mean(tf, _objective(
-                tf, objective, model(x, training=True), x, y)))) for index, group in enumerate(groups)]
+        steps = [_step(tf, group, params, loss_of(index)) for index, group in enumerate(groups)]
         rng = np.random.default_rng(params.seed)
         for _ in range(params.epochs):
             order = rng.permutation(len(labels))

@@ -1,7 +1,8 @@
-"""PyTorch trainer: mini-batch SGD or Adam on cross-entropy, deterministic for a given seed.
+"""PyTorch trainer: mini-batch SGD or Adam on the task's objective (classification, reconstruction, next-token
+prediction, or a GAN's two alternating steps), deterministic for a given seed.
 
 With ``mu > 0`` in ``params.yaml`` the local objective is FedProx's (Li, Sahu, Zaheer, Sanjabi, Talwalkar and
-Smith, "Federated Optimization in Heterogeneous Networks", MLSys 2020): cross-entropy plus the proximal term
+Smith, "Federated Optimization in Heterogeneous Networks", MLSys 2020): the task's loss plus the proximal term
 ``(mu / 2) * ||w - w_start||^2``, where ``w_start`` are the weights training started from (the global model).
 """
 

@@ -72,9 +72,10 @@ def load_dataset(path: Path, *, label: str | None = "label", loader: str | None 
     elif kind == "dir":
         dataset = _images(path, label)
     elif path.suffix.lower() in (".csv", ".parquet", ".pq"):
-        kind = "csv" if path.suffix.lower() == ".csv" else "parquet"
-        table = _read(pd.read_csv if kind == "csv" else pd.read_parquet, path, "CSV" if kind == "csv" else "Parquet")
-        dataset = _tabular(table, label, kind) if text is None else _text(table, label, kind, text)
+        csv = path.suffix.lower() == ".csv"
+        table = _read(pd.read_csv if csv else pd.read_parquet, path, "CSV" if csv else "Parquet")
+        source = "csv" if csv else "parquet"
+        dataset = _tabular(table, label, source) if text is None else _text(table, label, source, text)
     elif path.suffix.lower() == ".npz":
         dataset = _npz(path, label)
     else:

@@ -31,13 +31,15 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 @dataclass
 class Dataset:
-    """A local dataset: float32 features (images channel-first in [0, 1]), int64 labels, the contract's view."""
+    """A local dataset: float32 features (images channel-first in [0, 1]), int64 labels, the contract's view; for
+    a graph, its nodes are the examples and ``edges`` its ``[2, edges]`` int64 source and target node indices."""
 
     features: np.ndarray
     labels: np.ndarray
     table: pd.DataFrame
     source_format: str
     classes: list[str] = field(default_factory=list)
+    edges: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -218,9 +220,13 @@ def _image_table(x: np.ndarray, y: np.ndarray, label: str | None) -> pd.DataFram
 
 
 def _npz(path: Path, label: str | None) -> Dataset:
-    def read() -> tuple[np.ndarray, np.ndarray] | set[str]:
+    def read() -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray] | set[str]:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
+            if "edge_index" in keys and "x" in keys and (label is None or "y" in keys):  # a graph
+                nodes = archive["x"]
+                labels = archive["y"] if label is not None else np.zeros(len(nodes) if nodes.ndim else 0, np.int64)
+                return nodes, labels, archive["edge_index"]
             plain = {"x", "y"} <= keys or (label is None and "x" in keys)
             names = ("x", "y") if plain else ("features", "labels")
             if label is None and names[0] in keys:  # unlabeled: the features alone, zeros as labels
@@ -245,7 +251,32 @@ def _npz(path: Path, label: str | None) -> Dataset:
     if isinstance(arrays, set):
         raise DataError(f"the NPZ file holds {len(arrays)} array(s), not x and y (or features and labels)",
                         "save the features as x and the labels as y")
+    if len(arrays) == 3:
+        return _graph(*arrays, label)
     return _from_arrays(arrays[0], arrays[1], label, "npz")
+
+
+MAX_EDGES = 50_000_000
+
+
+def _graph(nodes: Any, labels: Any, edges: Any, label: str | None) -> Dataset:
+    """A graph's nodes as the examples (features ``x``, labels ``y``), its edges checked to name nodes it has; the
+    contract sees each node's label and degree."""
+    dataset = _from_arrays(nodes, labels, label, "npz")
+    if dataset.features.ndim != 2:
+        raise DataError(f"a graph's node features have shape {dataset.features.shape}: expected (nodes, features)",
+                        "save x as one row of features per node")
+    e = np.asarray(edges)
+    if e.dtype.kind not in "iu" or e.ndim != 2 or e.shape[0] != 2 or e.shape[1] > MAX_EDGES:
+        raise DataError(f"edge_index has shape {e.shape} and dtype kind {e.dtype.kind!r}: expected (2, edges) "
+                        f"integers, at most {MAX_EDGES}", "save edge_index as two rows: source and target nodes")
+    if e.size and (e.min() < 0 or e.max() >= dataset.n_samples):
+        raise DataError(f"edge_index names nodes outside the graph's {dataset.n_samples}",
+                        "number the nodes 0 to nodes - 1, as the rows of x")
+    edges64 = e.astype(np.int64)
+    degree = np.bincount(edges64.reshape(-1), minlength=dataset.n_samples)
+    table = pd.DataFrame({**({label: dataset.labels} if label is not None else {}), "degree": degree})
+    return Dataset(dataset.features, dataset.labels, table, "npz", edges=edges64)
 
 
 def _images(root: Path, label: str | None) -> Dataset:

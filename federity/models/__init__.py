@@ -22,8 +22,9 @@ from federity.plugins import Registry
 
 @dataclass(frozen=True)
 class ZooModel:
-    """One zoo entry: its id, framework, builder (``module:function``), arguments with their defaults, and the
-    objective it trains (``task.loss``, :data:`federity.config.Objective`)."""
+    """One zoo entry: its id, framework, builder (``module:function``), arguments with their defaults, the
+    objective it trains (``task.loss``, :data:`federity.config.Objective`) and the data it reads (``table``,
+    ``images``, ``sequences``, ``text`` or ``graph``)."""
 
     id: str
     framework: str
@@ -32,6 +33,7 @@ class ZooModel:
     required: tuple[str, ...] = ()
     description: str = ""
     objective: str = "cross_entropy"
+    data: str = "table"
 
     def to_json(self) -> dict[str, Any]:
         """The entry as `federity models --json` lists it."""
@@ -42,6 +44,7 @@ class ZooModel:
                      for name, default in self.args.items()},
             "description": self.description,
             "objective": self.objective,
+            "data": self.data,
         }
 
 

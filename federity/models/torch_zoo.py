@@ -4,6 +4,7 @@ are Hugging Face ``transformers``' definitions built from a configuration, never
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -22,22 +23,24 @@ class TorchZoo:
         ZooModel("mlp", "torch", "federity.models.torch_zoo:mlp",
                  {"in_features": 0, "hidden": 16, "num_classes": 2}, ("in_features",), "linear, ReLU, linear"),
         ZooModel("cnn", "torch", "federity.models.torch_zoo:cnn", {"in_channels": 1, "num_classes": 10}, (),
-                 "two 3x3 conv blocks, global average pooling, linear; any image size"),
+                 "two 3x3 conv blocks, global average pooling, linear; any image size", data="images"),
         ZooModel("resnet", "torch", "federity.models.torch_zoo:resnet",
                  {"in_channels": 3, "num_classes": 10, "depth": 18, "width": 64}, (),
-                 "ResNet-18/34 (basic blocks) or 50/101/152 (bottlenecks), base width 64; any image size"),
+                 "ResNet-18/34 (basic blocks) or 50/101/152 (bottlenecks), base width 64; any image size",
+                 data="images"),
         ZooModel("mobilenet", "torch", "federity.models.torch_zoo:mobilenet",
                  {"in_channels": 3, "num_classes": 10, "width_percent": 100}, (),
-                 "MobileNetV2, width multiplier width_percent/100; any image size"),
+                 "MobileNetV2, width multiplier width_percent/100; any image size", data="images"),
         ZooModel("efficientnet", "torch", "federity.models.torch_zoo:efficientnet",
                  {"in_channels": 3, "num_classes": 10, "width_percent": 100, "depth_percent": 100}, (),
-                 "EfficientNet-B0 scaled by width_percent/100 and depth_percent/100; any image size"),
+                 "EfficientNet-B0 scaled by width_percent/100 and depth_percent/100; any image size", data="images"),
         ZooModel("transformer-encoder", "torch", "federity.models.torch_zoo:transformer_encoder",
                  {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4, "num_classes": 2},
-                 ("vocab_size",), "DistilBERT-style text classifier on token ids (a committed tokenizer's)"),
+                 ("vocab_size",), "DistilBERT-style text classifier on token ids (a committed tokenizer's)",
+                 data="text"),
         ZooModel("transformer-decoder", "torch", "federity.models.torch_zoo:transformer_decoder",
                  {"vocab_size": 0, "max_length": 128, "dim": 64, "layers": 2, "heads": 4}, ("vocab_size",),
-                 "GPT-2-style language model on token ids (a committed tokenizer's)", "next_token"),
+                 "GPT-2-style language model on token ids (a committed tokenizer's)", "next_token", data="text"),
         ZooModel("autoencoder", "torch", "federity.models.torch_zoo:autoencoder",
                  {"in_features": 0, "hidden": 32, "code": 8}, ("in_features",),
                  "linear encoder to a code and decoder back, ReLU between; unlabeled rows", "reconstruction"),
@@ -45,12 +48,15 @@ class TorchZoo:
                  {"in_features": 0, "noise": 8, "hidden": 32}, ("in_features",),
                  "generator (noise to rows) and discriminator (rows to a real/fake score); unlabeled rows",
                  "adversarial"),
+        ZooModel("gcn", "torch", "federity.models.torch_zoo:gcn",
+                 {"in_features": 0, "hidden": 16, "layers": 2, "num_classes": 2}, ("in_features",),
+                 "graph convolutional network (PyTorch Geometric) classifying a graph's nodes", data="graph"),
         ZooModel("lstm", "torch", "federity.models.torch_zoo:lstm",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
-                 "LSTM over (steps, input_size) sequences, linear on the last step; any length"),
+                 "LSTM over (steps, input_size) sequences, linear on the last step; any length", data="sequences"),
         ZooModel("gru", "torch", "federity.models.torch_zoo:gru",
                  {"input_size": 0, "hidden": 32, "layers": 1, "num_classes": 2}, ("input_size",),
-                 "GRU over (steps, input_size) sequences, linear on the last step; any length"),
+                 "GRU over (steps, input_size) sequences, linear on the last step; any length", data="sequences"),
     )
 
 
@@ -253,3 +259,26 @@ def gan(in_features: int, noise: int = 8, hidden: int = 32) -> Any:
             return self.discriminator(x)
 
     return Gan()
+
+
+def gcn(in_features: int, hidden: int = 16, layers: int = 2, num_classes: int = 2) -> Any:
+    """A graph convolutional network (Kipf and Welling, "Semi-Supervised Classification with Graph Convolutional
+    Networks", ICLR 2017) of ``layers`` PyTorch Geometric ``GCNConv`` layers, ReLU between, scoring each node of
+    a graph: called as ``model(x, edge_index)``."""
+    from torch import nn
+    from torch_geometric.nn import GCNConv
+
+    class NodeClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            sizes = [in_features, *[hidden] * (layers - 1), num_classes]
+            self.convs = nn.ModuleList(GCNConv(a, b) for a, b in itertools.pairwise(sizes))
+
+        def forward(self, x: Any, edge_index: Any) -> Any:
+            for index, conv in enumerate(self.convs):
+                x = conv(x, edge_index)
+                if index < len(self.convs) - 1:
+                    x = x.relu()
+            return x
+
+    return NodeClassifier()

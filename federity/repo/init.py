@@ -92,11 +92,13 @@ def init(
 
     open_ledger(ledger)  # an unknown ledger name is refused before anything is created
     tokenizer_raw = _tokenizer_for(tokenizer, args) if tokenizer is not None else None
-    objective = "cross_entropy" if is_repository_builder(model) else zoo_model(model, framework).objective
+    entry = None if is_repository_builder(model) else zoo_model(model, framework)
+    objective = entry.objective if entry is not None else "cross_entropy"
     if proofs is not None and objective != "cross_entropy":
         raise ConfigError(f"proofs of training prove steps of a classifier's head; model {model!r} trains "
                           f"{objective}", "drop --proofs, or choose a classifier")
-    suite = _contract_suite(contract, args, labelled=objective == "cross_entropy")
+    suite = _contract_suite(contract, args, labelled=objective == "cross_entropy",
+                            table=entry is None or entry.data == "table")
     if params is not None:
         TrainingParams.from_mapping(params, "the training parameters")
     created: list[Path] = []
@@ -188,14 +190,15 @@ def _tokenizer_for(path: Path, model_args: dict[str, Any]) -> bytes:
     return raw
 
 
-def _contract_suite(contract: Path | None, model_args: dict[str, Any], *, labelled: bool) -> dict[str, Any]:
+def _contract_suite(contract: Path | None, model_args: dict[str, Any], *, labelled: bool,
+                    table: bool) -> dict[str, Any]:
     """The data contract for a new repository: the given suite file, or one derived from the model (with a label
-    column when its task is ``labelled``)."""
+    column when its task is ``labelled``, and its column count when it reads a ``table``)."""
     from federity.contract import default_suite, read_suite
 
     if contract is None:
         return default_suite(label="label" if labelled else None, num_classes=int(model_args.get("num_classes", 2)),
-                             in_features=model_args.get("in_features"))
+                             in_features=model_args.get("in_features") if table else None)
     try:
         raw = Path(contract).read_bytes()
     except OSError as exc:

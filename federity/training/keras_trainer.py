@@ -110,6 +110,12 @@ def _step(tf: Any, group: Any, params: TrainingParams, loss_of: Any) -> Any:
     return step
 
 
+def _require_no_graph(data: Dataset) -> None:
+    if data.edges is not None:
+        raise DataError("the dataset is a graph (nodes and edges), and the TensorFlow zoo has no graph model",
+                        "train graphs in a PyTorch repository (zoo model gcn)")
+
+
 class KerasTrainer:
     """Trains a Keras model on one of :data:`federity.config.Objective`: class scores (logits) against labels,
     a reconstruction of its input, or next-token scores over token ids."""
@@ -123,6 +129,7 @@ class KerasTrainer:
         on ``data`` after."""
         import tensorflow as tf
 
+        _require_no_graph(data)
         features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
         adversarial = objective == "adversarial"
 
@@ -149,6 +156,7 @@ class KerasTrainer:
 
     def memory(self, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:
         """Sizes from the model's variables and from every layer's output on one sample (inference mode)."""
+        _require_no_graph(data)
         weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
         trainable = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.trainable_weights)
         return estimate(weights, trainable, _activation_bytes(model, channel_last(data.features[:1])), params,

@@ -8,6 +8,7 @@ Smith, "Federated Optimization in Heterogeneous Networks", MLSys 2020): the task
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -53,6 +54,34 @@ def _objective(objective: str, outputs: torch.Tensor, features: torch.Tensor, la
         return loss, counted.sum(), ((logits.argmax(dim=1) == targets) & counted).sum()
     return (nn.functional.cross_entropy(outputs, labels, reduction="sum"), torch.tensor(len(labels)),
             (outputs.argmax(dim=1) == labels).sum())
+
+
+def _metrics(objective: str, total: float, terms: int, right: int) -> dict[str, float]:
+    """The mean loss, and but for ``reconstruction`` the share right, of :func:`_objective`'s sums."""
+    loss = total / terms if terms else float("nan")
+    metrics = {"loss": loss if math.isfinite(loss) else float("nan")}
+    if objective != "reconstruction":
+        metrics["accuracy"] = right / terms if terms else float("nan")
+    return metrics
+
+
+def _fit_graph(model: nn.Module, data: Dataset, params: TrainingParams, objective: str) -> None:
+    """Train a graph model on the whole graph, one step an epoch (a node's neighbours are part of its input, so
+    its nodes are not split into batches)."""
+    features, labels = _tensors(data)
+    edges = torch.from_numpy(data.edges)
+    optimizer = _optimizer(model, params)
+    proximal = _Proximal(model, params.mu) if params.mu > 0 else None
+    model.train()
+    for _ in range(params.epochs):
+        optimizer.zero_grad()
+        total, terms, _ = _objective(objective, model(features, edges), features, labels)
+        loss = total / max(int(terms), 1) + (proximal() if proximal is not None else 0)
+        if not torch.isfinite(loss):
+            raise DataError("training diverged: the loss became infinite or NaN",
+                            "lower lr in params.yaml, or check that the features are scaled")
+        loss.backward()
+        optimizer.step()
 
 
 def _optimizer(module: nn.Module, params: TrainingParams) -> torch.optim.Optimizer:
@@ -120,6 +149,9 @@ class TorchTrainer:
         if objective == "adversarial":
             _fit_adversarial(model, data, params)
             return self.evaluate(model, data, objective)
+        if data.edges is not None:
+            _fit_graph(model, data, params, objective)
+            return self.evaluate(model, data, objective)
         features, labels = _tensors(data)
         generator = torch.Generator().manual_seed(params.seed)
         optimizer = _optimizer(model, params)
@@ -158,11 +190,16 @@ class TorchTrainer:
         try:
             model.eval()
             with torch.no_grad():
-                model(_tensors(data)[0][:1])
+                if data.edges is None:
+                    model(_tensors(data)[0][:1])
+                else:  # a graph trains whole: its nodes are one batch
+                    model(_tensors(data)[0], torch.from_numpy(data.edges))
+                    params = dataclasses.replace(params, batch_size=data.n_samples)
         finally:
             for hook in hooks:
                 hook.remove()
-        return estimate(weights, trainable, sum(outputs), params, data.n_samples)
+        per_example = sum(outputs) if data.edges is None else sum(outputs) // max(data.n_samples, 1)
+        return estimate(weights, trainable, per_example, params, data.n_samples)
 
     def head(self, model: nn.Module) -> ProvedHead:
         """The last ``Linear`` layer's weight (``[classes, features]``) and bias."""
@@ -187,6 +224,11 @@ class TorchTrainer:
         ``adversarial``, both groups' losses on ``data`` and as many generated rows (noise seeded 0)."""
         features, labels = _tensors(data)
         model.eval()
+        if data.edges is not None:  # a graph is scored whole
+            with torch.no_grad():
+                total, terms, right = _objective(objective, model(features, torch.from_numpy(data.edges)),
+                                                 features, labels)
+            return _metrics(objective, float(total), int(terms), int(right))
         if objective == "adversarial":
             with torch.no_grad():
                 noise = torch.randn(len(features), model.noise, generator=torch.Generator().manual_seed(0))
@@ -198,8 +240,4 @@ class TorchTrainer:
                 x, y = features[i:i + EVALUATION_BATCH], labels[i:i + EVALUATION_BATCH]
                 batch_total, batch_terms, batch_right = _objective(objective, model(x), x, y)
                 total, terms, right = total + float(batch_total), terms + int(batch_terms), right + int(batch_right)
-        loss = total / terms if terms else float("nan")
-        metrics = {"loss": loss if math.isfinite(loss) else float("nan")}
-        if objective != "reconstruction":
-            metrics["accuracy"] = right / terms if terms else float("nan")
-        return metrics
+        return _metrics(objective, total, terms, right)

@@ -44,7 +44,8 @@ PARAMS = TrainingParams(lr=0.05, epochs=3, batch_size=64, seed=0)
 class Case:
     """One family in the benchmark: its zoo id and arguments (per framework where they differ), one example's
     shape, how many samples (so a run takes about half a second or more), and what the data is: ``classes``
-    (labelled), ``rows`` (unlabeled, for reconstruction and GANs) or ``tokens`` (ids, 0 padding)."""
+    (labelled), ``rows`` (unlabeled, for reconstruction and GANs), ``tokens`` (ids, 0 padding) or ``graph`` (one
+    graph whose nodes are the samples, trained whole)."""
 
     model: str
     args: dict[str, dict[str, int]]
@@ -52,8 +53,9 @@ class Case:
     samples: int
     data: str = "classes"
 
-    def args_for(self, framework: str) -> dict[str, int]:
-        return self.args.get(framework, self.args["*"])
+    def args_for(self, framework: str) -> dict[str, int] | None:
+        """The arguments in ``framework``; ``None`` when the family has no model there."""
+        return self.args[framework] if framework in self.args else self.args.get("*")
 
 
 CASES = [
@@ -73,6 +75,7 @@ CASES = [
          (32,), 2048, "tokens"),
     Case("autoencoder", {"*": {"in_features": 32, "hidden": 64, "code": 8}}, (32,), 32768, "rows"),
     Case("gan", {"*": {"in_features": 32, "noise": 8, "hidden": 64}}, (32,), 16384, "rows"),
+    Case("gcn", {"torch": {"in_features": 32, "hidden": 64, "num_classes": 4}}, (32,), 20000, "graph"),
 ]
 OBJECTIVE = {"transformer-decoder": "next_token", "autoencoder": "reconstruction", "gan": "adversarial"}
 
@@ -85,7 +88,8 @@ def _data(case: Case) -> Dataset:
     else:
         features = rng.normal(size=(case.samples, *case.shape)).astype(np.float32)
     labels = (features.reshape(case.samples, -1)[:, :4].argmax(axis=1)).astype(np.int64)
-    return Dataset(features, labels, pd.DataFrame({"label": labels}), "generated")
+    edges = rng.integers(0, case.samples, (2, 10 * case.samples)) if case.data == "graph" else None
+    return Dataset(features, labels, pd.DataFrame({"label": labels}), "generated", edges=edges)
 
 
 def _plain_torch(model: Any, data: Dataset, params: TrainingParams, objective: str) -> None:
@@ -94,6 +98,14 @@ def _plain_torch(model: Any, data: Dataset, params: TrainingParams, objective: s
 
     functional = torch.nn.functional
     x, y = torch.from_numpy(data.features), torch.from_numpy(data.labels)
+    if data.edges is not None:  # a graph: one full-graph step an epoch
+        edges, optimizer = torch.from_numpy(data.edges), torch.optim.SGD(model.parameters(), lr=params.lr)
+        model.train()
+        for _ in range(params.epochs):
+            optimizer.zero_grad()
+            functional.cross_entropy(model(x, edges), y).backward()
+            optimizer.step()
+        return
     generator = torch.Generator().manual_seed(params.seed)
     gan = objective == "adversarial"
     optimizers = ([torch.optim.SGD(model.discriminator.parameters(), lr=params.lr),
@@ -158,10 +170,13 @@ def _plain_keras(model: Any, data: Dataset, params: TrainingParams, objective: s
             for real in dataset:
                 step(real, tf.random.normal((tf.shape(real)[0], model.noise)))
         return
-    targets = {"reconstruction": x, "next_token": np.pad(x[:, 1:], ((0, 0), (0, 1)))}.get(objective, data.labels)
-    loss = {"reconstruction": keras.losses.MeanSquaredError(),
-            "next_token": keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)}.get(
-        objective, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if objective == "reconstruction":
+        targets, loss = x, keras.losses.MeanSquaredError()
+    elif objective == "next_token":  # the next id at each position; the last position's target is padding
+        targets = np.pad(x[:, 1:], ((0, 0), (0, 1)))
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    else:
+        targets, loss = data.labels, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=params.lr), loss=loss)
     model.fit(x, targets, batch_size=params.batch_size, epochs=params.epochs, shuffle=True, verbose=0)
 
@@ -204,7 +219,7 @@ def throughput(repeats: int = 3) -> list[dict[str, Any]]:
     rows = []
     for framework in ("torch", "tensorflow"):
         trainer, scoring = _scoring_timed(get_trainer(framework))
-        for case in CASES:
+        for case in (case for case in CASES if case.args_for(framework) is not None):
             data, objective = _data(case), OBJECTIVE.get(case.model, "cross_entropy")
 
             def steps(model: Any, d: Dataset = data, goal: str = objective, timed: list[float] = scoring,

@@ -69,17 +69,19 @@ def _mean(tf: Any, parts: tuple[Any, Any, Any]) -> Any:
     return total / tf.maximum(terms, 1.0)
 
 
-def _adversarial_losses(tf: Any, model: Any, real: Any, noise: Any) -> tuple[Any, Any]:
-    """The discriminator's loss (real rows scored real, generated ones fake) and the generator's (its rows scored
-    real), both binary cross-entropy on logits (Goodfellow et al., 2014, non-saturating generator loss)."""
+def _adversarial_loss(tf: Any, model: Any, real: Any, noise: Any, group: int) -> Any:
+    """Group 0, the discriminator's loss: real rows scored real, generated ones fake; group 1, the generator's:
+    generated rows scored real (binary cross-entropy on logits; Goodfellow et al., 2014, non-saturating generator
+    loss). Only the group's own loss is computed."""
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
     fake = model.generator(tf.cast(noise, tf.float32), training=True)
+    if group == 1:
+        generated = model.discriminator(fake, training=True)
+        return tf.reduce_mean(bce(labels=tf.ones_like(generated), logits=generated))
     real_scores = model.discriminator(real, training=True)
     fake_scores = model.discriminator(tf.stop_gradient(fake), training=True)
-    bce = tf.nn.sigmoid_cross_entropy_with_logits
-    discriminator = tf.reduce_mean(bce(labels=tf.ones_like(real_scores), logits=real_scores)) + tf.reduce_mean(
+    return tf.reduce_mean(bce(labels=tf.ones_like(real_scores), logits=real_scores)) + tf.reduce_mean(
         bce(labels=tf.zeros_like(fake_scores), logits=fake_scores))
-    generated = model.discriminator(fake, training=True)
-    return discriminator, tf.reduce_mean(bce(labels=tf.ones_like(generated), logits=generated))
 
 
 def _step(tf: Any, group: Any, params: TrainingParams, loss_of: Any) -> Any:
@@ -135,7 +137,7 @@ class KerasTrainer:
 
         def loss_of(index: int) -> Any:
             if adversarial:  # index 0: the discriminator's loss, 1: the generator's
-                return lambda x, noise: _adversarial_losses(tf, model, x, noise)[index]
+                return lambda x, noise: _adversarial_loss(tf, model, x, noise, index)
             return lambda x, y: _mean(tf, _objective(tf, objective, model(x, training=True), x, y))
 
         # the model's one step, or a GAN's two: the discriminator's, then the generator's
@@ -191,8 +193,9 @@ class KerasTrainer:
         features, labels = channel_last(data.features), np.asarray(data.labels, np.int64)
         if objective == "adversarial":
             noise = np.random.default_rng(0).normal(size=(len(features), model.noise)).astype(np.float32)
-            discriminator, generator = _adversarial_losses(tf, model, tf.constant(features), tf.constant(noise))
-            return {"discriminator_loss": float(discriminator), "generator_loss": float(generator)}
+            real, fake = tf.constant(features), tf.constant(noise)
+            return {"discriminator_loss": float(_adversarial_loss(tf, model, real, fake, 0)),
+                    "generator_loss": float(_adversarial_loss(tf, model, real, fake, 1))}
         total, terms, right = 0.0, 0.0, 0.0
         for i in range(0, len(labels), EVALUATION_BATCH):
             x, y = features[i:i + EVALUATION_BATCH], labels[i:i + EVALUATION_BATCH]

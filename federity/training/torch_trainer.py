@@ -56,6 +56,18 @@ def _objective(objective: str, outputs: torch.Tensor, features: torch.Tensor, la
             (outputs.argmax(dim=1) == labels).sum())
 
 
+def _training_loss(objective: str, outputs: torch.Tensor, features: torch.Tensor, labels: torch.Tensor
+                   ) -> torch.Tensor:
+    """The batch's mean loss under ``objective``, with nothing a step does not need (:func:`_objective` also
+    counts what the model got right, for the metrics)."""
+    if objective == "cross_entropy":
+        return nn.functional.cross_entropy(outputs, labels)
+    if objective == "reconstruction":
+        return nn.functional.mse_loss(outputs, features)
+    total, terms, _ = _objective(objective, outputs, features, labels)  # next_token: a batch may be all padding
+    return total / max(int(terms), 1)
+
+
 def _metrics(objective: str, total: float, terms: int, right: int) -> dict[str, float]:
     """The mean loss, and but for ``reconstruction`` the share right, of :func:`_objective`'s sums."""
     loss = total / terms if terms else float("nan")
@@ -75,8 +87,8 @@ def _fit_graph(model: nn.Module, data: Dataset, params: TrainingParams, objectiv
     model.train()
     for _ in range(params.epochs):
         optimizer.zero_grad()
-        total, terms, _ = _objective(objective, model(features, edges), features, labels)
-        loss = total / max(int(terms), 1) + (proximal() if proximal is not None else 0)
+        loss = _training_loss(objective, model(features, edges), features, labels)
+        loss = loss + proximal() if proximal is not None else loss
         if not torch.isfinite(loss):
             raise DataError("training diverged: the loss became infinite or NaN",
                             "lower lr in params.yaml, or check that the features are scaled")
@@ -92,16 +104,18 @@ def _optimizer(module: nn.Module, params: TrainingParams) -> torch.optim.Optimiz
                            weight_decay=params.weight_decay)
 
 
-def _adversarial_losses(model: nn.Module, real: torch.Tensor, noise: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The discriminator's loss (real rows scored real, generated ones fake) and the generator's (its rows scored
-    real), both binary cross-entropy on logits (Goodfellow et al., 2014, with the non-saturating generator loss)."""
+def _discriminator_loss(model: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Real rows scored real and generated ones fake: binary cross-entropy on logits (Goodfellow et al., 2014);
+    ``fake`` is detached, so only the discriminator learns from it."""
     bce = nn.functional.binary_cross_entropy_with_logits
-    fake = model.generator(noise)
     real_scores, fake_scores = model.discriminator(real), model.discriminator(fake.detach())
-    discriminator = bce(real_scores, torch.ones_like(real_scores)) + bce(fake_scores, torch.zeros_like(fake_scores))
-    generated = model.discriminator(fake)
-    return discriminator, bce(generated, torch.ones_like(generated))
+    return bce(real_scores, torch.ones_like(real_scores)) + bce(fake_scores, torch.zeros_like(fake_scores))
+
+
+def _generator_loss(model: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """Generated rows scored real (the non-saturating generator loss of Goodfellow et al., 2014)."""
+    scores = model.discriminator(fake)
+    return nn.functional.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
 
 
 def _fit_adversarial(model: nn.Module, data: Dataset, params: TrainingParams) -> None:
@@ -120,7 +134,8 @@ def _fit_adversarial(model: nn.Module, data: Dataset, params: TrainingParams) ->
             noise = torch.randn(len(real), model.noise, generator=generator)
             for index, (_, optimizer) in enumerate(groups):  # the discriminator first, then the generator
                 optimizer.zero_grad()
-                loss = _adversarial_losses(model, real, noise)[index]
+                fake = model.generator(noise)
+                loss = _discriminator_loss(model, real, fake) if index == 0 else _generator_loss(model, fake)
                 if proximal[index] is not None:
                     loss = loss + proximal[index]()
                 if not torch.isfinite(loss):
@@ -162,8 +177,7 @@ class TorchTrainer:
             for start in range(0, len(labels), params.batch_size):
                 batch = order[start:start + params.batch_size]
                 optimizer.zero_grad()
-                total, terms, _ = _objective(objective, model(features[batch]), features[batch], labels[batch])
-                loss = total / max(int(terms), 1)
+                loss = _training_loss(objective, model(features[batch]), features[batch], labels[batch])
                 if proximal is not None:
                     loss = loss + proximal()
                 if not torch.isfinite(loss):
@@ -232,8 +246,9 @@ class TorchTrainer:
         if objective == "adversarial":
             with torch.no_grad():
                 noise = torch.randn(len(features), model.noise, generator=torch.Generator().manual_seed(0))
-                losses = _adversarial_losses(model, features, noise)
-            return {"discriminator_loss": float(losses[0]), "generator_loss": float(losses[1])}
+                fake = model.generator(noise)
+                discriminator, generator = _discriminator_loss(model, features, fake), _generator_loss(model, fake)
+            return {"discriminator_loss": float(discriminator), "generator_loss": float(generator)}
         total, terms, right = 0.0, 0, 0
         with torch.no_grad():
             for i in range(0, len(labels), EVALUATION_BATCH):

@@ -5,7 +5,8 @@ update costs beyond training.
    batch size and epochs, in the same process: the training steps of Federity's trainer (``fit``; the one pass
    that scores the trained model for the update's metrics is timed apart, as ``scoring_seconds``) against a plain
    loop written directly in that framework (PyTorch: the textbook loop; Keras: ``model.compile`` and
-   ``model.fit``). Samples per second, median of ``repeats`` runs after one warm-up run each.
+   ``model.fit``). Samples per second, median of ``repeats`` runs of each, the two alternating, after one warm-up
+   run each.
 2. Update overhead. ``federity train`` and ``push`` of a ResNet-18 (11.2M float32 parameters) on a site's NPZ file
    of images, profiled: the time beyond the training itself, split into its parts.
 
@@ -63,7 +64,7 @@ CASES = [
     Case("mlp", {"*": {"in_features": 32, "hidden": 256, "num_classes": 4}}, (32,), 32768),
     Case("cnn", {"*": {"in_channels": 1, "num_classes": 4}}, (1, 28, 28), 4096),
     Case("resnet", {"torch": {"in_channels": 1, "num_classes": 4, "depth": 18, "width": 16},
-                    "tensorflow": {"in_channels": 1, "num_classes": 4, "depth": 50}}, (1, 32, 32), 256),
+                    "tensorflow": {"in_channels": 1, "num_classes": 4, "depth": 50}}, (1, 32, 32), 128),
     Case("mobilenet", {"*": {"in_channels": 1, "num_classes": 4, "width_percent": 35}}, (1, 32, 32), 512),
     Case("efficientnet", {"torch": {"in_channels": 1, "num_classes": 4, "width_percent": 25, "depth_percent": 25},
                           "tensorflow": {"in_channels": 1, "num_classes": 4, "variant": 0}}, (1, 32, 32), 256),
@@ -185,18 +186,22 @@ PLAIN: dict[str, Callable[[Any, Dataset, TrainingParams, str], None]] = {"torch"
                                                                          "tensorflow": _plain_keras}
 
 
-def _samples_per_second(run: Callable[[Any], float], framework: str, case: Case, repeats: int) -> float:
-    """Training samples per second of ``run(model)``, which returns the seconds of its run not spent training
-    (excluded); the median of ``repeats`` runs after one warm-up run (tracing, allocator)."""
-    seconds = []
+def _rates(runs: tuple[Callable[[Any], float], Callable[[Any], float]], framework: str, case: Case,
+           repeats: int) -> tuple[float, float]:
+    """Training samples per second of each of ``runs`` (Federity's, the plain loop's): ``run(model)`` returns the
+    seconds of its run not spent training (excluded). After one warm-up run each (tracing, allocator), the two
+    alternate, ``repeats`` times, on fresh models, so that a change in the machine's speed meets both; the median
+    of each."""
+    seconds: tuple[list[float], list[float]] = ([], [])
     for attempt in range(repeats + 1):
-        get_framework(framework).seed(attempt)
-        model = build_model(case.model, framework, case.args_for(framework))
-        start = time.perf_counter()
-        excluded = run(model)
-        if attempt:
-            seconds.append(time.perf_counter() - start - excluded)
-    return case.samples * PARAMS.epochs / statistics.median(seconds)
+        for run, taken in zip(runs, seconds, strict=True):
+            get_framework(framework).seed(attempt)
+            model = build_model(case.model, framework, case.args_for(framework))
+            start = time.perf_counter()
+            excluded = run(model)
+            if attempt:
+                taken.append(time.perf_counter() - start - excluded)
+    return tuple(case.samples * PARAMS.epochs / statistics.median(taken) for taken in seconds)  # type: ignore
 
 
 def _scoring_timed(trainer: Any) -> tuple[Any, list[float]]:
@@ -214,7 +219,7 @@ def _scoring_timed(trainer: Any) -> tuple[Any, list[float]]:
     return Timed(), scoring
 
 
-def throughput(repeats: int = 3) -> list[dict[str, Any]]:
+def throughput(repeats: int = 5) -> list[dict[str, Any]]:
     """Federity's trainer against the plain loop, per framework and zoo family."""
     rows = []
     for framework in ("torch", "tensorflow"):
@@ -232,8 +237,7 @@ def throughput(repeats: int = 3) -> list[dict[str, Any]]:
                 loop(model, d, PARAMS, goal)
                 return 0.0
 
-            federity_rate = _samples_per_second(steps, framework, case, repeats)
-            plain_rate = _samples_per_second(plain, framework, case, repeats)
+            federity_rate, plain_rate = _rates((steps, plain), framework, case, repeats)
             rows.append({"framework": framework, "model": case.model, "objective": objective,
                          "samples": case.samples, "federity_samples_per_s": round(federity_rate, 1),
                          "plain_samples_per_s": round(plain_rate, 1), "ratio": round(federity_rate / plain_rate, 3),

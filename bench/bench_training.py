@@ -76,7 +76,7 @@ CASES = [
          (32,), 2048, "tokens"),
     Case("autoencoder", {"*": {"in_features": 32, "hidden": 64, "code": 8}}, (32,), 32768, "rows"),
     Case("gan", {"*": {"in_features": 32, "noise": 8, "hidden": 64}}, (32,), 16384, "rows"),
-    Case("gcn", {"torch": {"in_features": 32, "hidden": 64, "num_classes": 4}}, (32,), 20000, "graph"),
+    Case("gcn", {"torch": {"in_features": 32, "hidden": 64, "num_classes": 4}}, (32,), 100000, "graph"),
 ]
 OBJECTIVE = {"transformer-decoder": "next_token", "autoencoder": "reconstruction", "gan": "adversarial"}
 

@@ -19,7 +19,7 @@ import numpy as np
 from federity.data import Dataset
 from federity.errors import DataError, ProofError
 from federity.proofs.policy import ProvedHead
-from federity.training import EVALUATION_BATCH, TrainingParams
+from federity.training import EVALUATION_BATCH, TrainingParams, require_finite_loss
 from federity.training.memory import MemoryEstimate, estimate
 from federity.weights.keras_adapter import channel_last, import_keras
 
@@ -150,10 +150,8 @@ class KerasTrainer:
                 batch = order[begin:begin + params.batch_size]
                 second = rng.normal(size=(len(batch), model.noise)) if adversarial else labels[batch]
                 for step in steps:
-                    loss = float(step(tf.constant(features[batch]), tf.constant(second, second.dtype)))
-                    if not math.isfinite(loss):
-                        raise DataError("training diverged: the loss became infinite or NaN",
-                                        "lower lr in params.yaml, or check that the features are scaled")
+                    loss = step(tf.constant(features[batch]), tf.constant(second, second.dtype))
+            require_finite_loss(float(loss))
         return self.evaluate(model, data, objective)
 
     def memory(self, model: Any, data: Dataset, params: TrainingParams) -> MemoryEstimate:

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from federity.data import Dataset
-from federity.errors import DataError, ProofError
+from federity.errors import ProofError
 from federity.proofs.policy import ProvedHead
-from federity.training import EVALUATION_BATCH, TrainingParams
+from federity.training import EVALUATION_BATCH, TrainingParams, require_finite_loss
 from federity.training.memory import MemoryEstimate, estimate
 
 
@@ -89,11 +89,9 @@ def _fit_graph(model: nn.Module, data: Dataset, params: TrainingParams, objectiv
         optimizer.zero_grad()
         loss = _training_loss(objective, model(features, edges), features, labels)
         loss = loss + proximal() if proximal is not None else loss
-        if not torch.isfinite(loss):
-            raise DataError("training diverged: the loss became infinite or NaN",
-                            "lower lr in params.yaml, or check that the features are scaled")
         loss.backward()
         optimizer.step()
+        require_finite_loss(float(loss))
 
 
 def _optimizer(module: nn.Module, params: TrainingParams) -> torch.optim.Optimizer:
@@ -138,11 +136,9 @@ def _fit_adversarial(model: nn.Module, data: Dataset, params: TrainingParams) ->
                 loss = _discriminator_loss(model, real, fake) if index == 0 else _generator_loss(model, fake)
                 if proximal[index] is not None:
                     loss = loss + proximal[index]()
-                if not torch.isfinite(loss):
-                    raise DataError("training diverged: the loss became infinite or NaN",
-                                    "lower lr in params.yaml, or check that the features are scaled")
                 loss.backward()
                 optimizer.step()
+        require_finite_loss(float(loss))
 
 
 class TorchTrainer:
@@ -180,11 +176,9 @@ class TorchTrainer:
                 loss = _training_loss(objective, model(features[batch]), features[batch], labels[batch])
                 if proximal is not None:
                     loss = loss + proximal()
-                if not torch.isfinite(loss):
-                    raise DataError("training diverged: the loss became infinite or NaN",
-                                    "lower lr in params.yaml, or check that the features are scaled")
                 loss.backward()
                 optimizer.step()
+            require_finite_loss(float(loss))
         return self.evaluate(model, data, objective)
 
     def memory(self, model: nn.Module, data: Dataset, params: TrainingParams) -> MemoryEstimate:

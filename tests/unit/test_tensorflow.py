@@ -13,7 +13,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from federity.data import load_dataset
-from federity.errors import ConfigError, WeightsError
+from federity.errors import ConfigError, DataError, WeightsError
 from federity.identity import Wallet
 from federity.models import build_model
 from federity.training import TrainingParams, get_trainer
@@ -146,3 +146,12 @@ def test_a_keras_process_refuses_another_keras_backend(monkeypatch: pytest.Monke
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(ConfigError, match="Keras runs on the 'jax' backend in this process"):
         get_framework("tensorflow").seed(0)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_training_that_diverges_is_stopped_with_what_to_change(tmp_path: Path, framework: str) -> None:
+    data = load_dataset(write_csv(tmp_path / "t.csv", 64, seed=5))
+    data.features[:] *= 1e37  # float32 overflows in the first layer: the loss is NaN from the first step
+    model = build_model("mlp", framework, {"in_features": 4, "hidden": 8, "num_classes": 2})
+    with pytest.raises(DataError, match="training diverged: the loss became infinite or NaN"):
+        get_trainer(framework).fit(model, data, TrainingParams(lr=0.1, epochs=2, batch_size=16))

@@ -162,11 +162,10 @@ def canonical_header(layout: Layout) -> bytes:
     """The first bytes (length, JSON header, padding) of the canonical safetensors file of tensors with this
     ``layout``: byte for byte what :func:`tensors_to_bytes` writes before the data, so a file written tensor by
     tensor after it hashes as the one written whole. Tensors are laid out as the safetensors library lays them out
-    (:func:`canonical_order`); a 0-d tensor is stored with shape ``[1]``, as :func:`tensors_to_bytes`
-    stores it."""
+    (:func:`canonical_order`); a 0-d tensor keeps its shape ``[]`` and holds one value, as
+    :func:`tensors_to_bytes` stores it."""
     position, entries = 0, {}
-    for name, (stored_shape, dtype) in canonical_order(layout):
-        shape = stored_shape or (1,)
+    for name, (shape, dtype) in canonical_order(layout):
         size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         entries[name] = {"dtype": _SAFETENSORS_DTYPES[np.dtype(dtype).str], "shape": list(shape),
                          "data_offsets": [position, position + size]}

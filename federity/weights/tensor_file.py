@@ -116,7 +116,7 @@ class CanonicalWriter:
         position = len(header)
         for name, (shape, dtype) in canonical_order(layout):
             self._offsets[name] = position
-            position += int(np.prod(shape or (1,), dtype=np.int64)) * np.dtype(dtype).itemsize
+            position += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         self.path = path
         self.md5: str | None = None
         self._size = position

@@ -97,3 +97,15 @@ def test_a_scalar_tensor_keeps_its_empty_shape_through_safetensors() -> None:
     tensors = {"bn.num_batches_tracked": np.array(7, np.int64), "bn.weight": np.ones(3, np.float32)}
     back = read_tensors(tensors_to_bytes(tensors), "weights")
     assert back["bn.num_batches_tracked"].shape == () and int(back["bn.num_batches_tracked"]) == 7
+
+
+def test_the_canonical_writer_keeps_a_scalar_tensor_scalar_and_matches_the_whole_file(tmp_path: Path) -> None:
+    """What aggregation and merging write piece by piece is byte for byte what tensors_to_bytes writes, 0-d
+    tensors included (a BatchNorm counter stored as (1,) would not load into its model)."""
+    tensors = {"bn.num_batches_tracked": np.array(9, np.int64), "w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    writer = CanonicalWriter(tmp_path / "out.safetensors", tensor_layout(tensors))
+    for name, value in tensors.items():
+        writer.write(name, 0, value.reshape(-1))
+    writer.finish()
+    assert (tmp_path / "out.safetensors").read_bytes() == tensors_to_bytes(tensors)
+    assert read_tensors((tmp_path / "out.safetensors").read_bytes(), "out")["bn.num_batches_tracked"].shape == ()

@@ -180,21 +180,12 @@ def efficientnet(in_channels: int = 3, num_classes: int = 10, width_percent: int
     return _logits_of(_transformers().EfficientNetForImageClassification(config))
 
 
-def transformer_encoder(vocab_size: int, max_length: int = 128, dim: int = 64, layers: int = 2, heads: int = 4,
-                        num_classes: int = 2) -> Any:
-    """A DistilBERT text classifier (Sanh, Debut, Chaumond and Wolf, "DistilBERT, a distilled version of BERT",
-    2019) of ``layers`` blocks, ``dim`` wide with ``heads`` attention heads, on token ids (0 is padding, masked
-    out of attention) of at most ``max_length`` tokens."""
+def _on_token_ids(model: Any) -> Any:
+    """A ``transformers`` text model as a module that maps token ids (as numbers; 0 is padding, masked out of
+    attention) to its scores."""
     from torch import nn
 
-    config = _transformers().DistilBertConfig(vocab_size=vocab_size, max_position_embeddings=max_length, dim=dim,
-                                              n_layers=layers, n_heads=heads, hidden_dim=4 * dim,
-                                              num_labels=num_classes, pad_token_id=0)
-    model = _transformers().DistilBertForSequenceClassification(config)
-
-    class TextClassifier(nn.Module):
-        """Token ids (as numbers) to class scores."""
-
+    class TokenModel(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
@@ -203,7 +194,18 @@ def transformer_encoder(vocab_size: int, max_length: int = 128, dim: int = 64, l
             ids = x.long()
             return self.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
 
-    return TextClassifier()
+    return TokenModel()
+
+
+def transformer_encoder(vocab_size: int, max_length: int = 128, dim: int = 64, layers: int = 2, heads: int = 4,
+                        num_classes: int = 2) -> Any:
+    """A DistilBERT text classifier (Sanh, Debut, Chaumond and Wolf, "DistilBERT, a distilled version of BERT",
+    2019) of ``layers`` blocks, ``dim`` wide with ``heads`` attention heads, on token ids (0 is padding, masked
+    out of attention) of at most ``max_length`` tokens."""
+    config = _transformers().DistilBertConfig(vocab_size=vocab_size, max_position_embeddings=max_length, dim=dim,
+                                              n_layers=layers, n_heads=heads, hidden_dim=4 * dim,
+                                              num_labels=num_classes, pad_token_id=0)
+    return _on_token_ids(_transformers().DistilBertForSequenceClassification(config))
 
 
 def transformer_decoder(vocab_size: int, max_length: int = 128, dim: int = 64, layers: int = 2,
@@ -211,24 +213,9 @@ def transformer_decoder(vocab_size: int, max_length: int = 128, dim: int = 64, l
     """A GPT-2 language model (Radford, Wu, Child, Luan, Amodei and Sutskever, "Language Models are Unsupervised
     Multitask Learners", 2019) of ``layers`` blocks, ``dim`` wide with ``heads`` heads, scoring the next token id
     at each of at most ``max_length`` positions (0 is padding, masked out)."""
-    from torch import nn
-
     config = _transformers().GPT2Config(vocab_size=vocab_size, n_positions=max_length, n_embd=dim, n_layer=layers,
                                         n_head=heads, pad_token_id=0, bos_token_id=0, eos_token_id=0)
-    model = _transformers().GPT2LMHeadModel(config)
-
-    class LanguageModel(nn.Module):
-        """Token ids (as numbers) to next-token scores at every position."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: Any) -> Any:
-            ids = x.long()
-            return self.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
-
-    return LanguageModel()
+    return _on_token_ids(_transformers().GPT2LMHeadModel(config))
 
 
 def autoencoder(in_features: int, hidden: int = 32, code: int = 8) -> Any:

@@ -7,15 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from federity.data import load_dataset
-from federity.errors import DataError
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.training import evaluate
 from federity.weights import read_tensors
-from tests.conftest import snapshot, train_and_push
+from tests.conftest import train_and_push
 
 
 def _communities(path: Path, site: int, nodes: int = 120) -> Path:
@@ -57,29 +55,7 @@ def test_a_gcn_learns_from_the_graph_in_a_full_round(tmp_path: Path, owner: Wall
     assert accuracy > 0.9  # a node's own features give about 62%; its neighbours give the rest
 
 
-@pytest.mark.parametrize(("edges", "message"), [
-    (np.array([[0, 1], [1, 7]]), "edge_index names nodes outside the graph's 5"),
-    (np.array([[0, -1], [1, 2]]), "edge_index names nodes outside the graph's 5"),
-    (np.array([[0.0, 1.0], [1.0, 2.0]]), r"edge_index has shape \(2, 2\) and dtype kind 'f'"),
-    (np.array([0, 1, 2]), r"edge_index has shape \(3,\)"),
-])
-def test_a_graph_whose_edges_name_no_node_is_refused_without_values(tmp_path: Path, edges: np.ndarray,
-                                                                    message: str) -> None:
-    np.savez(tmp_path / "g.npz", x=np.zeros((5, 3), np.float32), edge_index=edges, y=np.zeros(5, np.int64))
-    with pytest.raises(DataError, match=message):
-        load_dataset(tmp_path / "g.npz")
-
-
 def test_the_contract_sees_labels_and_degrees_never_features(tmp_path: Path) -> None:
     data = load_dataset(_communities(tmp_path / "g.npz", 0))
     assert list(data.table.columns) == ["label", "degree"] and data.edges is not None
     assert data.table["degree"].sum() == 2 * data.edges.shape[1]
-
-
-def test_a_tensorflow_repository_refuses_a_graph_and_changes_nothing(tmp_path: Path, owner: Wallet) -> None:
-    repo, _ = Repository.init(tmp_path / "repo", owner, name="x", framework="tensorflow", model="cnn",
-                              model_args=["in_channels=1", "num_classes=2"])  # its contract counts no columns
-    before = snapshot(repo)
-    with pytest.raises(DataError, match=r"the dataset is a graph .* the TensorFlow zoo has no graph model"):
-        repo.train(owner, _communities(tmp_path / "g.npz", 0))
-    assert snapshot(repo) == before

@@ -223,10 +223,17 @@ def read_suite(raw: bytes | str, source: str = CONTRACT_FILE) -> dict[str, Any]:
     return check_suite(suite, source)
 
 
+def load_great_expectations() -> Any:
+    """Import great-expectations with its usage analytics off (they would send events over the network)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations
+
+    return great_expectations
+
+
 @contextlib.contextmanager
 def _quiet() -> Any:
     """Keep great-expectations' progress bars and logs out of the output (which may leave the site)."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logger = logging.getLogger("great_expectations")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
@@ -242,8 +249,7 @@ def validate(table: pd.DataFrame, suite: dict[str, Any]) -> ContractReport:
     nothing else: no counts, no values."""
     checked = check_suite(suite, CONTRACT_FILE)
     with _quiet():
-        import great_expectations as gx
-
+        gx = load_great_expectations()
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = {"globally": False}
         failed = False

@@ -1,11 +1,12 @@
 """A local Prefect server in a subprocess: the embedded default for ``federity demo`` and the end-to-end tests.
 
-The server keeps its SQLite database and logs under its own ``PREFECT_HOME``; :meth:`LocalPrefectServer.env`
-gives the variables a client or agent process needs to talk to it.
+The server keeps its logs (and, without a database URL, its SQLite database) under its own ``PREFECT_HOME``;
+:meth:`LocalPrefectServer.env` gives the variables a client or agent process needs to talk to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -33,9 +35,11 @@ def free_port() -> int:
 class LocalPrefectServer:
     """``prefect server start`` on 127.0.0.1 with its own home directory."""
 
-    def __init__(self, home: Path, port: int | None = None) -> None:
+    def __init__(self, home: Path, port: int | None = None, database_url: str | None = None) -> None:
         self.home = Path(home).resolve()
         self.port = port or free_port()
+        self.database_url = database_url
+        """Where the server keeps its state (a ``postgresql+asyncpg://`` URL); by default SQLite in its home."""
         self.log_path = self.home / "server.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +62,8 @@ class LocalPrefectServer:
         """Start the server and wait until its health endpoint answers."""
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env(), "PREFECT_UI_API_URL": self.api_url}
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
@@ -98,3 +104,21 @@ class LocalPrefectServer:
 
     def __exit__(self, *exc: object | TracebackType) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def local_prefect(home: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[LocalPrefectServer]:
+    """A local Prefect server on a PostgreSQL server of its own (:mod:`federity.postgres`), or on SQLite in its
+    home when PostgreSQL is not installed (rounds then wait on SQLite's locks: seconds each)."""
+    from federity.postgres import LocalPostgres, PostgresError, postgres_bin
+
+    try:
+        postgres_bin()
+    except PostgresError as e:
+        progress(f"{e}: the Prefect server keeps its state in SQLite, and rounds will be slower")
+        with LocalPrefectServer(home) as server:
+            yield server
+        return
+    with LocalPostgres() as postgres, LocalPrefectServer(home, database_url=postgres.create_database("prefect")
+                                                         ) as server:
+        yield server

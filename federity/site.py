@@ -1,7 +1,9 @@
 """A contributor's site: the workspace clone an edge agent trains in, kept next to the site's private data.
 
 :func:`train_at_site` is what an agent does for one round — bring its clone to the round's base commit, train on
-local data, push the update — and what it reports back (ids and metrics only; never data, paths or weights).
+local data, push the update — and what it reports back (ids and metrics only; never data, paths or weights). The
+agent's flow runs its stages as separate task runs: :func:`start_training`, the stages of
+:class:`~federity.repo.train.LocalTraining`, :func:`publish`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from federity.identity import Wallet
 from federity.repo import MAIN_BRANCH, Repository
 from federity.repo.branches import require_model_branch
 from federity.repo.sync import fetch_checked
+from federity.repo.train import LocalTraining, UpdateResult, prepare_training
 
 
 def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH) -> Repository:
@@ -32,17 +35,31 @@ def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH) -> Reposi
     return repo
 
 
-def train_at_site(remote: str, directory: Path, wallet: Wallet, data: Path, *, base: str, nonce: str | None,
-                  branch: str = MAIN_BRANCH, epochs: int | None = None,
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train the round's ``base`` model (the head of origin's ``branch``) on ``data`` and push the update; return
-    what may leave the site (the proof summary holds a sha256, step counts, timings and sizes: no data)."""
+def start_training(remote: str, directory: Path, wallet: Wallet, data: Path, *, base: str, nonce: str | None,
+                   branch: str = MAIN_BRANCH, epochs: int | None = None) -> LocalTraining:
+    """Bring the site's clone to the round's ``base`` (the head of origin's ``branch``) and prepare to train on
+    ``data`` (:func:`federity.repo.train.prepare_training`: nothing is read from the data yet)."""
     repo = workspace(remote, directory, branch)
     if repo.head() != base:
         raise RemoteError(f"the round's base {base[:12]} is not the head of origin's {branch} ({repo.head()[:12]})",
                           "the round is out of date: the owner should start a new round")
-    result = repo.train(wallet, data, base=base, branch=branch, nonce=nonce, epochs=epochs, progress=progress)
-    repo.push()
-    repo.checkout(branch)
-    return {"update": result.update, "round": result.round, "n_samples": result.n_samples,
-            "metrics": result.metrics, "proof": result.proof}
+    return prepare_training(repo, wallet, data, base=base, branch=branch, nonce=nonce, epochs=epochs)
+
+
+def publish(training: LocalTraining, update: UpdateResult) -> dict[str, Any]:
+    """Push the committed update, return the clone to the round's branch, and say what may leave the site (the
+    proof summary holds a sha256, step counts, timings and sizes: no data)."""
+    training.repo.push()
+    training.repo.checkout(training.branch)
+    return {"update": update.update, "round": update.round, "n_samples": update.n_samples,
+            "metrics": update.metrics, "proof": update.proof}
+
+
+def train_at_site(remote: str, directory: Path, wallet: Wallet, data: Path, *, base: str, nonce: str | None,
+                  branch: str = MAIN_BRANCH, epochs: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One round at a site, whole: :func:`start_training`, check the data, train, commit, :func:`publish`."""
+    training = start_training(remote, directory, wallet, data, base=base, nonce=nonce, branch=branch, epochs=epochs)
+    training.check_data()
+    training.fit(progress)
+    return publish(training, training.commit())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from federity.demo import DemoSummary, finish, prepare_federation, round_summary, start_agent
 from federity.errors import FederityError
-from federity.prefect_server import LocalPrefectServer
+from federity.prefect_server import local_prefect
 
 
 def wait_for_deployments(pools: list[str], timeout: float, agents: list[subprocess.Popen[bytes]]) -> None:
@@ -41,15 +41,14 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = 
     """Build the federation in ``workdir`` (which must be new or empty) and run ``rounds`` rounds of the round
     flow (auto review, FedAvg) through a local Prefect server and one agent per hospital; see
     :mod:`federity.demo`."""
-    from flows.round import federated_round
-
     started = time.monotonic()
     federation = prepare_federation(workdir, hospitals, proofs, progress)
-    progress("starting a local Prefect server")
-    with LocalPrefectServer(federation.workdir / "prefect") as server:
-        # agents look for work every second (Prefect's default is 10 s), so rounds do not wait on polling
-        env = {**os.environ, **server.env(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    progress("starting a local Prefect server (on its own PostgreSQL)")
+    with local_prefect(federation.workdir / "prefect", progress) as server:
+        env = {**os.environ, **server.env()}
         os.environ.update(server.env())
+        from flows.round import federated_round  # Prefect reads its settings on import: after the server's are set
+
         progress(f"starting {hospitals} agent processes")
         agents = [start_agent(p, d, w.path, env)
                   for p, d, w in zip(federation.pools, federation.hospital_dirs, federation.sites, strict=True)]

@@ -1,6 +1,6 @@
-"""The local-train flow each edge agent serves: train the round's base model on the site's private data and push
-the update. The data path, the wallet and the workspace are the agent's own settings (environment variables set
-by ``federity agent start``); they never travel as parameters."""
+"""The local-train flow each edge agent runs: train the round's base model on the site's private data and push
+the update, each stage a task run. The data path, the wallet and the workspace are the agent's own settings
+(environment variables set by ``federity agent start``); they never travel as parameters."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 from typing import Any
 
 from prefect import flow
+from prefect.utilities.annotations import quote
 
-from tasks.rounds import train_at_site
+from tasks.training import check_data, commit_update, fit, publish, start_training
 
 AGENT_DATA = "FEDERITY_AGENT_DATA"
 AGENT_WORKSPACE = "FEDERITY_AGENT_WORKSPACE"
@@ -20,4 +21,9 @@ def local_train(remote: str, base: str, round: int, nonce: str, branch: str = "m
                 epochs: int | None = None) -> dict[str, Any]:
     """Train for round ``round`` of ``branch`` from commit ``base``; returns the update id, sample count and local
     metrics."""
-    return train_at_site(remote, os.environ[AGENT_WORKSPACE], os.environ[AGENT_DATA], base, nonce, branch, epochs)
+    training = start_training(remote, os.environ[AGENT_WORKSPACE], os.environ[AGENT_DATA], base, nonce, branch,
+                              epochs)
+    check_data(quote(training))
+    fit(quote(training))
+    update = commit_update(quote(training))
+    return publish(quote(training), update)

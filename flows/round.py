@@ -1,9 +1,11 @@
 """The round flow an owner runs (or schedules in the Prefect UI): N federated rounds.
 
-Each round: pin (branch, base commit, round, nonce) → local training at every site (``run_deployment`` of the
-``local-train/<pool>`` deployment each agent serves) → collect and check updates → review gate (``auto``
-approves every verified update; ``manual`` pauses the run with a form in the Prefect UI, which
-``federity review`` can also answer) → aggregate, commit and push → track in MLflow → mint the NFTs.
+First, finish what an interrupted run left (an aggregate committed but not pushed or not tracked). Then each
+round, each step a task run the Prefect UI times: pin (branch, base commit, round, nonce) → dispatch to the
+sites (``run_deployment`` of the ``local-train/<pool>`` deployment each agent serves) → wait for the sites →
+collect the updates → check them → review gate (``auto`` approves every verified update; ``manual`` pauses the
+run with a form in the Prefect UI, which ``federity review`` can also answer) → aggregate → push → track in
+MLflow → mint the NFTs.
 
 Only URIs, ids, hashes and metrics pass through Prefect. A round below quorum fails and leaves main unchanged.
 """
@@ -15,8 +17,18 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 
 from tasks.review_gate import review_form
-from tasks.rounds import collect_updates, finalise_round, mint, pin_round, record_decisions, track_round
-from tasks.sites import train_at_sites
+from tasks.rounds import (
+    aggregate_round,
+    check_updates,
+    collect_updates,
+    finish_interrupted_round,
+    mint,
+    pin_round,
+    push_round,
+    record_decisions,
+    track_round,
+)
+from tasks.sites import dispatch, wait_for_sites
 
 
 @flow(name="federated-round", persist_result=False)
@@ -28,12 +40,15 @@ def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Litera
     ``branch`` (main, or a variant the sites fine-tune: they train from its head and it takes the aggregates)."""
     logger = get_run_logger()
     summary = []
+    finished = finish_interrupted_round(repo, branch, validation)
+    if finished:
+        logger.warning("finished the interrupted round of %s: pushed and tracked its aggregate", finished[:12])
     for _ in range(rounds):
         pin = pin_round(repo, branch)
         logger.info("round %s of %s: base %s, sites %s", pin["round"], branch, pin["base"][:12], ", ".join(pools))
-        states = train_at_sites(pools, pin, train_timeout)
+        states = wait_for_sites(dispatch(pools, pin), train_timeout)
         logger.info("round %s: site runs %s", pin["round"], states)
-        updates = collect_updates(repo, pin)
+        updates = check_updates(repo, pin, collect_updates(repo, pin))
         verified = [u for u in updates if u["status"] == "verified"]
         for u in updates:
             if u["status"] == "rejected":
@@ -42,7 +57,8 @@ def federated_round(repo: str, pools: list[str], rounds: int = 1, review: Litera
         if review == "manual" and verified:
             decisions, reason = review_form(verified, pin["round"], review_timeout)
         approved = record_decisions(repo, pin, decisions, reason or None)
-        result = finalise_round(repo, pin, approved, strategy, strategy_params, quorum)
+        result = aggregate_round(repo, pin, approved, strategy, strategy_params, quorum)
+        push_round(repo, pin)
         run_id = track_round(repo, result["commit"], validation)
         nft = mint(repo, result["commit"])
         logger.info("round %s: commit %s from %s update(s), MLflow run %s, NFT %s", pin["round"],

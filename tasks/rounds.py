@@ -1,5 +1,5 @@
-"""Prefect tasks of a federated round: each wraps one coarse step of :mod:`federity.rounds` or
-:mod:`federity.site`. Only ids, hashes, URIs and metrics go in and out; results are not persisted."""
+"""Prefect tasks of the owner's round flow: each wraps one step of :mod:`federity.rounds`, so that the Prefect UI
+times each phase. Only ids, hashes, URIs and metrics go in and out; results are not persisted."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ def _owner(repo_dir: str) -> tuple[Repository, Wallet]:
     return Repository.open(repo_dir), Wallet.load()
 
 
+@task(name="finish interrupted round", retries=2, retry_delay_seconds=2)
+def finish_interrupted_round(repo_dir: str, branch: str, validation: str | None) -> str | None:
+    """Push and track an aggregate an interrupted round left unpushed or untracked; returns it, or None."""
+    from federity.rounds import finish_interrupted_round as finish
+
+    return finish(Repository.open(repo_dir), branch, Path(validation) if validation else None)
+
+
 @task(name="pin round", retries=2, retry_delay_seconds=2)
 def pin_round(repo_dir: str, branch: str) -> dict[str, Any]:
     """Pin the round's branch, base commit, round number and nonce."""
@@ -24,25 +32,26 @@ def pin_round(repo_dir: str, branch: str) -> dict[str, Any]:
     return pin(Repository.open(repo_dir), branch).to_json()
 
 
-@task(name="train at site")
-def train_at_site(remote: str, workspace: str, data: str, base: str, nonce: str, branch: str,
-                  epochs: int | None = None) -> dict[str, Any]:
-    """Train on the site's data and push the update (runs inside the agent's local-train flow); proving progress
-    goes to the run's log."""
-    from federity.site import train_at_site as train
-
-    return train(remote, Path(workspace), Wallet.load(), Path(data), base=base, nonce=nonce, branch=branch,
-                 epochs=epochs, progress=get_run_logger().info)
-
-
-@task(name="collect and check updates", retries=2, retry_delay_seconds=2)
-def collect_updates(repo_dir: str, pin: dict[str, Any]) -> list[dict[str, Any]]:
-    """Pull the round's updates and check them; returns each with its status and reason."""
+@task(name="collect updates", retries=2, retry_delay_seconds=2)
+def collect_updates(repo_dir: str, pin: dict[str, Any]) -> list[str]:
+    """Pull the round's updates; returns their ids."""
     from federity.rounds import RoundPin
     from federity.rounds import collect_updates as collect
 
+    return [u.id for u in collect(Repository.open(repo_dir), RoundPin(**pin))]
+
+
+@task(name="check updates", retries=2, retry_delay_seconds=2)
+def check_updates(repo_dir: str, pin: dict[str, Any], ids: list[str]) -> list[dict[str, Any]]:
+    """Check the round's updates (signatures, roles, base, nonce, tensors, proofs); returns each with its status
+    and reason."""
+    from federity.repo.updates import check_updates as check
+    from federity.repo.updates import list_updates
+
     repo, wallet = _owner(repo_dir)
-    return [u.to_json() for u in collect(repo, wallet, RoundPin(**pin))]
+    updates = [u for u in list_updates(repo) if u.id in ids]
+    check(repo, wallet, updates, nonce=pin["nonce"])  # recorded in signed review notes
+    return [u.to_json() for u in updates]
 
 
 @task(name="record review decisions")
@@ -57,18 +66,27 @@ def record_decisions(repo_dir: str, pin: dict[str, Any], decisions: dict[str, bo
     return [u.id for u in approve_verified(repo, wallet, mine, decisions, reason)]
 
 
-@task(name="aggregate, commit and push", retries=2, retry_delay_seconds=2)
-def finalise_round(repo_dir: str, pin: dict[str, Any], approved: list[str], strategy: str | None,
-                   strategy_params: dict[str, Any] | None, quorum: int) -> dict[str, Any]:
-    """Aggregate the approved updates on the round's branch and push (idempotent per round)."""
+@task(name="aggregate", retries=2, retry_delay_seconds=2)
+def aggregate_round(repo_dir: str, pin: dict[str, Any], approved: list[str], strategy: str | None,
+                    strategy_params: dict[str, Any] | None, quorum: int) -> dict[str, Any]:
+    """Aggregate the approved updates into the round's signed commit on its branch (idempotent per round)."""
     from federity.repo.updates import list_updates
     from federity.rounds import RoundPin
-    from federity.rounds import finalise_round as finalise
+    from federity.rounds import aggregate_round as aggregate
 
     repo, wallet = _owner(repo_dir)
     chosen = [u for u in list_updates(repo) if u.id in approved]
-    return finalise(repo, wallet, RoundPin(**pin), chosen, strategy=strategy, parameters=strategy_params,
-                    quorum=quorum)
+    return aggregate(repo, wallet, RoundPin(**pin), chosen, strategy=strategy, parameters=strategy_params,
+                     quorum=quorum)
+
+
+@task(name="push", retries=2, retry_delay_seconds=2)
+def push_round(repo_dir: str, pin: dict[str, Any]) -> None:
+    """Push the round's aggregate and review notes to origin."""
+    from federity.rounds import RoundPin
+    from federity.rounds import push_round as push
+
+    push(Repository.open(repo_dir), RoundPin(**pin))
 
 
 @task(name="track in MLflow", retries=2, retry_delay_seconds=2)

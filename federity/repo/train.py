@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.errors import ConfigError, DataError
+from federity.errors import ConfigError, DataError, WorkingTreeError
 from federity.identity import Wallet
 from federity.proofs.policy import require_plain_sgd
 from federity.records import MAIN_BRANCH, UPDATE_BRANCH_PREFIX
@@ -30,10 +30,13 @@ from federity.repo.paths import write_inside
 from federity.repo.proof_inputs import prove_training
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
-from federity.training import TrainResult, evaluate, train_locally
+from federity.training import TrainingParams, TrainResult, evaluate, train_locally
 from federity.weights import WEIGHTS_FILE, read_tensors, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
+    from federity.config import RepoConfig
+    from federity.contract import ContractReport
+    from federity.data import Dataset
     from federity.repo import Repository
 
 
@@ -81,18 +84,89 @@ def _base_on(repo: Repository, branch: str, base: str | None) -> str:
     return commit
 
 
-def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = None, branch: str = MAIN_BRANCH,
-          nonce: str | None = None, epochs: int | None = None,
-          progress: Callable[[str], None] | None = None) -> UpdateResult:
-    """Validate ``data`` against the contract, train the model of ``base`` (default: ``branch``'s head) on it, and
-    commit the result as an update for ``branch`` signed by ``wallet``. The working tree is left on the update's
-    branch, ready to push.
-    When the repository requires proofs of training, the head is trained in the circuit and the audited steps
-    are proved (:mod:`federity.proofs`); ``progress`` receives one line per stage.
+@dataclass
+class LocalTraining:
+    """One update in the making, stage by stage: :func:`prepare_training`, then :meth:`check_data`, :meth:`fit`
+    and :meth:`commit` (:func:`train` runs them in turn; a site's flow runs each as its own task run)."""
 
-    On any failure the repository is left as it was.
-    """
-    from federity.contract import CONTRACT_FILE, read_suite, require_valid
+    repo: Repository
+    wallet: Wallet
+    data: Path
+    base: str
+    branch: str
+    nonce: str | None
+    round: int
+    """The round the update is for: the base's, plus one."""
+    config: RepoConfig
+    params: TrainingParams
+    suite: dict[str, Any]
+    dataset: Dataset | None = None
+    report: ContractReport | None = None
+    result: TrainResult | None = None
+    proof_files: dict[str, bytes] = field(default_factory=dict)
+    proof_summary: dict[str, Any] | None = None
+
+    def check_data(self) -> ContractReport:
+        """Read the site's dataset and check it against the base's data contract."""
+        from federity.contract import require_valid
+
+        self.dataset = site_dataset(self.repo, self.base, self.config, self.data)
+        self.report = require_valid(self.dataset.table, self.suite)
+        return self.report
+
+    def fit(self, progress: Callable[[str], None] | None = None) -> TrainResult:
+        """Train the base model on the checked dataset; when the repository requires proofs, train the head in
+        the circuit and prove the audited steps (``progress`` receives one line per stage)."""
+        if self.dataset is None:
+            raise WorkingTreeError("the data has not been checked against the contract", "call check_data first")
+        base_tensors = read_tensors(self.repo.store.read(self.base), f"the weights of {self.base[:12]}")
+        if self.config.proofs is not None:
+            proved = prove_training(self.repo, self.wallet, self.base, base_tensors, self.dataset, self.params,
+                                    self.nonce, progress)
+            metrics = evaluate(self.config, self.repo.root, proved.tensors, self.dataset)
+            result = TrainResult(proved.tensors, self.dataset.n_samples, metrics)
+            self.proof_files, self.proof_summary = proved.files, proved.summary
+        else:
+            result = train_locally(self.config, self.repo.root, base_tensors, self.dataset, self.params)
+        if not all(np.isfinite(t).all() for t in result.tensors.values() if np.issubdtype(t.dtype, np.floating)):
+            raise DataError("training produced non-finite weights (NaN or infinity)",
+                            "lower lr in params.yaml, or check that the features are scaled")
+        self.result = result
+        return result
+
+    def commit(self) -> UpdateResult:
+        """Commit the trained weights (and proof) as a signed update on a new update branch, checked out."""
+        if self.result is None or self.report is None:
+            raise WorkingTreeError("nothing has been trained yet", "call check_data and fit first")
+        repo, wallet, result, round = self.repo, self.wallet, self.result, self.round
+        record = {
+            "schema": UPDATE_SCHEMA, "base": self.base, "round": round, "nonce": self.nonce,
+            "n_samples": result.n_samples, "metrics": result.metrics, "params": self.params.to_json(),
+            "contract": {"expectations": self.report.expectations, "passed": True}, "proof": self.proof_summary,
+            **({} if self.branch == MAIN_BRANCH else {"branch": self.branch}),
+        }
+        update_branch = _update_branch(repo, self.branch, round, wallet.pubkey)
+        with repo.transaction():
+            repo.git.run("checkout", "--quiet", "-b", update_branch, self.base)
+            repo.store.checkout()  # model/ as the base has it: no file of the branch checked out before comes along
+            # never through a link: a second line of defence behind the tree check above
+            write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", tensors_to_bytes(result.tensors))
+            for relpath, content in self.proof_files.items():
+                write_inside(repo.root, f"{MODEL_DIR}/{relpath}", content)
+            write_inside(repo.root, UPDATE_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+            repo.store.track()
+            commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
+                                   [self.base], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE),
+                                   proof_sha256=self.proof_summary["sha256"] if self.proof_summary else None)
+        return UpdateResult(commit.commit, self.base, update_branch, round, result.n_samples, result.metrics,
+                            record["contract"], self.proof_summary, target=self.branch)
+
+
+def prepare_training(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = None,
+                     branch: str = MAIN_BRANCH, nonce: str | None = None, epochs: int | None = None) -> LocalTraining:
+    """Check that an update for ``branch`` can be trained from ``base`` (default: ``branch``'s head) here, and
+    read what training needs from the base: its configuration, parameters and data contract. No data is read."""
+    from federity.contract import CONTRACT_FILE, read_suite
 
     repo.require_clean()  # before training, not only when committing
     base_commit = _base_on(repo, branch, base)
@@ -112,41 +186,22 @@ def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = No
         raise ConfigError(f"commit {base_commit[:12]} has no data contract ({CONTRACT_FILE})",
                           "ask the owner to add one: every update must be trained on data that passed it")
     suite = read_suite(suite_raw, f"{CONTRACT_FILE} at {base_commit[:12]}")  # checked before any data is read
-    dataset = site_dataset(repo, base_commit, config, Path(data))
-    report = require_valid(dataset.table, suite)
-    base_tensors = read_tensors(repo.store.read(base_commit), f"the weights of {base_commit[:12]}")
-    proof_files: dict[str, bytes] = {}
-    proof_summary: dict[str, Any] | None = None
-    if config.proofs is not None:
-        proved = prove_training(repo, wallet, base_commit, base_tensors, dataset, params, nonce, progress)
-        metrics = evaluate(config, repo.root, proved.tensors, dataset)
-        result = TrainResult(proved.tensors, dataset.n_samples, metrics)
-        proof_files, proof_summary = proved.files, proved.summary
-    else:
-        result = train_locally(config, repo.root, base_tensors, dataset, params)
-    if not all(np.isfinite(t).all() for t in result.tensors.values() if np.issubdtype(t.dtype, np.floating)):
-        raise DataError("training produced non-finite weights (NaN or infinity)",
-                        "lower lr in params.yaml, or check that the features are scaled")
+    return LocalTraining(repo, wallet, Path(data), base_commit, branch, nonce, base_meta.round + 1, config, params,
+                         suite)
 
-    round = base_meta.round + 1
-    record = {
-        "schema": UPDATE_SCHEMA, "base": base_commit, "round": round, "nonce": nonce,
-        "n_samples": result.n_samples, "metrics": result.metrics, "params": params.to_json(),
-        "contract": {"expectations": report.expectations, "passed": True}, "proof": proof_summary,
-        **({} if branch == MAIN_BRANCH else {"branch": branch}),
-    }
-    update_branch = _update_branch(repo, branch, round, wallet.pubkey)
-    with repo.transaction():
-        repo.git.run("checkout", "--quiet", "-b", update_branch, base_commit)
-        repo.store.checkout()  # model/ as the base has it: no file of the branch checked out before comes along
-        # never through a link: a second line of defence behind the tree check above
-        write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", tensors_to_bytes(result.tensors))
-        for relpath, content in proof_files.items():
-            write_inside(repo.root, f"{MODEL_DIR}/{relpath}", content)
-        write_inside(repo.root, UPDATE_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-        repo.store.track()
-        commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
-                               [base_commit], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE),
-                               proof_sha256=proof_summary["sha256"] if proof_summary else None)
-    return UpdateResult(commit.commit, base_commit, update_branch, round, result.n_samples, result.metrics,
-                        record["contract"], proof_summary, target=branch)
+
+def train(repo: Repository, wallet: Wallet, data: Path, *, base: str | None = None, branch: str = MAIN_BRANCH,
+          nonce: str | None = None, epochs: int | None = None,
+          progress: Callable[[str], None] | None = None) -> UpdateResult:
+    """Validate ``data`` against the contract, train the model of ``base`` (default: ``branch``'s head) on it, and
+    commit the result as an update for ``branch`` signed by ``wallet``. The working tree is left on the update's
+    branch, ready to push.
+    When the repository requires proofs of training, the head is trained in the circuit and the audited steps
+    are proved (:mod:`federity.proofs`); ``progress`` receives one line per stage.
+
+    On any failure the repository is left as it was.
+    """
+    run = prepare_training(repo, wallet, data, base=base, branch=branch, nonce=nonce, epochs=epochs)
+    run.check_data()
+    run.fit(progress)
+    return run.commit()

@@ -178,7 +178,7 @@ class TorchTrainer:
                     loss = loss + proximal()
                 loss.backward()
                 optimizer.step()
-            require_finite_loss(float(loss))
+            require_finite_loss(loss.item())
         return self.evaluate(model, data, objective)
 
     def memory(self, model: nn.Module, data: Dataset, params: TrainingParams) -> MemoryEstimate:

@@ -4,20 +4,25 @@ appear nowhere outside that site's directory."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from federity.identity import Wallet
-from federity.prefect_server import LocalPrefectServer
+from federity.prefect_server import local_prefect
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
 from federity.repo.commits import read_commit
@@ -71,8 +76,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     table.to_csv(data_a, index=False)
     write_csv(site_dirs[1] / "data" / "train.csv", 60, seed=2)
 
-    with LocalPrefectServer(root / "prefect") as server:
-        env.update(server.env(), PREFECT_RUNNER_POLL_FREQUENCY="1")
+    # workers beat every 2 s and the server looks for silent ones every 2 s: a dead agent shows offline in seconds
+    patch.setenv("PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS", "2")
+    env["PREFECT_WORKER_HEARTBEAT_SECONDS"] = "2"
+    with local_prefect(root / "prefect") as server:
+        env.update(server.env())
         env["FEDERITY_WALLET"] = str(owner.path)
         agents = []
         for pool, directory, wallet in zip(["site-a", "site-b"], site_dirs, sites, strict=True):
@@ -112,13 +120,21 @@ def _wait_for_deployments(env: dict[str, str], pools: list[str], timeout: float 
 def test_an_auto_round_aggregates_both_sites_and_a_dead_site_is_left_out(federation: Federation) -> None:
     main = federation.owner.head()
     out = _run(federation.env, "--json", "round", "run", "--pool", "site-a", "--pool", "site-b", "--pool",
-               "site-dead", "--pool", "site-unknown", "--train-timeout", "60", "--quorum", "2",
+               "site-dead", "--pool", "site-unknown", "--train-timeout", "60", "--quorum", "2", "--live",
                cwd=federation.owner.root)
-    import json
 
     [summary] = json.loads(out.stdout)["rounds"]
     assert summary["sites"] == {"site-a": "Completed", "site-b": "Completed", "site-dead": "TIMED OUT",
                                 "site-unknown": "NOT SERVED"}
+    # the live view (on stderr, its last state when stderr is not a terminal) shows each site's run and phase
+    view = out.stderr[out.stderr.index("federated round"):]
+    assert re.search(r"site-a\s*│\s*Completed\s*│\s*push update\s*│\s*Completed", view), view
+    assert re.search(r"site-dead\s*│\s*Cancelled", view) and re.search(r"site-unknown\s*│\s*waiting", view), view
+    assert re.search(r"owner\s*│\s*(Running|Completed)\s*│\s*mint NFTs", view), view
+    # the Prefect UI shows the dead site's worker offline and its pool not ready; the live ones online
+    assert _workers(federation.env, "site-dead") == ["OFFLINE"]
+    assert _workers(federation.env, "site-a") == ["ONLINE"]
+    assert _api(federation.env, "GET", "/work_pools/site-dead")["status"] == "NOT_READY"
     assert len(summary["updates"]) == 2 and summary["parents"][0] == main and summary["mlflow_run"]
     owner = Repository.open(federation.owner.root)
     assert owner.head() == summary["commit"]
@@ -133,7 +149,6 @@ def test_an_auto_round_aggregates_both_sites_and_a_dead_site_is_left_out(federat
 
 
 def test_an_agent_killed_mid_training_is_left_out_after_the_timeout(federation: Federation) -> None:
-    import json
 
     import psutil  # a dependency of DVC
 
@@ -165,16 +180,31 @@ def test_an_agent_killed_mid_training_is_left_out_after_the_timeout(federation: 
     assert Repository.open(federation.owner.root).head() == summary["commit"]
 
 
+def _api(env: dict[str, str], method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One call to the Prefect server's REST API, as the Prefect UI makes it."""
+    request = urllib.request.Request(f"{env['PREFECT_API_URL']}{path}", None if body is None else
+                                     json.dumps(body).encode(), {"Content-Type": "application/json"}, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
 def _running(env: dict[str, str], deployment: str) -> bool:
     """Whether a flow run of ``deployment`` is in the Running state (its engine started: training under way)."""
-    import json
-    import urllib.request
-
     body = {"deployments": {"name": {"any_": [deployment]}}, "flow_runs": {"state": {"name": {"any_": ["Running"]}}}}
-    request = urllib.request.Request(f"{env['PREFECT_API_URL']}/flow_runs/filter", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return bool(json.loads(response.read()))
+    return bool(_api(env, "POST", "/flow_runs/filter", body))
+
+
+def _workers(env: dict[str, str], pool: str, timeout: float = 30) -> list[str]:
+    """The statuses of ``pool``'s workers, once none is still changing (a dead worker goes offline after three
+    missed heartbeats)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = sorted(w["status"] for w in _api(env, "POST", f"/work_pools/{pool}/workers/filter", {}))
+        alive = [s for s in statuses if s == "ONLINE"]
+        if time.monotonic() > deadline or (statuses and (len(alive) in (0, len(statuses)))):
+            return statuses
+        time.sleep(1)
 
 
 def test_below_quorum_the_round_fails_and_main_is_unchanged(federation: Federation) -> None:
@@ -215,7 +245,6 @@ def test_a_manual_review_pauses_the_round_until_federity_review_answers(federati
 
 
 def _wait_for_verified(federation: Federation, count: int, timeout: float = 240) -> list[str]:
-    import json
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -228,7 +257,6 @@ def _wait_for_verified(federation: Federation, count: int, timeout: float = 240)
 
 
 def test_a_round_on_a_variant_branch_lands_there_and_merges_back_into_main(federation: Federation) -> None:
-    import json
 
     owner_root = federation.owner.root
     owner = Repository.open(owner_root)
@@ -251,6 +279,118 @@ def test_a_round_on_a_variant_branch_lands_there_and_merges_back_into_main(feder
     assert merged.weights_sha256 == read_commit(owner, summary["commit"]).meta.weights_sha256
     owner.push()
     assert owner.verify().ok
+
+
+def _serve_rounds(federation: Federation, name: str, *options: str) -> subprocess.Popen[bytes]:
+    """``federity round serve`` for both sites in the owner's repository, logging to ``<name>.log``."""
+    log = (federation.root / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "federity", "round", "serve", "--pool", "site-a", "--pool", "site-b", "--quorum", "2",
+         "--name", name, *options], cwd=federation.owner.root, env=federation.env, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _deployment(env: dict[str, str], name: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return dict(_api(env, "GET", f"/deployments/name/federated-round/{name}"))
+        except urllib.error.HTTPError:
+            time.sleep(0.5)
+    raise AssertionError(f"federated-round/{name} was not registered")
+
+
+def _final(env: dict[str, str], run_id: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = _api(env, "GET", f"/flow_runs/{run_id}")
+        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return dict(run)
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} did not finish")
+
+
+def _task_runs(env: dict[str, str], run_id: str) -> list[dict[str, Any]]:
+    return list(_api(env, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}}))
+
+
+def _task_names(env: dict[str, str], run_id: str) -> set[str]:
+    return {r["name"].rsplit("-", 1)[0] for r in _task_runs(env, run_id)}
+
+
+ROUND_PHASES = {"pin round", "dispatch to sites", "wait for sites", "collect updates", "check updates",
+                "record review decisions", "aggregate", "push", "track in MLflow", "mint NFTs"}
+SITE_PHASES = {"sync workspace", "check data contract", "train", "commit update", "push update"}
+
+
+def test_a_round_started_through_the_api_as_the_ui_does_runs_in_the_owners_round_server(
+        federation: Federation) -> None:
+    main = federation.owner.head()
+    server = _serve_rounds(federation, "e2e-rounds")
+    try:
+        deployment = _deployment(federation.env, "e2e-rounds")
+        assert deployment["work_pool_name"] == "rounds-e2e-rounds"
+        assert deployment["parameters"]["pools"] == ["site-a", "site-b"]
+        assert deployment["parameters"]["repo"] == str(federation.owner.root)
+        run = _api(federation.env, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
+        final = _final(federation.env, run["id"])
+        assert _workers(federation.env, "rounds-e2e-rounds") == ["ONLINE"]
+    finally:
+        _stop(server)
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    owner = Repository.open(federation.owner.root)
+    head = owner.git.resolve("origin/main")
+    assert owner.git.run("log", "-1", "--format=%P", head).split()[0] == main
+    assert read_commit(owner, head).meta.round == read_commit(owner, main).meta.round + 1
+    assert _task_names(federation.env, run["id"]) >= ROUND_PHASES  # every phase is a task run the UI times
+    links = {t["id"] for t in _task_runs(federation.env, run["id"])}
+    site_runs = _api(federation.env, "POST", "/flow_runs/filter", {"flows": {"name": {"any_": ["local-train"]}}})
+    sites = [r for r in site_runs if r["parent_task_run_id"] in links]  # the site runs this round dispatched
+    assert len(sites) == 2 and all(s["state"]["type"] == "COMPLETED" for s in sites)
+    assert all(_task_names(federation.env, s["id"]) >= SITE_PHASES for s in sites)
+
+
+def test_a_scheduled_round_fires_and_a_run_naming_another_repository_is_refused(federation: Federation) -> None:
+    main = federation.owner.head()
+    server = _serve_rounds(federation, "e2e-scheduled", "--interval", "5")
+    try:
+        deployment = _deployment(federation.env, "e2e-scheduled")
+        completed = _scheduled_runs(federation.env, deployment["id"], "COMPLETED")
+        _api(federation.env, "POST", f"/deployments/{deployment['id']}/pause_deployment")
+        assert completed[0]["auto_scheduled"]
+        refused = _api(federation.env, "POST", f"/deployments/{deployment['id']}/create_flow_run",
+                       {"parameters": {"repo": str(federation.root / "elsewhere")}})
+        final = _final(federation.env, refused["id"])
+        for run in _scheduled_runs(federation.env, deployment["id"], "RUNNING", wait=False):
+            _final(federation.env, run["id"])  # let a round under way finish before the next test
+    finally:
+        _stop(server)
+    assert final["state"]["type"] == "CRASHED"
+    assert "this round server runs rounds of the repository at" in final["state"]["message"]
+    owner = Repository.open(federation.owner.root)
+    assert owner.git.resolve("origin/main") != main
+
+
+def _scheduled_runs(env: dict[str, str], deployment_id: str, state: str, wait: bool = True,
+                    timeout: float = 240) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = _api(env, "POST", "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment_id]}},
+                                                       "flow_runs": {"state": {"type": {"any_": [state]}}}})
+        if runs or not wait:
+            return list(runs)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no run of the deployment reached {state}")
+        time.sleep(1)
 
 
 def test_the_canary_in_one_sites_data_appears_nowhere_outside_that_site(federation: Federation) -> None:

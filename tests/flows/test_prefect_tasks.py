@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
 from tasks.review_gate import ROUND_FLOW, build_review_form, resume_waiting_round, review_form
-from tasks.sites import wait_for_site_runs
+from tasks.sites import NOT_SERVED, wait_for_sites
 
 UPDATES = [{"id": "a" * 40, "author": "Alice", "n_samples": 10, "metrics": {"accuracy": 0.9}},
            {"id": "b" * 40, "author": "Bob", "n_samples": 20, "metrics": {"accuracy": 0.8}}]
@@ -61,6 +61,7 @@ def test_a_site_run_that_never_starts_is_cancelled_at_the_deadline() -> None:
     with get_client(sync_client=True) as client:
         run = client.create_flow_run(never_served)
         started = time.monotonic()
-        assert wait_for_site_runs({"site-x": run}, timeout=2) == {"site-x": "TIMED OUT"}
+        states = wait_for_sites.fn({"site-x": str(run.id), "site-y": NOT_SERVED}, timeout=2)
+        assert states == {"site-x": "TIMED OUT", "site-y": "NOT SERVED"}
         assert time.monotonic() - started < 10
         assert client.read_flow_run(run.id).state.is_final()

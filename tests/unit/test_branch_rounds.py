@@ -20,8 +20,8 @@ from federity.repo.commits import create_commit
 from federity.repo.history import History
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.track import evaluate_commit
-from federity.repo.updates import find_update
-from federity.rounds import approve_verified, collect_updates, finalise_round, pin_round
+from federity.repo.updates import check_updates, find_update
+from federity.rounds import aggregate_round, approve_verified, collect_updates, pin_round, push_round
 from federity.site import train_at_site
 from federity.tracking import DEFAULT_DB
 from federity.weights import read_tensors
@@ -150,11 +150,13 @@ def test_a_round_on_a_variant_pins_its_head_trains_at_the_sites_and_aggregates_t
                                                                                      seed=n),
                                base=pin.base, nonce=pin.nonce, branch=pin.branch)
         assert result["round"] == 1
-    updates = collect_updates(variant, owner, pin)
+    updates = collect_updates(variant, pin)
+    check_updates(variant, owner, updates, nonce=pin.nonce)
     assert sorted(u.status for u in updates) == ["verified", "verified"]
     assert {u.target for u in updates} == {VARIANT}
     variant.checkout("main")  # finalising checks the round's branch out again
-    result = finalise_round(variant, owner, pin, approve_verified(variant, owner, updates), quorum=2)
+    result = aggregate_round(variant, owner, pin, approve_verified(variant, owner, updates), quorum=2)
+    push_round(variant, pin)
     assert variant.git.current_branch() == VARIANT
     assert git(variant.root, "rev-parse", f"origin/{VARIANT}") == result["commit"]  # pushed
     assert variant.git.resolve("main") == main_before

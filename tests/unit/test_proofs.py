@@ -32,8 +32,8 @@ from federity.repo.commits import create_commit, read_commit
 from federity.repo.history import History
 from federity.repo.proof_inputs import check_update_proof
 from federity.repo.storage import MODEL_DVC_FILE
-from federity.repo.updates import UPDATE_FILE, find_update, read_update_record
-from federity.rounds import approve_verified, collect_updates, finalise_round, pin_round
+from federity.repo.updates import UPDATE_FILE, check_updates, find_update, read_update_record
+from federity.rounds import aggregate_round, approve_verified, collect_updates, pin_round, push_round
 from federity.site import train_at_site
 from federity.tracking import DEFAULT_DB
 from federity.weights import read_tensors, tensors_to_bytes
@@ -443,9 +443,11 @@ def test_a_round_with_two_contributors_verifies_aggregates_and_tracks_their_proo
                                write_csv(tmp / f"round-data-{name}" / "t.csv", 24 + 8 * seed, seed=seed),
                                base=pin.base, nonce=pin.nonce)
         assert result["proof"]["audited"] and result["proof"]["steps"] == (24 + 8 * seed) // 4
-    updates = collect_updates(repo, owner, pin)
+    updates = collect_updates(repo, pin)
+    check_updates(repo, owner, updates, nonce=pin.nonce)
     assert sorted(u.status for u in updates) == ["verified", "verified"]
-    aggregate = finalise_round(repo, owner, pin, approve_verified(repo, owner, updates), quorum=2)
+    aggregate = aggregate_round(repo, owner, pin, approve_verified(repo, owner, updates), quorum=2)
+    push_round(repo, pin)
     assert sorted(aggregate["updates"]) == sorted(u.id for u in updates)
     report = repo.verify()  # re-verifies every proof in the history, offline
     round_commits = {aggregate["commit"], *aggregate["updates"]}

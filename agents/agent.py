@@ -17,16 +17,18 @@ from agents.worker import FederityWorker, deploy, run_worker, warm_up
 from federity.contract import load_great_expectations
 from federity.errors import ConfigError
 from federity.identity import Wallet
-from flows.local_train import AGENT_DATA, AGENT_WORKSPACE, local_train
+from flows.local_train import AGENT_DATA, AGENT_REMOTE, AGENT_WORKSPACE, local_train
 
 SITE_MODULES = ("federity.site", "federity.repo.train", "dvc.repo", "torch", "federity.training.torch_trainer",
                 "federity.weights.torch_adapter")
 """What a round's training imports (a TensorFlow repository's modules load at its first round)."""
 
 
-def serve(pool: str, data: Path, workspace: Path, wallet_path: Path | None = None,
+def serve(pool: str, data: Path, workspace: Path, wallet_path: Path | None = None, remote: str | None = None,
           progress: Callable[[str], None] = lambda _: None) -> None:
-    """Register ``local-train/<pool>`` and run the site's training runs until interrupted, one at a time."""
+    """Register ``local-train/<pool>`` and run the site's training runs until interrupted, one at a time; with
+    ``remote``, only rounds of that repository (otherwise: of the repository the workspace was first cloned
+    from)."""
     data = Path(data).resolve()
     if not data.exists():
         raise ConfigError(f"the agent's data path {data} does not exist", "pass --data with the site's dataset")
@@ -34,6 +36,8 @@ def serve(pool: str, data: Path, workspace: Path, wallet_path: Path | None = Non
     os.environ[AGENT_DATA] = str(data)
     os.environ[AGENT_WORKSPACE] = str(Path(workspace).resolve())
     os.environ["FEDERITY_WALLET"] = str(wallet.path)
+    if remote is not None:
+        os.environ[AGENT_REMOTE] = remote
     load_great_expectations()
     warm_up(SITE_MODULES)
     deploy(local_train, name=pool, pool=pool)

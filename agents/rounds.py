@@ -43,6 +43,7 @@ def serve_rounds(repo_root: Path, name: str, parameters: dict[str, Any], *, cron
     """Register ``federated-round/<name>`` for the repository at ``repo_root`` with ``parameters`` (the round
     flow's, without ``repo``) and the schedule, then run its flow runs here until interrupted, one at a time."""
     root = str(Path(repo_root).resolve())
+    name = deployment_name(name)
 
     def admit(_flow: str, run_parameters: dict[str, Any]) -> None:
         if Path(str(run_parameters.get("repo", ""))).resolve() != Path(root):
@@ -50,7 +51,7 @@ def serve_rounds(repo_root: Path, name: str, parameters: dict[str, Any], *, cron
                              f"{run_parameters.get('repo')!r}: start the run from its own deployment")
 
     warm_up(OWNER_MODULES)
-    deploy(federated_round, name=deployment_name(name), pool=round_pool(name),
+    deploy(federated_round, name=name, pool=round_pool(name),
            parameters={**parameters, "repo": root}, cron=cron, interval=interval, paused=paused)
     progress(f"federated-round/{name} is registered (work pool {round_pool(name)}); start, schedule or pause its "
              "rounds in the Prefect UI. Running them here until interrupted.")

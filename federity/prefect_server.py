@@ -17,8 +17,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from federity.errors import FederityError
+
+if TYPE_CHECKING:
+    from federity.postgres import LocalPostgres
 
 
 class PrefectServerError(FederityError, RuntimeError):
@@ -40,6 +44,8 @@ class LocalPrefectServer:
         self.port = port or free_port()
         self.database_url = database_url
         """Where the server keeps its state (a ``postgresql+asyncpg://`` URL); by default SQLite in its home."""
+        self.postgres: LocalPostgres | None = None
+        """The PostgreSQL server behind it, when :func:`local_prefect` started one."""
         self.log_path = self.home / "server.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -64,7 +70,7 @@ class LocalPrefectServer:
         env = {**os.environ, **self.env(), "PREFECT_UI_API_URL": self.api_url}
         if self.database_url:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # a restart appends
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
                  str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -99,6 +105,11 @@ class LocalPrefectServer:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
 
+    def restart(self, timeout: float = 120) -> None:
+        """Stop the server and start it again on the same port and database (clients reconnect)."""
+        self.stop()
+        self.start(timeout)
+
     def __enter__(self) -> LocalPrefectServer:
         return self.start()
 
@@ -121,4 +132,5 @@ def local_prefect(home: Path, progress: Callable[[str], None] = lambda _: None) 
         return
     with LocalPostgres() as postgres, LocalPrefectServer(home, database_url=postgres.create_database("prefect")
                                                          ) as server:
+        server.postgres = postgres
         yield server

@@ -20,13 +20,25 @@ from federity.repo.sync import fetch_checked
 from federity.repo.train import LocalTraining, UpdateResult, prepare_training
 
 
-def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH) -> Repository:
-    """The site's clone of ``remote`` in ``directory`` (cloned on first use), on ``branch`` and up to date."""
+def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH, pinned: str | None = None) -> Repository:
+    """The site's clone of ``remote`` in ``directory`` (cloned on first use), on ``branch`` and up to date.
+
+    ``remote`` comes with the round, from whoever can write to the Prefect server, so it is held to the site's
+    own choice: ``pinned`` (the agent's ``--remote``) when given, and always the remote the workspace was cloned
+    from. A round that names another repository is refused before anything is fetched from it."""
     require_model_branch(branch)  # before git sees it: the name comes from the round's parameters
+    if pinned is not None and remote != pinned:
+        raise RemoteError(f"the round names the repository {remote!r}, but this agent serves {pinned!r}",
+                          "a round for another repository must go to another agent (`agent start --remote`)")
     directory = Path(directory)
     fresh = not directory.exists() or not any(directory.iterdir())
     repo = Repository.clone(remote, directory) if fresh else Repository.open(directory)
     if not fresh:
+        origin = repo.git.run("remote", "get-url", "origin")
+        if origin != remote:
+            raise RemoteError(f"the round names the repository {remote!r}, but this agent's workspace is a clone "
+                              f"of {origin!r}", "a round for another repository must go to another agent, with "
+                              "its own --workspace")
         fetch_checked(repo)  # first, so that a branch origin gained since the last round is known here
     if repo.git.current_branch() != branch:
         repo.checkout(branch)
@@ -36,10 +48,11 @@ def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH) -> Reposi
 
 
 def start_training(remote: str, directory: Path, wallet: Wallet, data: Path, *, base: str, nonce: str | None,
-                   branch: str = MAIN_BRANCH, epochs: int | None = None) -> LocalTraining:
-    """Bring the site's clone to the round's ``base`` (the head of origin's ``branch``) and prepare to train on
-    ``data`` (:func:`federity.repo.train.prepare_training`: nothing is read from the data yet)."""
-    repo = workspace(remote, directory, branch)
+                   branch: str = MAIN_BRANCH, epochs: int | None = None, pinned: str | None = None) -> LocalTraining:
+    """Bring the site's clone (:func:`workspace`) to the round's ``base`` (the head of origin's ``branch``) and
+    prepare to train on ``data`` (:func:`federity.repo.train.prepare_training`: nothing is read from the data
+    yet)."""
+    repo = workspace(remote, directory, branch, pinned)
     if repo.head() != base:
         raise RemoteError(f"the round's base {base[:12]} is not the head of origin's {branch} ({repo.head()[:12]})",
                           "the round is out of date: the owner should start a new round")

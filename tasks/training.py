@@ -19,12 +19,13 @@ STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 
 @task(name="sync workspace", **STAGE)
 def start_training(remote: str, workspace: str, data: str, base: str, nonce: str, branch: str,
-                   epochs: int | None) -> LocalTraining:
-    """Fetch the round's base into the site's clone and read what training needs from it."""
+                   epochs: int | None, pinned: str | None) -> LocalTraining:
+    """Fetch the round's base into the site's clone (of the agent's repository only) and read what training needs
+    from it."""
     from federity.site import start_training as start
 
     return start(remote, Path(workspace), Wallet.load(), Path(data), base=base, nonce=nonce, branch=branch,
-                 epochs=epochs)
+                 epochs=epochs, pinned=pinned)
 
 
 @task(name="check data contract", **STAGE)

@@ -93,10 +93,10 @@ def serve(name: str | None, cron: str | None, interval: float | None, paused: bo
 
     Start, schedule, pause and watch the rounds in the Prefect UI (federated-round/NAME); this process holds
     your wallet and runs each round, one at a time."""
-    from agents.rounds import serve_rounds
-
     if cron and interval:
         raise click.UsageError("give --cron or --interval, not both")
+    from agents.rounds import serve_rounds
+
     repo = open_repo()
     _sign_with_the_global_wallet()
     serve_rounds(repo.root, name or repo.config().name, flow_parameters(**options), cron=cron,
@@ -113,8 +113,10 @@ def agent() -> None:
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="The site's private dataset.")
 @click.option("--workspace", type=click.Path(path_type=Path), default=Path("federity-workspace"),
               show_default=True, help="Where the agent keeps its clone of the repository.")
-def start(pool: str, data: Path, workspace: Path) -> None:
+@click.option("--remote", help="The repository's git URL: rounds naming another are refused (default: the one the "
+                               "workspace is first cloned from).")
+def start(pool: str, data: Path, workspace: Path, remote: str | None) -> None:
     """Serve local training for the round flow until interrupted."""
     from agents.agent import serve
 
-    serve(pool, data, workspace, state().wallet, progress=lambda line: click.echo(line, err=True))
+    serve(pool, data, workspace, state().wallet, remote, progress=lambda line: click.echo(line, err=True))

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from federity.identity import Wallet
-from federity.prefect_server import local_prefect
+from federity.prefect_server import LocalPrefectServer, local_prefect
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
 from federity.repo.commits import read_commit
@@ -41,6 +41,7 @@ class Federation:
     env: dict[str, str]
     pools: list[str]
     site_dirs: list[Path]
+    server: LocalPrefectServer
 
 
 def _run(env: dict[str, str], *args: str, cwd: Path | None = None, check: bool = True
@@ -98,7 +99,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             _wait_for_deployments(env, ["site-a", "site-b", "site-dead"])
             os.killpg(dead.pid, signal.SIGKILL)
             dead.wait()
-            yield Federation(root, repo, env, ["site-a", "site-b"], site_dirs)
+            yield Federation(root, repo, env, ["site-a", "site-b"], site_dirs, server)
         finally:
             for agent in agents:
                 agent.terminate()
@@ -391,6 +392,32 @@ def _scheduled_runs(env: dict[str, str], deployment_id: str, state: str, wait: b
         if time.monotonic() > deadline:
             raise AssertionError(f"no run of the deployment reached {state}")
         time.sleep(1)
+
+
+def test_a_round_survives_the_prefect_server_and_postgresql_restarting_while_the_sites_train(
+        federation: Federation) -> None:
+    main = federation.owner.head()
+    round_proc = subprocess.Popen(
+        [sys.executable, "-m", "federity", "--json", "round", "run", "--pool", "site-a", "--pool", "site-b",
+         "--quorum", "2"], cwd=federation.owner.root, env=federation.env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _running(federation.env, "site-a"):
+            time.sleep(0.1)
+        federation.server.restart()  # the sites are proving: their runs report back to a restarted server
+        assert federation.server.postgres is not None
+        federation.server.postgres.restart()  # and every connection the server holds is cut
+        out, err = round_proc.communicate(timeout=300)
+    finally:
+        round_proc.kill()
+    assert round_proc.returncode == 0, err
+    [summary] = json.loads(out)["rounds"]
+    assert summary["sites"] == {"site-a": "Completed", "site-b": "Completed"}
+    owner = Repository.open(federation.owner.root)
+    assert owner.head() == summary["commit"] == owner.git.resolve("origin/main")
+    assert summary["parents"][0] == main and len(summary["updates"]) == 2
+    assert owner.verify().ok
 
 
 def test_the_canary_in_one_sites_data_appears_nowhere_outside_that_site(federation: Federation) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from federity.repo import Repository
 from tests.conftest import write_csv
 
 
@@ -56,8 +57,6 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_cli_contributor_loop_train_review_aggregate_track(tmp_path: Path) -> None:
-    from tests.conftest import write_csv
-
     owner, site = str(tmp_path / "owner.json"), str(tmp_path / "site.json")
     federity("wallet", "new", "--path", owner, cwd=tmp_path)
     site_key = json.loads(federity("wallet", "new", "--path", site, "--json", cwd=tmp_path).stdout)["pubkey"]
@@ -180,3 +179,11 @@ def test_cli_train_and_aggregate_on_a_variant_branch(tmp_path: Path) -> None:
     variant_tip, main_tip = tips.stdout.split()
     assert variant_tip == aggregated["commit"] and main_tip != variant_tip
     assert json.loads(federity("verify", "--json", cwd=repo).stdout)["ok"]
+
+
+def test_round_serve_refuses_a_bad_schedule_or_name_before_registering_anything(repo: Repository) -> None:
+    both = federity("round", "serve", "--pool", "p", "--cron", "0 2 * * *", "--interval", "60", cwd=repo.root)
+    assert both.returncode == 2 and "give --cron or --interval, not both" in both.stderr
+    named = federity("round", "serve", "--pool", "p", "--name", "a/b", cwd=repo.root)
+    assert named.returncode == 1 and "'a/b' is not a deployment name" in named.stderr
+    assert "pass --name" in named.stderr and "Traceback" not in named.stderr

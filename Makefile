@@ -39,7 +39,7 @@ walkthrough: $(STAMP)
 
 # ruff, then the layer contracts of pyproject.toml [tool.importlinter] (docs/architecture.md)
 lint: $(STAMP)
-	$(BIN)/ruff check federity flows tasks agents tests bench
+	$(BIN)/ruff check federity flows tasks agents infra tests bench
 	$(BIN)/lint-imports
 
 test: $(STAMP) lint

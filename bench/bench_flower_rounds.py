@@ -66,17 +66,21 @@ FLOWER_COMMANDS = ("flower-superlink", "flower-supernode", "flower-superexec", "
 CONNECTION = "bench"
 LOG_TAIL_LINES = 40
 
-FLOWER_PER_ROUND = [
-    "the ServerApp (its own process, started by the SuperLink's SuperExec once per run) samples the connected "
-    "nodes and builds one train message per site carrying the global model (ArrayRecord) and the round's config",
-    "the messages go through the SuperLink (HTTP Runtime API, message objects stored in its in-memory state) and "
-    "the ServerApp polls it for the replies",
-    "each SuperNode pulls its message from the SuperLink (Fleet HTTP API; an idle SuperNode polls every 3 s)",
-    "each SuperNode's SuperExec acquires the task (polling every 1 s) and starts a new flwr-clientapp process for "
-    "it, which installs the app's FAB, imports the ClientApp and pulls the message and context",
-    "local fit in the ClientApp: the shard CSV read, 2 epochs of SGD in numpy, the reply with the weights and "
-    "num-examples pushed back through the SuperNode to the SuperLink",
-    "FedAvg in memory in the ServerApp: the replies' arrays averaged weighted by num-examples",
+FLOWER_PER_ROUND = [  # Flower 1.42's deployment runtime, read from its source (flwr/superlink/grid/http_grid.py,
+    # flwr/supernode/start_client_internal.py, flwr/supercore/superexec/run_superexec.py, flwr/serverapp/strategy)
+    "the ServerApp (one flwr-serverapp process for the whole run, started by the SuperLink's SuperExec) samples the "
+    "connected nodes and pushes one train message per site to the SuperLink (HTTP), each carrying the global "
+    "weights (ArrayRecord) and the round's config",
+    "each SuperNode pulls its message from the SuperLink's Fleet HTTP API (a SuperNode with nothing to do polls "
+    "every 3 s) and stores it",
+    "the SuperNode's SuperExec acquires the task (polling every 1 s) and starts a new flwr-clientapp process for "
+    "it, which installs the app's FAB, imports the ClientApp and pulls the message and the context",
+    "local fit in the ClientApp: read the shard CSV, 2 epochs of SGD in numpy, reply with the weights and "
+    "num-examples; the process exits",
+    "the SuperNode pushes the reply to the SuperLink (it checks for it every 0.5 s)",
+    "the ServerApp pulls the replies from the SuperLink, polling every 3 s until every site has answered",
+    "FedAvg in memory in the ServerApp: the replies' arrays averaged, weighted by num-examples; no file, commit or "
+    "signature is written",
 ]
 
 
@@ -108,10 +112,13 @@ class Service:
             self.fail(f"exited with code {code}")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 (all held at once while they are chosen)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def _listening(port: int) -> bool:
@@ -219,9 +226,9 @@ def _processes() -> dict[int, tuple[int, str]]:
     return table
 
 
-def _descendants(pids: list[int]) -> dict[int, str]:
-    """The processes ``pids`` started, and those started, and so on: pid → start time."""
-    table = _processes()
+def _descendants(pids: list[int], table: dict[int, tuple[int, str]]) -> dict[int, str]:
+    """The processes ``pids`` started, and those started, and so on (``table`` from :func:`_processes`): pid →
+    start time."""
     found: dict[int, str] = {}
     todo = list(pids)
     while todo:
@@ -241,10 +248,21 @@ def _signal(pid: int, sig: int, started: str | None = None) -> None:
         os.kill(pid, sig)
 
 
-def stop_all(services: list[Service], grace: float = 10.0) -> None:
+def track(services: list[Service], spawned: dict[int, str]) -> None:
+    """Add to ``spawned`` what the services started, and what that started: a process whose parent dies is
+    re-parented and no longer found from the services, so the benchmark looks while the run goes."""
+    table = _processes()
+    for pid in [pid for pid, started in spawned.items() if table.get(pid, (0, ""))[1] != started]:
+        del spawned[pid]  # gone (its pid may be another process's now)
+    running = [s.popen.pid for s in services if s.popen.returncode is None]  # a reaped pid may be reused
+    spawned.update(_descendants(running + list(spawned), table))
+
+
+def stop_all(services: list[Service], spawned: dict[int, str], grace: float = 10.0) -> None:
     """Stop the services this benchmark started and what they started (each SuperExec, which leaves its parent's
-    session, and the ServerApp and ClientApp processes): SIGTERM, then SIGKILL after ``grace`` seconds."""
-    spawned = _descendants([s.popen.pid for s in services])
+    session, and the ServerApp and ClientApp processes, as :func:`track` found them and finds them now): SIGTERM,
+    then SIGKILL after ``grace`` seconds."""
+    track(services, spawned)
     for service in services:
         if service.popen.poll() is None:
             _signal(service.popen.pid, signal.SIGTERM)
@@ -255,7 +273,7 @@ def stop_all(services: list[Service], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             _signal(service.popen.pid, signal.SIGKILL)
             service.popen.wait()
-    spawned.update(_descendants(list(spawned)))
+    track([], spawned)
     if not spawned:
         return
     time.sleep(0.5)  # each watches its parent's pid (every 0.2 s) and exits when it is gone
@@ -281,12 +299,13 @@ def run_federation(args: argparse.Namespace, bin_dir: Path, work: Path) -> tuple
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".flwr"))
     flwr_home, logs = work / "flwr-home", work / "logs"
     logs.mkdir()
-    link_port, node_ports = free_port(), [free_port() for _ in range(args.sites)]
+    link_port, *node_ports = free_ports(1 + args.sites)
     write_flower_config(flwr_home, link_port)
     env = flower_env(bin_dir, flwr_home)
     timings_path = work / "timings.json"
 
     services: list[Service] = []
+    spawned: dict[int, str] = {}
     marks: dict[str, float] = {}
     try:
         marks["start"] = time.time()
@@ -309,18 +328,22 @@ def run_federation(args: argparse.Namespace, bin_dir: Path, work: Path) -> tuple
         flwr_run = start("flwr-run", [str(bin_dir / "flwr"), "run", str(app), CONNECTION, "--stream",
                                       "--run-config", run_config], env, logs, work)
         services.append(flwr_run)
-        timings = _wait_for_run(args, services, flwr_run, timings_path)
+        timings = _wait_for_run(args, services, spawned, flwr_run, timings_path)
     finally:
-        stop_all(services)
+        stop_all(services, spawned)
     return timings, {"marks": marks, "task": task}
 
 
-def _wait_for_run(args: argparse.Namespace, services: list[Service], flwr_run: Service, timings_path: Path
-                  ) -> dict[str, Any]:
+def _wait_for_run(args: argparse.Namespace, services: list[Service], spawned: dict[int, str], flwr_run: Service,
+                  timings_path: Path) -> dict[str, Any]:
     """Wait for the ServerApp to report its last round; a process that dies, a failed run or the timeout is a
     :class:`BenchError` with the relevant log."""
     deadline = time.monotonic() + args.timeout
+    tracked = 0.0
     while True:
+        if time.monotonic() - tracked > 1.0:
+            track(services, spawned)
+            tracked = time.monotonic()
         timings = _read_timings(timings_path)
         if timings and timings.get("status") == "finished":
             return timings
@@ -338,8 +361,9 @@ def _wait_for_run(args: argparse.Namespace, services: list[Service], flwr_run: S
             state = "no timings at all" if timings is None else f"the ServerApp's status is {timings.get('status')!r}"
             flwr_run.fail(f"ended (code {code}) before the run finished ({state})")
         if time.monotonic() > deadline:
-            done = len(timings["rounds"]) if timings else 0
-            flwr_run.fail(f"did not finish within --timeout {args.timeout:.0f} s ({done} round(s) started)")
+            done = sum("aggregated" in r for r in timings["rounds"]) if timings else 0
+            flwr_run.fail(f"did not finish within --timeout {args.timeout:.0f} s ({done} of {args.rounds} rounds "
+                          "done)")
         time.sleep(0.2)
 
 
@@ -348,12 +372,12 @@ def _round_report(entry: dict[str, Any]) -> dict[str, Any]:
     report: dict[str, Any] = {"round": entry["round"], "seconds": round(entry["seconds"], 3),
                               "replies": entry.get("replies", 0)}
     if sites:
-        work = max(s["train-ended"] - s["train-started"] for s in sites)
+        work = max(s["ended"] - s["started"] for s in sites)
         report.update(
             slowest_site_work_seconds=round(work, 3),
             overhead_seconds=round(entry["seconds"] - work, 3),
-            to_first_site_seconds=round(min(s["train-started"] for s in sites) - entry["fit_started"], 3),
-            last_site_to_aggregated_seconds=round(entry["aggregated"] - max(s["train-ended"] for s in sites), 3),
+            to_first_site_seconds=round(min(s["started"] for s in sites) - entry["fit_started"], 3),
+            last_site_to_aggregated_seconds=round(entry["aggregated"] - max(s["ended"] for s in sites), 3),
             num_examples=[int(s["num-examples"]) for s in sites])
     return report
 

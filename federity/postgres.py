@@ -97,6 +97,10 @@ class LocalPostgres:
             self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name)
         return self.url(name, "postgresql+asyncpg")
 
+    def dump(self, database: str) -> bytes:
+        """``pg_dump`` of ``database``: every row, as SQL (what an operator's backup of it would hold)."""
+        return self._run("pg_dump", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, database).stdout.encode()
+
     def restart(self) -> None:
         """Stop (fast shutdown: open connections are cut) and start again, on the same port and data."""
         self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")

@@ -3,8 +3,8 @@
 The shard is the CSV at the SuperNode's ``data-path`` node config (``flower-supernode --node-config
 'data-path="..."'``); the training parameters come from the run config (the demo's DEMO_PARAMS). Each round's batch
 order is drawn from ``seed`` and the round number (as Federity draws fresh randomness each round). The reply carries
-the trained arrays, ``num-examples`` (FedAvg's weight) and, for the benchmark, when local training started and ended
-(wall clock, seconds since the epoch) and the training metrics.
+the trained arrays, ``num-examples`` (FedAvg's weight) and the training metrics and, for the benchmark, when the
+ClientApp's work (reading the shard, training, scoring) started and ended (wall clock, seconds since the epoch).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from flower_rounds.task import evaluate, load_csv, train
@@ -36,6 +36,7 @@ def local_train(msg: Message, context: Context) -> Message:
                          batch_size=int(config["batch-size"]), rng=rng)
     local = evaluate(weight, bias, x, y)
     ended = time.time()
-    metrics = MetricRecord({"num-examples": len(y), "train-loss": local["loss"], "train-accuracy": local["accuracy"],
-                            "train-started": started, "train-ended": ended})
-    return Message(RecordDict({"arrays": ArrayRecord([weight, bias]), "metrics": metrics}), reply_to=msg)
+    metrics = MetricRecord({"num-examples": len(y), "train-loss": local["loss"], "train-accuracy": local["accuracy"]})
+    timing = ConfigRecord({"started": started, "ended": ended})  # not a metric: FedAvg would average it
+    return Message(RecordDict({"arrays": ArrayRecord([weight, bias]), "metrics": metrics, "timing": timing}),
+                   reply_to=msg)

@@ -66,8 +66,7 @@ class TimedFedAvg(FedAvg):
         entry["seconds"] = aggregated - entry["fit_started"]
         entry["replies"] = sum(not m.has_error() for m in replies)
         entry["errors"] = [f"node {m.metadata.src_node_id}: {m.error.reason}" for m in replies if m.has_error()]
-        entry["sites"] = [{key: m.content["metrics"][key] for key in
-                           ("num-examples", "train-started", "train-ended", "train-loss", "train-accuracy")}
+        entry["sites"] = [{"node": m.metadata.src_node_id, **m.content["timing"], **m.content["metrics"]}
                           for m in replies if not m.has_error()]
         return result
 

@@ -55,6 +55,8 @@ bench: $(STAMP) $(FLOWER_STAMP)
 	$(BIN)/python bench/bench_aggregate_e2e.py
 	$(BIN)/python bench/bench_robustness.py
 	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_rounds.py
+	$(BIN)/python bench/bench_flower_rounds.py --flower-python $(FLOWER_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(FLOWER_VENV) $(DEMO_DIR)

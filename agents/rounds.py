@@ -9,6 +9,7 @@ A manual review pauses the run with its form in the UI, as with ``federity round
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from agents.worker import FederityWorker, RunRefused, deploy, run_worker, warm_up
 from federity.errors import ConfigError
+from federity.tracking import Tracker
 from flows.round import federated_round
 
 OWNER_MODULES = ("federity.rounds", "federity.repo.aggregate", "federity.repo.verify", "federity.repo.track",
@@ -51,6 +53,7 @@ def serve_rounds(repo_root: Path, name: str, parameters: dict[str, Any], *, cron
                              f"{run_parameters.get('repo')!r}: start the run from its own deployment")
 
     warm_up(OWNER_MODULES)
+    Tracker(Path(root), os.environ.get("MLFLOW_TRACKING_URI")).check()  # a new MLflow store: migrated now
     deploy(federated_round, name=name, pool=round_pool(name),
            parameters={**parameters, "repo": root}, cron=cron, interval=interval, paused=paused)
     progress(f"federated-round/{name} is registered (work pool {round_pool(name)}); start, schedule or pause its "

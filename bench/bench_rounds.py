@@ -111,8 +111,8 @@ def run_rounds(rounds: int, hospitals: int) -> list[dict[str, Any]]:
 
 def demo_seconds(source: Path, workdir: Path) -> float:
     """``federity demo`` from the sources at ``source``, in a new process; its reported wall time."""
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    env.pop("PREFECT_API_URL", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # not this process's server
+    env["PYTHONPATH"] = str(source)
     out = subprocess.run([sys.executable, "-m", "federity", "--json", "demo", "--dir", str(workdir)], cwd=source,
                          env=env, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from federity.demo import DemoSummary, finish, prepare_federation, round_summary, start_agent
 from federity.errors import FederityError
 from federity.prefect_server import local_prefect
+from federity.tracking import Tracker
 
 
 def wait_for_deployments(pools: list[str], timeout: float, agents: list[subprocess.Popen[bytes]]) -> None:
@@ -52,7 +54,12 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = 
         progress(f"starting {hospitals} agent processes")
         agents = [start_agent(p, d, w.path, env)
                   for p, d, w in zip(federation.pools, federation.hospital_dirs, federation.sites, strict=True)]
+        # while the agents load: create the MLflow store the rounds track into (seconds of migrations)
+        tracking = threading.Thread(target=Tracker(federation.repo.root, os.environ.get("MLFLOW_TRACKING_URI")).check,
+                                    name="mlflow store")
+        tracking.start()
         try:
+            tracking.join()
             wait_for_deployments(federation.pools, 120, agents)
             summary = DemoSummary(prefect_ui=server.ui_url, workdir=str(federation.workdir))
             progress(f"Prefect UI: {server.ui_url}  (open it while the rounds run)")

@@ -17,6 +17,7 @@ from agents.worker import FederityWorker, deploy, run_worker, warm_up
 from federity.contract import load_great_expectations
 from federity.errors import ConfigError
 from federity.identity import Wallet
+from federity.training.torch_trainer import warm_up as torch_warm_up
 from flows.local_train import AGENT_DATA, AGENT_REMOTE, AGENT_WORKSPACE, local_train
 
 SITE_MODULES = ("federity.site", "federity.repo.train", "dvc.repo", "torch", "federity.training.torch_trainer",
@@ -40,6 +41,7 @@ def serve(pool: str, data: Path, workspace: Path, wallet_path: Path | None = Non
         os.environ[AGENT_REMOTE] = remote
     load_great_expectations()
     warm_up(SITE_MODULES)
+    torch_warm_up()
     deploy(local_train, name=pool, pool=pool)
     progress(f"local-train/{pool} is registered (work pool {pool}); training here when a round asks, until "
              "interrupted.")

@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -30,10 +31,12 @@ from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from federity.errors import ConfigError
+from flows.settings import without_heartbeats
 
 WORKER_TYPE = "federity"
 POLL_SECONDS = 0.5
 """How often the worker asks its pool for runs (Prefect's default, 10 s, would add up to 10 s to every round)."""
+API_WAIT_SECONDS = 180.0
 
 
 class RunRefused(RuntimeError):
@@ -89,18 +92,36 @@ def warm_up(modules: Iterable[str]) -> None:
 
 def run_worker(worker: FederityWorker) -> None:
     """Poll and run until interrupted."""
-    with temporary_settings({PREFECT_WORKER_QUERY_SECONDS: POLL_SECONDS}):
+    with temporary_settings({PREFECT_WORKER_QUERY_SECONDS: POLL_SECONDS}), without_heartbeats():
         anyio.run(partial(worker.start, printer=lambda *_: None))
 
 
+def wait_for_api(timeout: float = API_WAIT_SECONDS) -> None:
+    """Wait until the Prefect API (``PREFECT_API_URL``) answers: an agent may start before the server does."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            error = client.api_healthcheck()
+        if error is None:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigError(f"the Prefect API at {PREFECT_API_URL.value()} did not answer within {timeout:.0f} s "
+                              f"({error})", "check PREFECT_API_URL and that the Prefect server is running")
+        time.sleep(0.5)
+
+
 def deploy(flow: Flow[..., Any], name: str, pool: str, **options: Any) -> str:
-    """Create work pool ``pool`` for this kind of worker if it does not exist, and create (or update) ``flow``'s
-    deployment ``name`` in it with ``options`` (parameters, schedule: see ``Flow.to_deployment``). Returns the
-    deployment's id."""
+    """Once the API answers (:func:`wait_for_api`), create work pool ``pool`` for this kind of worker if it does
+    not exist, and create (or update) ``flow``'s deployment ``name`` in it with ``options`` (parameters,
+    schedule: see ``Flow.to_deployment``). Returns the deployment's id."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
+    wait_for_api()
     with get_client(sync_client=True) as client:
         with contextlib.suppress(ObjectAlreadyExists):  # created by an earlier start: its type is checked below
             client.create_work_pool(WorkPoolCreate(name=pool, type=WORKER_TYPE,

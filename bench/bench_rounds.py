@@ -88,6 +88,7 @@ def run_rounds(rounds: int, hospitals: int) -> list[dict[str, Any]]:
             env = {**os.environ, **server.env()}
             os.environ.update(server.env())
             from flows.round import federated_round
+            from flows.settings import without_heartbeats
 
             agents = [start_agent(p, d, w.path, env)
                       for p, d, w in zip(federation.pools, federation.hospital_dirs, federation.sites, strict=True)]
@@ -95,8 +96,9 @@ def run_rounds(rounds: int, hospitals: int) -> list[dict[str, Any]]:
                 wait_for_deployments(federation.pools, 120, agents)
                 for _ in range(rounds):
                     started = time.perf_counter()
-                    state = federated_round(repo=str(federation.repo.root), pools=federation.pools,
-                                            review="auto", quorum=hospitals, return_state=True)
+                    with without_heartbeats():
+                        state = federated_round(repo=str(federation.repo.root), pools=federation.pools,
+                                                review="auto", quorum=hospitals, return_state=True)
                     wall = time.perf_counter() - started
                     [summary] = state.result()
                     reports.append(round_report(state.state_details.flow_run_id, summary["round"], wall))

@@ -64,8 +64,8 @@ class LocalPrefectServer:
         return {"PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
 
-    def start(self, timeout: float = 120) -> LocalPrefectServer:
-        """Start the server and wait until its health endpoint answers."""
+    def start(self, timeout: float = 120, wait: bool = True) -> LocalPrefectServer:
+        """Start the server and (with ``wait``) wait until its health endpoint answers (:meth:`wait`)."""
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env(), "PREFECT_UI_API_URL": self.api_url}
         if self.database_url:
@@ -74,6 +74,11 @@ class LocalPrefectServer:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
                  str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self.wait(timeout) if wait else self
+
+    def wait(self, timeout: float = 120) -> LocalPrefectServer:
+        """Wait until the started server's health endpoint answers."""
+        assert self._process is not None, "start the server first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -118,19 +123,27 @@ class LocalPrefectServer:
 
 
 @contextlib.contextmanager
-def local_prefect(home: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[LocalPrefectServer]:
+def local_prefect(home: Path, progress: Callable[[str], None] = lambda _: None,
+                  wait: bool = True) -> Iterator[LocalPrefectServer]:
     """A local Prefect server on a PostgreSQL server of its own (:mod:`federity.postgres`), or on SQLite in its
-    home when PostgreSQL is not installed (rounds then wait on SQLite's locks: seconds each)."""
+    home when PostgreSQL is not installed (rounds then wait on SQLite's locks: seconds each). Without ``wait``,
+    the block starts while the server is still starting: call its :meth:`~LocalPrefectServer.wait`."""
     from federity.postgres import LocalPostgres, PostgresError, postgres_bin
 
     try:
         postgres_bin()
     except PostgresError as e:
         progress(f"{e}: the Prefect server keeps its state in SQLite, and rounds will be slower")
-        with LocalPrefectServer(home) as server:
+        server = LocalPrefectServer(home).start(wait=wait)
+        try:
             yield server
+        finally:
+            server.stop()
         return
-    with LocalPostgres() as postgres, LocalPrefectServer(home, database_url=postgres.create_database("prefect")
-                                                         ) as server:
+    with LocalPostgres() as postgres:
+        server = LocalPrefectServer(home, database_url=postgres.create_database("prefect")).start(wait=wait)
         server.postgres = postgres
-        yield server
+        try:
+            yield server
+        finally:
+            server.stop()

@@ -45,27 +45,30 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = 
     :mod:`federity.demo`."""
     started = time.monotonic()
     federation = prepare_federation(workdir, hospitals, proofs, progress)
-    progress("starting a local Prefect server (on its own PostgreSQL)")
-    with local_prefect(federation.workdir / "prefect", progress) as server:
+    progress("starting a local Prefect server (on its own PostgreSQL) and one agent process per hospital")
+    with local_prefect(federation.workdir / "prefect", progress, wait=False) as server:
         env = {**os.environ, **server.env()}
         os.environ.update(server.env())
-        from flows.round import federated_round  # Prefect reads its settings on import: after the server's are set
+        # Prefect reads its settings on import: after the server's are set
+        from flows.round import federated_round
+        from flows.settings import without_heartbeats
 
-        progress(f"starting {hospitals} agent processes")
-        agents = [start_agent(p, d, w.path, env)
+        agents = [start_agent(p, d, w.path, env)  # they load what training needs while the server starts
                   for p, d, w in zip(federation.pools, federation.hospital_dirs, federation.sites, strict=True)]
         # while the agents load: create the MLflow store the rounds track into (seconds of migrations)
         tracking = threading.Thread(target=Tracker(federation.repo.root, os.environ.get("MLFLOW_TRACKING_URI")).check,
                                     name="mlflow store")
         tracking.start()
         try:
+            server.wait()
             tracking.join()
             wait_for_deployments(federation.pools, 120, agents)
             summary = DemoSummary(prefect_ui=server.ui_url, workdir=str(federation.workdir))
             progress(f"Prefect UI: {server.ui_url}  (open it while the rounds run)")
             for _ in range(rounds):
-                [result] = federated_round(repo=str(federation.repo.root), pools=federation.pools, rounds=1,
-                                           review="auto", quorum=1, validation=str(federation.heldout))
+                with without_heartbeats():
+                    [result] = federated_round(repo=str(federation.repo.root), pools=federation.pools, rounds=1,
+                                               review="auto", quorum=1, validation=str(federation.heldout))
                 line = round_summary(federation, result)
                 summary.rounds.append(line)
                 progress(f"round {line['round']}: accuracy {line['accuracy']:.4f} on the held-out set, "

@@ -250,3 +250,12 @@ class TorchTrainer:
                 batch_total, batch_terms, batch_right = _objective(objective, model(x), x, y)
                 total, terms, right = total + float(batch_total), terms + int(batch_terms), right + int(batch_right)
         return _metrics(objective, total, terms, right)
+
+
+def warm_up() -> None:
+    """Take PyTorch's first optimiser step now, on a throwaway layer: it loads sympy and more (a second here), which
+    a long-lived process (a site's agent) should not pay in its first round."""
+    layer = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.zeros(1, 2)).sum().backward()
+    optimizer.step()

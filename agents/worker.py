@@ -37,6 +37,7 @@ WORKER_TYPE = "federity"
 POLL_SECONDS = 0.5
 """How often the worker asks its pool for runs (Prefect's default, 10 s, would add up to 10 s to every round)."""
 API_WAIT_SECONDS = 180.0
+"""How long an agent or round server started before the Prefect server waits for its API."""
 
 
 class RunRefused(RuntimeError):

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from federity.errors import FederityError
-from federity.prefect_server import free_port
+from federity.local_process import free_port
 
 USER = "federity"
 

@@ -23,82 +23,20 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federity.errors import FederityError
+from federity.local_process import LocalProcess, answers, free_port, listens
 from federity.postgres import LocalPostgres
-from federity.prefect_server import LocalPrefectServer, free_port
+from federity.prefect_server import LocalPrefectServer
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "federity", "AWS_SECRET_ACCESS_KEY": "federity-local",
                   "AWS_DEFAULT_REGION": "us-east-1"}
 """moto accepts any credentials; clients still need some."""
 DVC_BUCKET, MLFLOW_BUCKET = "dvc", "mlflow"
-
-
-class TopologyError(FederityError, RuntimeError):
-    """A service of the topology did not start."""
-
-
-@dataclass
-class Service:
-    """One service's process, logging to ``<dir>/<name>.log``."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def _start(name: str, command: list[str], directory: Path, env: dict[str, str],
-           ready: Callable[[], bool], timeout: float = 180) -> Service:
-    log = directory / f"{name}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=directory)
-    service = Service(name, process, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
-            raise TopologyError(f"{name} exited with code {process.returncode}; last lines of {log}:\n{tail}",
-                                "check the log; is the port free and the program installed?")
-        if ready():
-            return service
-        time.sleep(0.3)
-    service.stop()
-    raise TopologyError(f"{name} did not become ready within {timeout:.0f} s", f"see {log}")
-
-
-def _answers(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-    return check
-
-
-def _listens(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-    return check
 
 
 @dataclass
@@ -111,7 +49,7 @@ class Topology:
     s3_endpoint: str
     mlflow_url: str
     git_port: int
-    services: list[Service] = field(default_factory=list)
+    services: list[LocalProcess] = field(default_factory=list)
 
     @property
     def git_root(self) -> Path:
@@ -152,7 +90,12 @@ def launch(directory: Path, progress: Callable[[str], None] = lambda _: None) ->
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "git").mkdir(exist_ok=True)
-    services: list[Service] = []
+    services: list[LocalProcess] = []
+
+    def start(name: str, command: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None) -> None:
+        services.append(LocalProcess(name, command, directory / f"{name}.log", ready, env or {}, directory
+                                     ).start(timeout=180))
+
     progress("PostgreSQL")
     with LocalPostgres(directory / "postgres") as postgres:
         prefect_db, mlflow_db = postgres.create_database("prefect"), postgres.create_database("mlflow")
@@ -163,22 +106,22 @@ def launch(directory: Path, progress: Callable[[str], None] = lambda _: None) ->
                 s3_port, mlflow_port, git_port = free_port(), free_port(), free_port()
                 s3 = f"http://127.0.0.1:{s3_port}"
                 progress("S3 (moto's server)")
-                services.append(_start("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                              str(s3_port)], directory, {}, _listens(s3_port)))
+                start("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+                      listens(s3_port))
                 create_buckets(s3, S3_CREDENTIALS)
                 progress("MLflow tracking server on PostgreSQL, artifacts in S3")
-                services.append(_start("mlflow", [
+                start("mlflow", [
                     str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port",
                     str(mlflow_port), "--workers", "1",
                     "--backend-store-uri", mlflow_db.replace("postgresql+asyncpg", "postgresql+psycopg"),
-                    "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"], directory,
-                    {**S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3},
-                    _answers(f"http://127.0.0.1:{mlflow_port}/health")))
+                    "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"],
+                    answers(f"http://127.0.0.1:{mlflow_port}/health"),
+                    {**S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3})
                 progress("git daemon")
-                services.append(_start("git", [
+                start("git", [
                     "git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={git_port}",
                     f"--base-path={directory / 'git'}", "--export-all", "--enable=receive-pack",
-                    str(directory / "git")], directory, {}, _listens(git_port)))
+                    str(directory / "git")], listens(git_port))
                 yield Topology(directory, postgres, prefect, s3, f"http://127.0.0.1:{mlflow_port}", git_port,
                                services)
             finally:

@@ -105,6 +105,32 @@ def write_csv(path: Path, n: int, seed: int, label_shift: int = 0) -> Path:
     return path
 
 
+def write_canary_csv(path: Path, value: str) -> Path:
+    """:func:`write_csv` (80 rows, seed 1) with ``value`` as one feature value: a canary only this site holds."""
+    table = pd.read_csv(write_csv(path, 80, seed=1))
+    table.loc[3, "f2"] = float(value)
+    table.to_csv(path, index=False)
+    return path
+
+
+def canary_leaks(site: Path, root: Path, needles: list[bytes], git_dirs: list[Path],
+                 blobs: dict[str, bytes] | None = None) -> list[str]:
+    """Where any of ``needles`` appears outside the directory ``site``: in a file under ``root``, in the objects of
+    a git repository of ``git_dirs``, or in a named blob (an S3 object, a database dump)."""
+    leaks = []
+    for path in root.rglob("*"):
+        if path.is_file() and site not in path.parents:
+            data = path.read_bytes()
+            leaks += [f"{path}: {n.decode()}" for n in needles if n in data]
+    for git_dir in git_dirs:
+        objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=git_dir,
+                                 capture_output=True).stdout
+        leaks += [f"git objects of {git_dir}: {n.decode()}" for n in needles if n in objects]
+    for name, body in (blobs or {}).items():
+        leaks += [f"{name}: {n.decode()}" for n in needles if n in body]
+    return leaks
+
+
 @pytest.fixture
 def site_b(tmp_path: Path) -> Wallet:
     return Wallet.create(tmp_path / "wallets" / "site-b.json")

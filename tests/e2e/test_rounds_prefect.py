@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from federity.identity import Wallet
@@ -26,7 +25,7 @@ from federity.prefect_server import LocalPrefectServer, local_prefect
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
 from federity.repo.commits import read_commit
-from tests.conftest import write_csv
+from tests.conftest import canary_leaks, write_canary_csv, write_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -71,10 +70,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         repo.add_member(owner, site.pubkey, "contributor")
     repo.push()
     site_dirs = [root / "sites" / f"a-{CANARY_TEXT}", root / "sites" / "b"]
-    data_a = write_csv(site_dirs[0] / "data" / "train.csv", 80, seed=1)
-    table = pd.read_csv(data_a)
-    table.loc[3, "f2"] = float(CANARY_VALUE)
-    table.to_csv(data_a, index=False)
+    write_canary_csv(site_dirs[0] / "data" / "train.csv", CANARY_VALUE)
     write_csv(site_dirs[1] / "data" / "train.csv", 60, seed=2)
 
     # workers beat every 2 s and the server looks for silent ones every 2 s: a dead agent shows offline in seconds
@@ -423,15 +419,8 @@ def test_a_round_survives_the_prefect_server_and_postgresql_restarting_while_the
 def test_the_canary_in_one_sites_data_appears_nowhere_outside_that_site(federation: Federation) -> None:
     site_a = federation.site_dirs[0]
     needles = [CANARY_TEXT.encode(), CANARY_VALUE.encode(), CANARY_VALUE.rstrip("0").encode()]
-    leaks = []
-    for path in federation.root.rglob("*"):
-        if path.is_file() and site_a not in path.parents:
-            data = path.read_bytes()
-            leaks += [f"{path}: {n.decode()}" for n in needles if n in data]
-    for git_dir in (federation.root / "remote.git", federation.owner.root, federation.site_dirs[1] / "workspace"):
-        objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=git_dir,
-                                 capture_output=True).stdout
-        leaks += [f"git objects of {git_dir}: {n.decode()}" for n in needles if n in objects]
+    leaks = canary_leaks(site_a, federation.root, needles, [federation.root / "remote.git", federation.owner.root,
+                                                            federation.site_dirs[1] / "workspace"])
     assert leaks == [], "site A's data leaked:\n" + "\n".join(leaks)
     # the test is only meaningful if the canary really is in site A's data and the rounds really ran
     assert CANARY_VALUE.encode() in (site_a / "data" / "train.csv").read_bytes()

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from federity.identity import Wallet
 from federity.repo import Repository
 from infra.launch import S3_CREDENTIALS, Topology, launch
-from tests.conftest import write_csv
+from tests.conftest import canary_leaks, write_canary_csv, write_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -63,10 +62,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         owner = Wallet.create(owner_home / "wallet.json")
         sites = [Wallet.create(root / "sites" / d / "wallet.json") for d in (f"a-{CANARY_TEXT}", "b")]
         site_dirs = [root / "sites" / f"a-{CANARY_TEXT}", root / "sites" / "b"]
-        data_a = write_csv(site_dirs[0] / "data" / "train.csv", 80, seed=1)
-        table = pd.read_csv(data_a)
-        table.loc[3, "f2"] = float(CANARY_VALUE)
-        table.to_csv(data_a, index=False)
+        write_canary_csv(site_dirs[0] / "data" / "train.csv", CANARY_VALUE)
         write_csv(site_dirs[1] / "data" / "train.csv", 60, seed=2)
         remote = topology.repository_url("model")
         init = subprocess.run(
@@ -134,21 +130,11 @@ def test_rounds_run_across_the_topology_and_a_fresh_clone_verifies(deployment: D
 def test_the_canary_in_one_sites_data_appears_nowhere_outside_that_site(deployment: Deployment) -> None:
     site_a = deployment.site_dirs[0]
     needles = [CANARY_TEXT.encode(), CANARY_VALUE.encode(), CANARY_VALUE.rstrip("0").encode()]
-    leaks = []
-    for path in deployment.root.rglob("*"):
-        if path.is_file() and site_a not in path.parents:
-            data = path.read_bytes()
-            leaks += [f"{path}: {n.decode()}" for n in needles if n in data]
-    for git_dir in (deployment.topology.git_root / "model.git", deployment.owner_root,
-                    deployment.site_dirs[1] / "workspace"):
-        objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=git_dir,
-                                 capture_output=True).stdout
-        leaks += [f"git objects of {git_dir}: {n.decode()}" for n in needles if n in objects]
-    for key, body in _s3_objects(deployment.topology).items():
-        leaks += [f"s3://{key}: {n.decode()}" for n in needles if n in body]
-    for database in ("prefect", "mlflow"):
-        dump = deployment.topology.postgres.dump(database)
-        leaks += [f"the {database} database: {n.decode()}" for n in needles if n in dump]
+    blobs = {f"s3://{key}": body for key, body in _s3_objects(deployment.topology).items()}
+    blobs |= {f"the {db} database": deployment.topology.postgres.dump(db) for db in ("prefect", "mlflow")}
+    leaks = canary_leaks(site_a, deployment.root, needles, [
+        deployment.topology.git_root / "model.git", deployment.owner_root, deployment.site_dirs[1] / "workspace"],
+        blobs)
     assert leaks == [], "site A's data leaked:\n" + "\n".join(leaks)
     assert CANARY_VALUE.encode() in (site_a / "data" / "train.csv").read_bytes()  # the canary is really there
     assert _s3_objects(deployment.topology) and b"local-train" in deployment.topology.postgres.dump("prefect")

@@ -22,7 +22,7 @@ SERVICES = COMPOSE["services"]
 
 def test_the_compose_file_has_every_service_the_launcher_starts_and_the_parties() -> None:
     launcher = (ROOT / "infra" / "launch.py").read_text()
-    started = set(re.findall(r'_start\("([a-z0-9-]+)"', launcher))
+    started = set(re.findall(r'\bstart\("([a-z0-9-]+)"', launcher))
     assert started == {"s3", "mlflow", "git"}  # beside PostgreSQL and the Prefect server, started as objects
     assert {"postgres", "prefect-server", *started, "owner", "site"} <= set(SERVICES)
 

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 REFRESH_SECONDS = 0.5
 ROUND_FLOW = "federated-round"
@@ -28,6 +29,12 @@ def _latest_task(task_runs: list[Any], flow_run_id: Any) -> tuple[str, str]:
         return "", ""
     latest = max(mine, key=lambda t: t.start_time)
     return latest.name.rsplit("-", 1)[0], latest.state.name if latest.state else ""
+
+
+def add_row(table: Table, *cells: str) -> None:
+    """A row of plain text: names and states come from the Prefect server, whose writers could put rich markup
+    in a task's name (``[link=…]``, or markup that does not parse and would stop the view)."""
+    table.add_row(*(Text(cell) for cell in cells))
 
 
 def round_table(repo_root: Path, pools: list[str], since: datetime) -> Table:
@@ -57,10 +64,10 @@ def round_table(repo_root: Path, pools: list[str], since: datetime) -> Table:
             sort=FlowRunSort.START_TIME_DESC, limit=20)
         current = next((r for r in rounds if str(r.parameters.get("repo")) == root), None)
         if current is None:
-            table.add_row("owner", "starting", "", "")
+            add_row(table, "owner", "starting", "", "")
             return table
         owner_tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[current.id])))
-        table.add_row("owner", current.state.name if current.state else "", *_latest_task(owner_tasks, current.id))
+        add_row(table, "owner", current.state.name if current.state else "", *_latest_task(owner_tasks, current.id))
         sites = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(
             any_=[t.id for t in owner_tasks])))
         site_ids = FlowRunFilterId(any_=[s.id for s in sites])
@@ -74,9 +81,9 @@ def round_table(repo_root: Path, pools: list[str], since: datetime) -> Table:
     for pool in pools:
         run = by_pool.get(pool)
         if run is None:
-            table.add_row(pool, "waiting", "", "")
+            add_row(table, pool, "waiting", "", "")
         else:
-            table.add_row(pool, run.state.name if run.state else "", *_latest_task(site_tasks, run.id))
+            add_row(table, pool, run.state.name if run.state else "", *_latest_task(site_tasks, run.id))
     return table
 
 

@@ -1,7 +1,7 @@
 """A hostile Prefect server, or anyone who can write to it: it can ask a site's agent to train the agent's own
 repository, never to run other code or to fetch another repository. The attacks are made as such a party would,
 through the server's REST API: a flow of their own deployed into the site's work pool (with an entrypoint that
-would leave a marker file), and a round naming a repository of their own."""
+would leave a marker file), a round naming a repository of their own, and task names carrying terminal markup."""
 
 from __future__ import annotations
 
@@ -120,3 +120,19 @@ def _final_state(url: str, run_id: str, timeout: float = 60) -> dict[str, Any]:
         if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") or time.monotonic() > deadline:
             return state
         time.sleep(0.5)
+
+
+def test_the_live_view_shows_names_from_the_server_as_text_never_as_markup() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.live import add_row
+
+    table = Table()
+    for column in ("party", "run", "phase", "phase state"):
+        table.add_column(column)
+    add_row(table, "site-a", "Running", "[link=https://evil.example]train[/link]", "[/bold] unbalanced")
+    console = Console(record=True, width=200)
+    console.print(table)
+    shown = console.export_text()
+    assert "[link=https://evil.example]train[/link]" in shown and "[/bold] unbalanced" in shown

@@ -100,3 +100,7 @@ class TransactionError(FederityError, RuntimeError):
 
 class NftError(FederityError, LookupError):
     """An NFT does not exist, or exists with other metadata than the commit it should record."""
+
+
+class SealingError(FederityError, PermissionError):
+    """A private repository's sealed weights cannot be opened by this wallet, or their sealing is damaged."""

@@ -1,5 +1,7 @@
 """Benchmark: ``federity aggregate`` end to end at K updates of a P-parameter model, against the maths alone on the
-same DVC objects. Writes ``bench/results/aggregate_e2e.json`` and prints the phases.
+same DVC objects, in a public repository (``public``) and in a private one (``private``, whose objects are sealed:
+every update is decrypted as it is read, the aggregate encrypted before DVC sees it). Writes
+``bench/results/aggregate_e2e.json`` and prints the phases.
 
     python bench/bench_aggregate_e2e.py             # K=10 sites, an MLP of about 25M float32 parameters
     python bench/bench_aggregate_e2e.py --quick     # K=3, about 70k parameters
@@ -57,7 +59,7 @@ MATHS_RUNS = 3
 PHASES = {
     "checks of the approved updates": ("federity.repo.aggregate", "_approved"),
     "maths (streaming engine, output written and hashed)": ("federity.repo.aggregate", "aggregate_weights"),
-    "dvc add of the new weights": ("federity.repo.storage", "WeightsStore.track"),
+    "sealing (a private repository) and dvc add of the new weights": ("federity.repo.storage", "WeightsStore.track"),
     "signed commit": ("federity.repo.aggregate", "create_commit"),
 }
 
@@ -124,88 +126,97 @@ def _hash_seconds(path: Path) -> dict[str, float]:
     return seconds
 
 
-def main() -> None:
-    """Build the federation, then time review, aggregate (library and CLI), the maths alone and verify."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="K=3 and a small model; results are not written")
-    args = parser.parse_args()
+def _measure(work: Path, k: int, hidden: int, public: bool) -> dict[str, Any]:
+    """Build the federation under ``work`` (``public`` or private) and time review, aggregate (library and CLI),
+    the maths alone and verify."""
     from federity.aggregation import get_strategy
     from federity.aggregation.engine import ArraySink, Contribution, aggregate_into
     from federity.identity import Wallet
     from federity.repo import Repository
 
+    owner = Wallet.create(work / "owner.json")
+    repo, _ = Repository.init(work / "owner", owner, name="bench", framework="torch", model="mlp",
+                              model_args=["in_features=4", f"hidden={hidden}"], remote=str(work / "remote.git"),
+                              public=public)
+    sites = [Wallet.create(work / f"site-{i}.json") for i in range(k)]
+    for site in sites:
+        repo.add_member(owner, site.pubkey, "contributor")
+    repo.push()
+    for i, wallet in enumerate(sites):
+        clone = Repository.clone(str(work / "remote.git"), work / f"site-{i}", wallet=wallet)
+        clone.train(wallet, _csv(work / f"data-{i}.csv", i))
+        clone.push()
+    repo.pull()
+    parameters = sum(int(np.prod(shape)) for shape, _ in repo.store.open(repo.head()).layout.values())
+    shutil.copytree(repo.root, work / "owner-cli", symlinks=True)
+
+    started = time.perf_counter()
+    for update in repo.updates():
+        repo.review(owner, update.id, approve=True)
+    review_seconds = time.perf_counter() - started
+    main_before = repo.head()
+    infos = sorted((u for u in repo.updates() if u.status == "approved"), key=lambda u: u.id)
+    approved = [u.id for u in infos]
+
+    model = repo.store.open(main_before)
+    sources = [repo.store.open(u) for u in approved]
+    samples = [u.n_samples for u in infos]
+    maths_runs = []
+    for _ in range(MATHS_RUNS):
+        os.sync()
+        started = time.perf_counter()
+        aggregate_into(get_strategy("fedavg"), model, sources, [model], [0] * len(sources),
+                       [Contribution(n) for n in samples], ArraySink(model.layout))
+        maths_runs.append(time.perf_counter() - started)
+    maths_seconds = float(np.median(maths_runs))
+
+    first, first_seconds, first_phases = _timed_aggregate(repo, owner)
+    subprocess.run(["git", "reset", "--quiet", "--hard", first.parents[0]], cwd=repo.root, check=True)
+    repo.store.checkout()
+    new_object = repo.store.manifest(first.commit)["model.safetensors"]
+    (repo.root / ".dvc" / "cache" / "files" / "md5" / new_object[:2] / new_object[2:]).unlink()
+    result, aggregate_seconds, phases = _timed_aggregate(repo, owner)
+    hash_seconds = _hash_seconds(repo.weights_path)
+
+    cli_repo = work / "owner-cli"
+    for update in approved:  # the copy was taken before the reviews: review there too (not timed)
+        subprocess.run([sys.executable, "-m", "federity", "--wallet", str(work / "owner.json"), "review",
+                        "approve", update], cwd=cli_repo, check=True, capture_output=True)
+    os.sync()
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "federity", "--wallet", str(work / "owner.json"), "aggregate"],
+                   cwd=cli_repo, check=True, capture_output=True)
+    cli_seconds = time.perf_counter() - started
+
+    os.sync()
+    started = time.perf_counter()
+    report = repo.verify()
+    verify_seconds = time.perf_counter() - started
+    assert report.ok, report.failures
+    return {"updates": k, "parameters": parameters, "input_bytes": k * parameters * 4,
+            "review_seconds": round(review_seconds, 3), "maths_seconds": round(maths_seconds, 3),
+            "maths_first_seconds": round(maths_runs[0], 3), "aggregate_seconds": round(aggregate_seconds, 3),
+            "aggregate_phases": phases, "aggregate_first_seconds": round(first_seconds, 3),
+            "aggregate_first_phases": first_phases, "output_hash_seconds": hash_seconds,
+            "aggregate_over_maths": round(aggregate_seconds / maths_seconds, 2),
+            "aggregate_first_over_maths_first": round(first_seconds / maths_runs[0], 2),
+            "cli_aggregate_seconds": round(cli_seconds, 3), "verify_seconds": round(verify_seconds, 3),
+            "commit": result.commit}
+
+
+def main() -> None:
+    """The public repository's figures (the engine's target), then a private one's (what sealing adds)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="K=3 and a small model; results are not written")
+    args = parser.parse_args()
     k, hidden = (3, 10_000) if args.quick else (10, 3_600_000)
-    work = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=os.environ.get("BENCH_SCRATCH")))
-    try:
-        owner = Wallet.create(work / "owner.json")
-        repo, _ = Repository.init(work / "owner", owner, name="bench", framework="torch", model="mlp",
-                                  model_args=["in_features=4", f"hidden={hidden}"], remote=str(work / "remote.git"))
-        sites = [Wallet.create(work / f"site-{i}.json") for i in range(k)]
-        for site in sites:
-            repo.add_member(owner, site.pubkey, "contributor")
-        repo.push()
-        for i, wallet in enumerate(sites):
-            clone = Repository.clone(str(work / "remote.git"), work / f"site-{i}")
-            clone.train(wallet, _csv(work / f"data-{i}.csv", i))
-            clone.push()
-        repo.pull()
-        parameters = sum(int(np.prod(shape)) for shape, _ in repo.store.open(repo.head()).layout.values())
-        shutil.copytree(repo.root, work / "owner-cli", symlinks=True)
-
-        started = time.perf_counter()
-        for update in repo.updates():
-            repo.review(owner, update.id, approve=True)
-        review_seconds = time.perf_counter() - started
-        main_before = repo.head()
-        infos = sorted((u for u in repo.updates() if u.status == "approved"), key=lambda u: u.id)
-        approved = [u.id for u in infos]
-
-        model = repo.store.open(main_before)
-        sources = [repo.store.open(u) for u in approved]
-        samples = [u.n_samples for u in infos]
-        maths_runs = []
-        for _ in range(MATHS_RUNS):
-            os.sync()
-            started = time.perf_counter()
-            aggregate_into(get_strategy("fedavg"), model, sources, [model], [0] * len(sources),
-                           [Contribution(n) for n in samples], ArraySink(model.layout))
-            maths_runs.append(time.perf_counter() - started)
-        maths_seconds = float(np.median(maths_runs))
-
-        first, first_seconds, first_phases = _timed_aggregate(repo, owner)
-        subprocess.run(["git", "reset", "--quiet", "--hard", first.parents[0]], cwd=repo.root, check=True)
-        repo.store.checkout()
-        new_object = repo.store.manifest(first.commit)["model.safetensors"]
-        (repo.root / ".dvc" / "cache" / "files" / "md5" / new_object[:2] / new_object[2:]).unlink()
-        result, aggregate_seconds, phases = _timed_aggregate(repo, owner)
-        hash_seconds = _hash_seconds(repo.weights_path)
-
-        cli_repo = work / "owner-cli"
-        for update in approved:  # the copy was taken before the reviews: review there too (not timed)
-            subprocess.run([sys.executable, "-m", "federity", "--wallet", str(work / "owner.json"), "review",
-                            "approve", update], cwd=cli_repo, check=True, capture_output=True)
-        os.sync()
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "federity", "--wallet", str(work / "owner.json"), "aggregate"],
-                       cwd=cli_repo, check=True, capture_output=True)
-        cli_seconds = time.perf_counter() - started
-
-        os.sync()
-        started = time.perf_counter()
-        report = repo.verify()
-        verify_seconds = time.perf_counter() - started
-        assert report.ok, report.failures
-        row = {"updates": k, "parameters": parameters, "input_bytes": k * parameters * 4,
-               "review_seconds": round(review_seconds, 3), "maths_seconds": round(maths_seconds, 3),
-               "maths_first_seconds": round(maths_runs[0], 3), "aggregate_seconds": round(aggregate_seconds, 3),
-               "aggregate_phases": phases, "aggregate_first_seconds": round(first_seconds, 3),
-               "aggregate_first_phases": first_phases, "output_hash_seconds": hash_seconds,
-               "aggregate_over_maths": round(aggregate_seconds / maths_seconds, 2),
-               "aggregate_first_over_maths_first": round(first_seconds / maths_runs[0], 2),
-               "cli_aggregate_seconds": round(cli_seconds, 3), "verify_seconds": round(verify_seconds, 3),
-               "commit": result.commit}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    row: dict[str, Any] = {}
+    for label, public in (("public", True), ("private", False)):
+        work = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=os.environ.get("BENCH_SCRATCH")))
+        try:
+            row[label] = _measure(work, k, hidden, public)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(row, indent=2))
     if not args.quick:
         RESULTS.write_text(json.dumps(row, indent=2) + "\n")

@@ -32,7 +32,7 @@ def run_case(work: Path, wallet: Wallet, hidden: int, commits: int) -> dict[str,
     repo, init_seconds = _timed(lambda: Repository.init(
         work / f"repo-{hidden}", wallet, name="bench", framework="torch", model="mlp",
         model_args=["in_features=64", f"hidden={hidden}"])[0])
-    tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+    tensors = read_tensors(repo.store.read(repo.head()), "weights")
     parameters = int(sum(v.size for v in tensors.values()))
     commit_seconds = []
     for i in range(commits):
@@ -45,7 +45,7 @@ def run_case(work: Path, wallet: Wallet, hidden: int, commits: int) -> dict[str,
     return {
         "hidden": hidden,
         "parameters": parameters,
-        "weights_bytes": repo.weights_path.stat().st_size,
+        "weights_bytes": len(repo.store.read(repo.head())),
         "init_seconds": round(init_seconds, 3),
         "commit_seconds_median": round(float(np.median(commit_seconds)), 3),
         "verify_seconds": round(verify_seconds, 3),

@@ -60,10 +60,10 @@ def main() -> None:
         size = source.stat().st_size
 
         started = time.perf_counter()
-        keyring = Keyring.created("bench", {"versions": [owner.pubkey, *members], "updates": [owner.pubkey]})
+        keyring = Keyring.created("bench", {"versions": [owner.pubkey, *members]})
         create_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        rotated = keyring.resealed({"versions": [owner.pubkey, *members[1:]], "updates": [owner.pubkey]}, owner)
+        rotated = keyring.resealed({"versions": [owner.pubkey, *members[1:]]}, owner)
         rotate_seconds = time.perf_counter() - started
         added = {path: raw for path, raw in rotated.files().items() if path not in keyring.files()}
         key_id, group_key = rotated.current_key("versions", owner)

@@ -2,7 +2,9 @@
 # A repository's life, end to end, with the real `federity` command: two wallets (an owner and a hospital),
 # a genesis commit, a membership change, a contributor's update on its own branch, the owner's new weights on
 # main, log, diff, revert, verify — then one altered weights object and one forged signature, which
-# `federity verify` catches and names. Everything happens under a temporary directory (or $WALKTHROUGH_DIR).
+# `federity verify` catches and names. The repository is private (the default): its weights are sealed to its
+# members, so each party reads them with its own wallet (FEDERITY_WALLET below, or --wallet) and exports them to
+# work on them outside Federity. Everything happens under a temporary directory (or $WALKTHROUGH_DIR).
 set -euo pipefail
 
 work="${WALKTHROUGH_DIR:-$(mktemp -d -t federity-walkthrough-XXXXXX)}"
@@ -16,7 +18,8 @@ federity wallet new --path hospital.json
 OWNER=$(federity --wallet owner.json wallet show --json | python -c 'import json,sys; print(json.load(sys.stdin)["pubkey"])')
 HOSPITAL=$(federity --wallet hospital.json wallet show --json | python -c 'import json,sys; print(json.load(sys.stdin)["pubkey"])')
 
-step "The owner creates a repository: an untrained MLP, pushed to a local remote (bare git + DVC storage)"
+step "The owner creates a private repository: an untrained MLP, pushed to a local remote (bare git + DVC storage)"
+export FEDERITY_WALLET="$work/owner.json"
 federity models
 federity --wallet owner.json init owner-repo --name breast-cancer --model mlp \
   --model-arg in_features=30 --model-arg hidden=8 --remote "$work/remote.git"
@@ -26,15 +29,17 @@ federity push
 
 step "The hospital clones, trains elsewhere, and commits its weights on an update branch"
 cd "$work"
+export FEDERITY_WALLET="$work/hospital.json"
 federity clone "$work/remote.git" hospital-repo
 cd hospital-repo
 federity branch updates/hospital-a
 federity checkout updates/hospital-a
+federity export HEAD --format safetensors --out ../base.safetensors  # model/ holds the weights sealed
 python - <<'PY'
 # A stand-in for training elsewhere: nudge every tensor (`federity train` trains on local data).
 import numpy as np
 from safetensors.numpy import load_file, save_file
-tensors = load_file("model/model.safetensors")
+tensors = load_file("../base.safetensors")
 rng = np.random.default_rng(1)
 save_file({k: v + 0.01 * rng.standard_normal(v.shape).astype(v.dtype) for k, v in tensors.items()},
           "../hospital-a.safetensors")
@@ -44,13 +49,15 @@ federity push
 
 step "The owner pulls, compares, commits new weights on main, and reverts them"
 cd "$work/owner-repo"
+export FEDERITY_WALLET="$work/owner.json"
 federity pull
 git fetch --quiet origin
-federity diff main origin/updates/hospital-a
+federity diff main origin/updates/hospital-a  # an update is sealed to its author and the reviewers: the owner
+federity export HEAD --format safetensors --out ../main.safetensors
 python - <<'PY'
 import numpy as np
 from safetensors.numpy import load_file, save_file
-tensors = load_file("model/model.safetensors")
+tensors = load_file("../main.safetensors")
 save_file({k: v * np.asarray(0.5, v.dtype) for k, v in tensors.items()}, "../halved.safetensors")
 PY
 federity --wallet ../owner.json commit --weights ../halved.safetensors -m "Halve every weight"

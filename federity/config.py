@@ -255,6 +255,16 @@ class ReviewSection(BaseModel):
     max_update_bytes: Annotated[int, Field(ge=1, le=2**40)] | None = None
 
 
+class PrivacySection(BaseModel):
+    """``privacy``: the repository is private (its weights sealed to its members, :mod:`federity.sealing`), and
+    who besides its author and the owners and maintainers reads a contributor's update: nobody (``reviewers``,
+    the default), every contributor too (``contributors``), or every member, readers included (``members``: an
+    auditor who is a reader can then recompute every aggregate)."""
+
+    model_config = _STRICT
+    updates: Literal["reviewers", "contributors", "members"] = "reviewers"
+
+
 class AggregationSection(BaseModel):
     """``aggregation``: the strategy (``name`` or ``name@version``) and its parameters, and how many rounds stale
     an accepted update may be. The strategy checks its own parameters when it is made."""
@@ -330,6 +340,7 @@ class ConfigFile(BaseModel):
     ledger: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[^\s\x00-\x1f\x7f]+$")] = (
         "embedded")
     proofs: ProofsSection | None = None
+    privacy: PrivacySection | None = None
 
 
 _HINTS = {
@@ -346,6 +357,8 @@ _HINTS = {
                    "or strings, e.g. {fraction: 0.2} for trimmed-mean)",
     "review": "write review: {policy: manual} (max_update_bytes: a positive integer, optional)",
     "proofs": "the proofs section is written by `federity init --proofs`; restore it from the genesis commit",
+    "privacy": "write privacy: {updates: reviewers} (or contributors, or members); it is fixed at genesis: restore "
+               "it from the genesis commit",
 }
 
 
@@ -372,10 +385,29 @@ class RepoConfig:
     proofs: dict[str, Any] | None = None
     """Proof-of-training policy (:mod:`federity.proofs`): ``audits``, ``scale`` and the ``srs`` record; ``None``:
     updates carry no proof."""
+    privacy: dict[str, Any] | None = None
+    """Who reads the weights (:class:`PrivacySection`); ``None``: a public repository, whose weights anyone who
+    reads its storage reads."""
 
     def role_of(self, pubkey: str) -> Role | None:
         """The role ``pubkey`` holds, or ``None`` for a non-member."""
         return self.members.get(pubkey)
+
+    @property
+    def private(self) -> bool:
+        """Whether the weights are sealed to the members."""
+        return self.privacy is not None
+
+    def version_readers(self) -> list[str]:
+        """Who reads a private repository's versions: every member."""
+        return sorted(self.members)
+
+    def update_readers(self, author: str) -> list[str]:
+        """Who reads an update ``author`` makes in a private repository: itself, the owners and maintainers who
+        review it, and the contributors or every member when the policy says so."""
+        lowest = {"contributors": Role.CONTRIBUTOR, "members": Role.READER}.get(
+            (self.privacy or {}).get("updates", ""), Role.MAINTAINER)
+        return [author, *sorted(p for p, role in self.members.items() if role >= lowest and p != author)]
 
     def to_yaml(self) -> str:
         """Serialise with a stable key order, so equal configs are equal files."""
@@ -393,6 +425,8 @@ class RepoConfig:
         }
         if self.proofs is not None:
             data["proofs"] = self.proofs
+        if self.privacy is not None:
+            data["privacy"] = self.privacy
         text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
         RepoConfig.from_yaml(text)  # never write a file that Federity would refuse to read
         return text
@@ -428,6 +462,7 @@ class RepoConfig:
             aggregation=data["aggregation"] if "aggregation" in fields else defaults.aggregation,
             ledger=parsed.ledger,
             proofs=data.get("proofs"),
+            privacy=parsed.privacy.model_dump() if parsed.privacy is not None else None,
         )
 
 

@@ -51,17 +51,16 @@ class DemoSummary:
                 "seconds": self.seconds}
 
 
-def centralized_accuracy(repo_root: Path, shards: list[Path], heldout: Path, rounds: int) -> float:
+def centralized_accuracy(repo: Repository, shards: list[Path], heldout: Path, rounds: int) -> float:
     """Train the repository's genesis model on the union of the shards, as many passes as the federation made
     (rounds times local epochs), with the same optimiser; its accuracy on the held-out set."""
     import pandas as pd
 
     from federity.data import load_dataset
-    from federity.repo import Repository
     from federity.training import TrainingParams, evaluate, train_locally
     from federity.weights import read_tensors
 
-    repo = Repository.open(repo_root)
+    repo_root = repo.root
     genesis = repo.git.run("rev-list", "--max-parents=0", "main")
     config = repo.config(genesis)
     union = repo_root.parent / "centralized.csv"
@@ -150,8 +149,8 @@ def finish(federation: Federation, summary: DemoSummary, rounds: int, started: f
     """Add the central baseline, the MLflow UI command and the wall time since ``started`` (monotonic)."""
     from federity.tracking import Tracker
 
-    summary.centralized_accuracy = centralized_accuracy(federation.repo.root, federation.shards,
-                                                        federation.heldout, rounds)
+    summary.centralized_accuracy = centralized_accuracy(federation.repo, federation.shards, federation.heldout,
+                                                        rounds)
     summary.mlflow_ui = Tracker(federation.repo.root).ui_command()
     summary.seconds = round(time.monotonic() - started, 1)
     return summary

@@ -104,3 +104,7 @@ class NftError(FederityError, LookupError):
 
 class SealingError(FederityError, PermissionError):
     """A private repository's sealed weights cannot be opened by this wallet, or their sealing is damaged."""
+
+
+class PrivateWeightsError(SealingError):
+    """A private repository's weights are sealed to members this wallet is not among (or not yet)."""

@@ -80,6 +80,13 @@ class Git:
         except RevisionNotFoundError:
             return None
 
+    def object_id(self, name: str) -> str | None:
+        """The id of the object ``name`` names (e.g. ``<rev>:<path>``), or ``None`` when it names none."""
+        try:
+            return self.run("rev-parse", "--verify", "--quiet", "--end-of-options", name)
+        except GitError:
+            return None
+
     def show_file(self, commit: str, path: str) -> bytes | None:
         """The content of ``path`` at ``commit``, or ``None`` if it is absent there."""
         try:

@@ -20,8 +20,10 @@ from federity.repo.sync import fetch_checked
 from federity.repo.train import LocalTraining, UpdateResult, prepare_training
 
 
-def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH, pinned: str | None = None) -> Repository:
-    """The site's clone of ``remote`` in ``directory`` (cloned on first use), on ``branch`` and up to date.
+def workspace(remote: str, directory: Path, wallet: Wallet, branch: str = MAIN_BRANCH,
+              pinned: str | None = None) -> Repository:
+    """The site's clone of ``remote`` in ``directory`` (cloned on first use), on ``branch`` and up to date;
+    ``wallet`` (the site's) reads the weights if they are private.
 
     ``remote`` comes with the round, from whoever can write to the Prefect server, so it is held to the site's
     own choice: ``pinned`` (the agent's ``--remote``) when given, and always the remote the workspace was cloned
@@ -32,7 +34,11 @@ def workspace(remote: str, directory: Path, branch: str = MAIN_BRANCH, pinned: s
                           "a round for another repository must go to another agent (`agent start --remote`)")
     directory = Path(directory)
     fresh = not directory.exists() or not any(directory.iterdir())
-    repo = Repository.clone(remote, directory) if fresh else Repository.open(directory)
+    if fresh:
+        repo = Repository.clone(remote, directory, wallet=wallet)
+    else:
+        repo = Repository.open(directory)
+        repo.keys.use(wallet)
     if not fresh:
         origin = repo.git.run("remote", "get-url", "origin")
         if origin != remote:
@@ -52,7 +58,7 @@ def start_training(remote: str, directory: Path, wallet: Wallet, data: Path, *, 
     """Bring the site's clone (:func:`workspace`) to the round's ``base`` (the head of origin's ``branch``) and
     prepare to train on ``data`` (:func:`federity.repo.train.prepare_training`: nothing is read from the data
     yet)."""
-    repo = workspace(remote, directory, branch, pinned)
+    repo = workspace(remote, directory, wallet, branch, pinned)
     if repo.head() != base:
         raise RemoteError(f"the round's base {base[:12]} is not the head of origin's {branch} ({repo.head()[:12]})",
                           "the round is out of date: the owner should start a new round")

@@ -14,6 +14,7 @@ import pytest
 from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.params import site_dataset
+from federity.repo.privacy import sealing_for
 from federity.training import build_with_tensors
 from federity.weights import get_framework, read_tensors, tensors_to_bytes
 from tests.unit.chain.rpc_server import RpcServer
@@ -60,17 +61,34 @@ def repo(tmp_path: Path, owner: Wallet) -> Repository:
 
 
 @pytest.fixture
+def public_repo(tmp_path: Path, owner: Wallet) -> Repository:
+    """The ``repo`` fixture's repository, made public (``init --public``): for attacks that forge weights by hand,
+    which in a private repository a non-member could not even read."""
+    created, _ = Repository.init(
+        tmp_path / "repo", owner, name="test", framework="torch", model="logistic-regression",
+        model_args=["in_features=4"], remote=str(tmp_path / "remote.git"), public=True,
+    )
+    return created
+
+
+@pytest.fixture
 def make_weights(tmp_path: Path) -> Callable[[Repository, float], Path]:
     """Write a safetensors file: the repository's checked-out weights shifted by ``delta``."""
     counter = iter(range(1_000_000))
 
     def make(repo: Repository, delta: float = 0.5) -> Path:
-        tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+        tensors = read_tensors(repo.store.read(repo.head()), "weights")
         path = tmp_path / f"weights-{next(counter)}.safetensors"
         path.write_bytes(tensors_to_bytes({k: v + np.asarray(delta, v.dtype) for k, v in tensors.items()}))
         return path
 
     return make
+
+
+def track_sealed(repo: Repository, wallet: Wallet, kind: str) -> None:
+    """``dvc add`` of ``model/`` as an operation of ``kind`` by ``wallet`` would track it, sealed as a private
+    repository's are: for commits forged by hand, as a member bypassing the library would make them."""
+    repo.store.track(sealing=sealing_for(repo, wallet, kind, repo.config(repo.head())))
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -121,14 +139,18 @@ def canary_leaks(site: Path, root: Path, needles: list[bytes], git_dirs: list[Pa
     for path in root.rglob("*"):
         if path.is_file() and site not in path.parents:
             data = path.read_bytes()
-            leaks += [f"{path}: {n.decode()}" for n in needles if n in data]
+            leaks += [f"{path}: {_shown(n)}" for n in needles if n in data]
     for git_dir in git_dirs:
         objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=git_dir,
                                  capture_output=True).stdout
-        leaks += [f"git objects of {git_dir}: {n.decode()}" for n in needles if n in objects]
+        leaks += [f"git objects of {git_dir}: {_shown(n)}" for n in needles if n in objects]
     for name, body in (blobs or {}).items():
-        leaks += [f"{name}: {n.decode()}" for n in needles if n in body]
+        leaks += [f"{name}: {_shown(n)}" for n in needles if n in body]
     return leaks
+
+
+def _shown(needle: bytes) -> str:
+    return needle.decode(errors="backslashreplace")
 
 
 @pytest.fixture
@@ -144,8 +166,8 @@ def federation(tmp_path: Path, repo: Repository, owner: Wallet, contributor: Wal
     repo.add_member(owner, site_b.pubkey, "contributor")
     repo.push()
     remote = str(tmp_path / "remote.git")
-    return {"owner": repo, "a": Repository.clone(remote, tmp_path / "site-a"),
-            "b": Repository.clone(remote, tmp_path / "site-b")}
+    return {"owner": repo, "a": Repository.clone(remote, tmp_path / "site-a", wallet=contributor),
+            "b": Repository.clone(remote, tmp_path / "site-b", wallet=site_b)}
 
 
 def train_and_push(site: Repository, wallet: Wallet, data: Path) -> str:
@@ -191,7 +213,8 @@ def full_round(tmp_path: Path, wallets: tuple[Wallet, Wallet, Wallet], framework
     for wallet in (contributor, site_b):
         repo.add_member(owner, wallet.pubkey, "contributor")
     repo.push()
-    sites = [Repository.clone(str(tmp_path / "remote.git"), tmp_path / f"site-{i}") for i in range(2)]
+    sites = [Repository.clone(str(tmp_path / "remote.git"), tmp_path / f"site-{i}", wallet=wallet)
+             for i, wallet in enumerate((contributor, site_b))]
     updates = [train_and_push(site, wallet, make_data(tmp_path / f"data-{i}" / "train.npz", i))
                for i, (site, wallet) in enumerate(zip(sites, (contributor, site_b), strict=True))]
     repo.pull()
@@ -217,11 +240,13 @@ def full_round(tmp_path: Path, wallets: tuple[Wallet, Wallet, Wallet], framework
     assert repo.verify().ok
     # a fresh clone pulls the aggregate bit for bit, and its model gives the same outputs
     repo.push()
-    fresh = Repository.clone(str(tmp_path / "remote.git"), tmp_path / "fresh")
-    assert fresh.head() == result.commit and fresh.weights_path.read_bytes() == repo.store.read(result.commit)
+    fresh = Repository.clone(str(tmp_path / "remote.git"), tmp_path / "fresh", wallet=contributor)
+    assert fresh.head() == result.commit
+    assert fresh.store.read(fresh.head()) == repo.store.read(result.commit)
+    assert fresh.weights_path.read_bytes() == repo.weights_path.read_bytes()  # the same sealed object
     adapter = get_framework(framework)
     sample = site_dataset(repo, repo.head(), repo.config(), make_data(tmp_path / "sample" / "train.npz", 0))
-    ours, theirs = (adapter.predict(build_with_tensors(r.config(), r.root, read_tensors(r.weights_path.read_bytes(),
+    ours, theirs = (adapter.predict(build_with_tensors(r.config(), r.root, read_tensors(r.store.read(r.head()),
                                                                                          "weights")),
                                     sample.features[:4]) for r in (repo, fresh))
     np.testing.assert_array_equal(ours, theirs)

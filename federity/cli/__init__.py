@@ -75,8 +75,9 @@ def state() -> CliState:
 
 
 def open_repo() -> Repository:
-    """The repository ``--repo`` names, or the one containing the current directory."""
-    return Repository.open(state().repo or Path.cwd())
+    """The repository ``--repo`` names, or the one containing the current directory; a private repository's
+    weights are read with the wallet ``--wallet`` names (or the default one)."""
+    return Repository.open(state().repo or Path.cwd(), wallet_path=state().wallet)
 
 
 def load_wallet() -> Wallet:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from federity.cli import FederityCommand, emit, load_wallet, open_repo, show_repository_code, strategy_parameters
+from federity.cli import (
+    FederityCommand,
+    emit,
+    load_wallet,
+    open_repo,
+    show_repository_code,
+    state,
+    strategy_parameters,
+)
 from federity.models import zoo
 from federity.proofs.policy import ProofPolicy
 from federity.repo import Repository
@@ -42,10 +50,19 @@ from federity.repo.sync import push_notes
 @click.option("--tokenizer", type=click.Path(path_type=Path),
               help="A text task's tokenizer (a tokenizers JSON file), committed as tokenizer.json; sites' CSV or "
                    "Parquet files then hold a 'text' column.")
+@click.option("--public", is_flag=True,
+              help="An open repository: weights, updates and proofs in plain safetensors that anyone who reads the "
+                   "storage reads. By default a repository is private: all of them are sealed to its members.")
+@click.option("--updates-readable-by", type=click.Choice(["reviewers", "contributors", "members"]),
+              default="reviewers", show_default=True,
+              help="Who reads a contributor's update in a private repository besides its author: the owners and "
+                   "maintainers who review it, every contributor too, or every member (then an auditor added as a "
+                   "reader can recompute every aggregate).")
 def init(directory: Path, name: str, framework: str, model: str, model_args: tuple[str, ...], remote: str | None,
          storage: str | None, storage_endpoint: str | None, seed: int, contract: Path | None, proofs: bool,
          proof_audits: int, proof_scale: int, srs: Path | None, srs_sha256: str | None, ledger: str,
-         strategy: str, strategy_params: tuple[str, ...], tokenizer: Path | None) -> None:
+         strategy: str, strategy_params: tuple[str, ...], tokenizer: Path | None, public: bool,
+         updates_readable_by: str) -> None:
     """Create a repository whose genesis commit holds the untrained model, owned by your wallet."""
     policy = ProofPolicy(proof_audits, proof_scale, srs, srs_sha256) if proofs or srs else None
     wallet = load_wallet()
@@ -53,7 +70,7 @@ def init(directory: Path, name: str, framework: str, model: str, model_args: tup
         directory, wallet, name=name, framework=framework, model=model, model_args=list(model_args),
         remote=remote, storage=storage, storage_endpoint=storage_endpoint, seed=seed, contract=contract,
         proofs=policy, ledger=ledger, strategy=strategy, strategy_params=strategy_parameters(strategy_params),
-        tokenizer=tokenizer,
+        tokenizer=tokenizer, public=public, updates_readable_by=updates_readable_by,
     )
     if mint_new_commits(repo, wallet).minted and remote:  # the genesis NFT, then its record on the remote
         push_notes(repo)
@@ -68,7 +85,7 @@ def init(directory: Path, name: str, framework: str, model: str, model_args: tup
 def clone(url: str, directory: Path, genesis: str | None) -> None:
     """Clone a repository, check its whole history, and fetch its checked-out weights; say which of its own
     modules it runs."""
-    repo = Repository.clone(url, directory, genesis)
+    repo = Repository.clone(url, directory, genesis, wallet_path=state().wallet)
     head = repo.head()
     show_repository_code(repo, head)
     emit({"repo": str(repo.root), "commit": head, "genesis": recorded_genesis(repo)},

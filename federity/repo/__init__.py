@@ -10,6 +10,7 @@ from federity.config import CONFIG_FILE, RepoConfig
 from federity.errors import NotARepositoryError, WorkingTreeError
 from federity.git import Git, GitError
 from federity.records import MAIN_BRANCH, UPDATE_FILE
+from federity.repo.privacy import KeyChain
 from federity.repo.storage import MODEL_DIR, WeightsStore
 from federity.weights import WEIGHTS_FILE
 
@@ -43,14 +44,19 @@ class Repository:
     clone = staticmethod(clone)
     init = staticmethod(init)
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, wallet_path: Path | None = None) -> None:
         self.root = Path(root)
         self.git = Git(self.root)
         self.store = WeightsStore(self.root, self.git)
+        self.keys = KeyChain(self, wallet_path)
+        """Who reads a private repository's weights: the wallet an operation was given, else the one at
+        ``wallet_path`` (default: ``$FEDERITY_WALLET`` or the Solana CLI's), loaded when first needed."""
+        self.store.keys = self.keys.opener
 
     @classmethod
-    def open(cls, path: Path | str = ".") -> Repository:
-        """The repository whose working tree contains ``path``."""
+    def open(cls, path: Path | str = ".", wallet_path: Path | None = None) -> Repository:
+        """The repository whose working tree contains ``path``; ``wallet_path``: the wallet that reads its weights
+        if they are private (see :attr:`keys`)."""
         path = Path(path).resolve()
         not_repo = NotARepositoryError(
             f"{path} is not a Federity repository (no {CONFIG_FILE} in a git working tree)",
@@ -62,7 +68,7 @@ class Repository:
             top = Git(path).run("rev-parse", "--show-toplevel")
         except GitError:
             raise not_repo from None
-        repo = cls(Path(top))
+        repo = cls(Path(top), wallet_path)
         if not (repo.root / CONFIG_FILE).is_file() or repo.git.try_resolve("HEAD") is None:
             raise not_repo
         return repo

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from federity.aggregation import Contribution, Strategy, get_strategy
 from federity.aggregation.engine import DEFAULT_MEMORY_LIMIT, Output, TensorSource, aggregate_into
-from federity.errors import FederityError, UpdateError, WorkingTreeError
+from federity.errors import FederityError, PrivateWeightsError, UpdateError, WorkingTreeError
 from federity.identity import Wallet
 from federity.records import MAIN_BRANCH, is_model_branch
 from federity.repo.checks import update_problems
@@ -36,6 +36,7 @@ from federity.repo.commits import CommitRecord, create_commit, read_commit, read
 from federity.repo.history import History
 from federity.repo.layout import STATE_FILE
 from federity.repo.metadata import CommitMeta, canonical_params, signed_params
+from federity.repo.privacy import note_sealed, sealing_for
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UpdateInfo, list_updates, record_review
 from federity.weights import WEIGHTS_FILE
@@ -93,6 +94,7 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
     rejected and left out. Fewer than ``min_updates`` usable updates is an error, and the branch is left
     unchanged.
     """
+    repo.keys.use(wallet)
     branch = repo.require_branch()
     if not is_model_branch(branch):
         raise WorkingTreeError(f"{branch} is an update's branch, not one a model lives on",
@@ -132,7 +134,8 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
                 os.replace(scratch / "state", repo.weights_path.parent / STATE_FILE)
         known = {WEIGHTS_FILE: written.weights_md5, STATE_FILE: written.state_md5}
         repo.store.track(strategy_state=written.state_sha256 is not None,
-                         md5s={relpath: md5 for relpath, md5 in known.items() if md5 is not None})
+                         md5s={relpath: md5 for relpath, md5 in known.items() if md5 is not None},
+                         sealing=sealing_for(repo, wallet, "aggregate", repo.config(head)))
         record = create_commit(repo, wallet, "aggregate", message, [head, *(u.id for u in chosen)],
                                round=round, strategy=strategy_id,
                                strategy_params=signed_params, paths=(MODEL_DVC_FILE,),
@@ -241,6 +244,9 @@ def aggregate_problems(history: History, record: CommitRecord) -> list[str]:
             written = aggregate_weights(history, record.parents[0], updates, strategy, meta.round,
                                         scratch / "weights", scratch / "state")
             stored_state = _stored_state_sha256(history, record) if written.state_sha256 is not None else None
+    except PrivateWeightsError:
+        note_sealed(history, record.commit)
+        return []
     except FederityError as exc:
         return [f"its weights cannot be recomputed: {exc.message}"]
     except (ValueError, ArithmeticError) as exc:  # e.g. sample counts summing to zero, an update from a later round

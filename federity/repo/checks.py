@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from federity.config import CONFIG_FILE, RepoConfig, Role
-from federity.errors import FederityError
+from federity.errors import FederityError, PrivateWeightsError
 from federity.identity import verify_signature
 from federity.records import UPDATE_FILE, Review
 from federity.repo.commits import REQUIRED_ROLE, CommitRecord
 from federity.repo.history import MAIN_BRANCH, ORIGIN_MAIN_REF, UPDATE_REF_PREFIXES, History, UpdateInfo
 from federity.repo.members import permission_problem, validity_problem
 from federity.repo.metadata import signing_payload
+from federity.repo.privacy import keyring_problems, note_sealed, sealing_problems
 from federity.repo.proof_inputs import check_update_proof
 from federity.repo.storage import MODEL_DVC_FILE, tree_problems
 from federity.weights.files import describe_mismatch
@@ -111,6 +112,8 @@ def _structural_problems(history: History, record: CommitRecord) -> tuple[list[t
     elif meta.kind != "genesis" and history.file(record.commit, CONFIG_FILE) != history.file(
             record.parents[0], CONFIG_FILE):
         problems.append(("config", f"a {meta.kind} commit changed {CONFIG_FILE}; only members commits may"))
+    problems += [("keyring", reason) for reason in keyring_problems(
+        history.repo, record.commit, record.parents[0] if record.parents else None, meta.kind, config)]
     if meta.kind == "members" and history.parent_refs(record.parents[:1])[0].weights_sha256 != meta.weights_sha256:
         problems.append(("weights", "a members commit changed the weights"))
     if meta.kind == "update" and record.parents:
@@ -145,12 +148,25 @@ def _role_problem(role: Role | None, kind: str, author: str, when: str) -> str |
 
 def weights_problems(history: History, record: CommitRecord) -> list[tuple[str, str]]:
     """The weights object exists, matches its DVC hash and the signed sha256, and holds only finite values
-    (read streaming, :meth:`~federity.repo.storage.WeightsStore.facts`)."""
+    (read streaming, :meth:`~federity.repo.storage.WeightsStore.facts`); in a private repository, every object
+    the commit adds is sealed to whom its kind requires (:func:`~federity.repo.privacy.sealing_problems`). Weights
+    sealed to others than the reading wallet are checked as far as their ciphertext goes, and the commit is
+    listed in ``history.memo["sealed"]``."""
     assert record.meta is not None
+    meta = record.meta
+    parent = record.parents[0] if record.parents else None
+    config = history.config(parent if parent and meta.kind == "update" else record.commit)
     try:
+        sealing = [] if isinstance(config, str) else sealing_problems(history.repo, record.commit, parent,
+                                                                       meta.kind, meta.author, config)
         facts = history.repo.store.facts(record.commit)
+    except PrivateWeightsError:
+        note_sealed(history, record.commit)
+        return [("sealing", reason) for reason in sealing]
     except FederityError as exc:
         return [("weights", exc.message)]
+    if sealing:
+        return [("sealing", reason) for reason in sealing]
     if facts.sha256 != record.meta.weights_sha256:
         return [("weights", f"the weights object's sha256 is {facts.sha256}, but the commit signed "
                             f"{record.meta.weights_sha256}")]
@@ -368,6 +384,11 @@ def update_problems(history: History, update: UpdateInfo, tip: str, *, branch: s
     seen = weights_seen_before(history, update, tip)
     if commit.meta.weights_sha256 in seen:
         return [f"replay: its weights are identical to those of {seen[commit.meta.weights_sha256][:12]}"]
+    base_config = history.config(base)
+    sealing = [] if isinstance(base_config, str) else sealing_problems(history.repo, update.id, base, "update",
+                                                                       update.author, base_config)
+    if sealing:
+        return [f"sealing: {reason}" for reason in sealing]
     return _weights_fit(history, update, base, config) or proof_problems(history, commit)
 
 
@@ -378,7 +399,11 @@ def proof_problems(history: History, commit: CommitRecord) -> list[str]:
     record = history.update_record(commit.commit)
     if not isinstance(base_config, RepoConfig) or base_config.proofs is None or isinstance(record, str):
         return []
-    return check_update_proof(history.repo, commit, record.to_json(), valid_updates(history)).problems
+    try:
+        return check_update_proof(history.repo, commit, record.to_json(), valid_updates(history)).problems
+    except PrivateWeightsError:
+        note_sealed(history, commit.commit)
+        return []
 
 
 def target_problems(history: History, update: UpdateInfo, *, nonce: str | None = None) -> list[str]:

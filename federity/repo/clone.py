@@ -16,18 +16,23 @@ from typing import TYPE_CHECKING
 from federity.config import CONFIG_FILE
 from federity.errors import NotARepositoryError, RemoteError, listed
 from federity.git import Git
+from federity.identity import Wallet
 from federity.repo.checks import incoming_problems
 from federity.repo.history import ORIGIN_MAIN_REF, History, record_genesis
 from federity.repo.notes import fetch_notes
 from federity.repo.paths import is_local_url, local_path, require_empty_dir, restored_on_failure
+from federity.repo.privacy import require_reader
 
 if TYPE_CHECKING:
     from federity.repo import Repository
 
 
-def clone(url: str, directory: Path, genesis: str | None = None) -> Repository:
+def clone(url: str, directory: Path, genesis: str | None = None, *, wallet: Wallet | None = None,
+          wallet_path: Path | None = None) -> Repository:
     """Clone ``url`` into ``directory`` (new or empty) with its notes, check what it presents, and fetch the
     checked-out weights from DVC storage. ``genesis``: the commit id the repository's history must start from.
+    A private repository is cloned only for a member: ``wallet`` (else the one at ``wallet_path``, default: the
+    default wallet) must be one, or nothing is left and the error names the owners to ask.
 
     git clones without checking out, and everything the remote presents is checked first
     (:func:`federity.repo.checks.incoming_problems`, which includes each commit's tracked tree: no symlinks,
@@ -42,13 +47,17 @@ def clone(url: str, directory: Path, genesis: str | None = None) -> Repository:
     directory.parent.mkdir(parents=True, exist_ok=True)
     with restored_on_failure(directory):
         Git(directory.parent).remote_run("clone", "--quiet", "--no-checkout", source, str(directory))
-        repo = Repository(directory)
+        repo = Repository(directory, wallet_path)
+        if wallet is not None:
+            repo.keys.use(wallet)
         fetch_notes(repo)  # reviews, MLflow runs and NFT mints: git clone leaves notes behind
         _check_remote(repo, url, genesis)
         repo.git.run("checkout", "--quiet", MAIN_BRANCH)  # the tracked files only: model/ is DVC's
         if not (directory / CONFIG_FILE).is_file():
             raise NotARepositoryError(f"{url} is not a Federity repository (no {CONFIG_FILE})",
                                       "check the URL; `federity init` creates repositories")
+        repo.store.require_safe(repo.head())  # a hostile manifest is named whoever clones
+        require_reader(repo)
         repo.store.pull()  # validates the DVC manifest (WeightsStore.require_safe) before DVC writes model/
         return repo
 

@@ -9,9 +9,10 @@ from federity.config import Role
 from federity.errors import WeightsError
 from federity.identity import Wallet
 from federity.repo.checks import non_finite_tensors
-from federity.repo.commits import CommitRecord, create_commit
+from federity.repo.commits import CommitRecord, create_commit, require_role
+from federity.repo.privacy import sealing_for
 from federity.repo.storage import MODEL_DVC_FILE
-from federity.weights import read_tensors, tensors_to_bytes
+from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
 from federity.weights.files import read_tensor_file, require_layout, tensor_layout
 
 if TYPE_CHECKING:
@@ -30,8 +31,14 @@ def commit(repo: Repository, wallet: Wallet, weights: Path, message: str) -> Com
     branch = repo.require_branch()
     if not message.strip():
         raise WeightsError("the commit message is empty", "say what these weights are with -m MESSAGE")
+    head = repo.head()
+    config = repo.config(head)
+    role = config.role_of(wallet.pubkey)
+    kind = "weights" if branch == MAIN_BRANCH or (role is not None and role >= Role.MAINTAINER) else "update"
+    require_role(role, kind, wallet.pubkey)  # before a private repository's weights are read
+    repo.keys.use(wallet)
     _, tensors = read_tensor_file(weights)
-    current = read_tensors(repo.weights_path.read_bytes(), "the checked-out weights")
+    current = read_tensors(repo.store.read(head), "the checked-out weights")
     require_layout(tensor_layout(current), tensors, str(weights))
     non_finite = non_finite_tensors(tensors.items())
     if non_finite:
@@ -43,13 +50,8 @@ def commit(repo: Repository, wallet: Wallet, weights: Path, message: str) -> Com
             f"{weights} holds the same weights as the checked-out commit; nothing to commit",
             "train or edit the weights first",
         )
-    head = repo.head()
-    role = repo.config(head).role_of(wallet.pubkey)
-    direct = branch == MAIN_BRANCH or (role is not None and role >= Role.MAINTAINER)
     with repo.transaction():
         repo.weights_path.write_bytes(data)
-        repo.store.track()
-        return create_commit(
-            repo, wallet, "weights" if direct else "update", message, [head],
-            paths=(MODEL_DVC_FILE,),
-        )
+        repo.store.track(sealing=sealing_for(repo, wallet, kind, config))
+        return create_commit(repo, wallet, kind, message, [head], paths=(MODEL_DVC_FILE,),
+                             weights_sha256=sha256_bytes(data))

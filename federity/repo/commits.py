@@ -10,7 +10,6 @@ from federity.errors import PermissionDeniedError
 from federity.git import is_commit_id
 from federity.identity import Wallet
 from federity.repo.metadata import CommitMeta, ParentRef, format_message, parse_message, signing_payload
-from federity.weights import sha256_bytes
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -105,7 +104,8 @@ def create_commit(
     weights_sha256: str | None = None,
 ) -> CommitRecord:
     """Stage ``paths``, sign and write a commit of ``kind`` on the current branch, and move the branch to it.
-    ``weights_sha256``: the sha256 of the weights file, when the caller has just computed it as it wrote the file.
+    ``weights_sha256``: the sha256 of the (plaintext) weights file the commit tracks, when the caller computed
+    it as it wrote the file (otherwise it is read from ``model/``, and opened first if it is sealed).
 
     The author must hold :data:`REQUIRED_ROLE` for ``kind`` in the first parent's federity.yaml (the
     commit's own, for a genesis commit).
@@ -115,7 +115,7 @@ def create_commit(
     if paths:
         repo.git.run("add", "--all", "--", *paths)
     tree = repo.git.run("write-tree")
-    weights_sha256 = weights_sha256 or sha256_bytes(repo.weights_path.read_bytes())
+    weights_sha256 = weights_sha256 or repo.store.worktree_weights_sha256()
     if round is None:
         first_parent_meta = read_commit(repo, parents[0]).meta if parents else None
         round = first_parent_meta.round if first_parent_meta else 0

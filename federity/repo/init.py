@@ -25,9 +25,11 @@ from federity.repo.paths import (
     require_empty_dir,
     restored_on_failure,
 )
+from federity.repo.privacy import sealing_for, write_keyring
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE, WeightsStore
+from federity.sealing.keyring import KEYRING_DIR, VERSIONS, Keyring
 from federity.training import TrainingParams, get_trainer
-from federity.weights import WEIGHTS_FILE, get_framework, tensors_to_bytes
+from federity.weights import WEIGHTS_FILE, get_framework, sha256_bytes, tensors_to_bytes
 
 if TYPE_CHECKING:
     from federity.proofs.policy import ProofPolicy
@@ -52,6 +54,8 @@ def init(
     strategy: str = "fedavg",
     strategy_params: dict[str, Any] | None = None,
     tokenizer: Path | None = None,
+    public: bool = False,
+    updates_readable_by: str = "reviewers",
 ) -> tuple[Repository, CommitRecord]:
     """Create a repository in ``directory`` (new or empty) with ``wallet`` as its owner.
 
@@ -68,7 +72,10 @@ def init(
     an RPC URL; minting the genesis NFT is the caller's next step (:func:`federity.repo.nft.mint_new_commits`), so a
     failed init leaves nothing on the ledger. ``tokenizer`` (a ``tokenizers`` JSON file) makes a text task: it is
     committed as :data:`TOKENIZER_FILE`, and every site's ``text`` column is read through it
-    (:mod:`federity.text`).
+    (:mod:`federity.text`). The repository is private unless ``public``: its weights, updates and proof
+    artifacts are sealed to its members (:mod:`federity.repo.privacy`); ``updates_readable_by`` is who reads a
+    contributor's update besides its author: ``reviewers`` (owners and maintainers), ``contributors`` too, or every
+    member (``members``).
     """
     from federity.chain.ledger import open_ledger
     from federity.contract import CONTRACT_FILE
@@ -124,7 +131,9 @@ def init(
                 members={wallet.pubkey: Role.OWNER}, ledger=ledger, aggregation=aggregation,
                 task={"loss": objective, "metrics": [] if objective == "reconstruction" else ["accuracy"],
                       "label": "label"},
+                privacy=None if public else {"updates": updates_readable_by},
             )
+            RepoConfig.from_yaml(config.to_yaml())  # a bad policy fails here, before anything is written
             if tokenizer_raw is not None:
                 config.task = {**config.task, "tokenizer": TOKENIZER_FILE,
                                "max_length": int(args.get("max_length", 128))}
@@ -147,14 +156,21 @@ def init(
                                              TrainingParams.from_mapping(params or DEFAULT_PARAMS),
                                              directory / MODEL_DIR)
                 (directory / CONFIG_FILE).write_text(config.to_yaml())
-            (directory / MODEL_DIR / WEIGHTS_FILE).write_bytes(tensors_to_bytes(adapter.get_tensors(built)))
+            weights = tensors_to_bytes(adapter.get_tensors(built))
+            (directory / MODEL_DIR / WEIGHTS_FILE).write_bytes(weights)
             WeightsStore.initialise(directory, storage_url, storage_endpoint)
             repo = Repository(directory)
-            repo.store.track()
+            repo.keys.use(wallet)
+            keyring = Keyring.created(config.id, {VERSIONS: config.version_readers()}) if config.private else None
+            if keyring is not None:
+                write_keyring(repo, keyring)
+            repo.store.track(sealing=sealing_for(repo, wallet, "genesis", config, keyring))
             record: CommitRecord = create_commit(
                 repo, wallet, "genesis", f"Genesis of {config.name}: untrained {model}", [],
                 paths=(CONFIG_FILE, PARAMS_FILE, CONTRACT_FILE, MODEL_DVC_FILE, ".gitignore", ".dvc", ".dvcignore",
-                       *builder_paths, *((TOKENIZER_FILE,) if tokenizer_raw is not None else ())),
+                       *builder_paths, *((TOKENIZER_FILE,) if tokenizer_raw is not None else ()),
+                       *((KEYRING_DIR,) if keyring is not None else ())),
+                weights_sha256=sha256_bytes(weights),
             )
             record_genesis(repo, record.commit)
             if remote_url:

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from federity.config import CONFIG_FILE, RepoConfig, Role
 from federity.errors import ConfigError, PermissionDeniedError
 from federity.identity import Wallet, is_pubkey
-from federity.repo.commits import CommitRecord, create_commit
+from federity.repo.commits import CommitRecord, create_commit, read_commit
+from federity.repo.privacy import keyring_at, write_keyring
+from federity.sealing.keyring import KEYRING_DIR, VERSIONS
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -51,6 +53,7 @@ def change_members(repo: Repository, wallet: Wallet, changes: dict[str, Role | N
     A change only an owner may make also needs ``wallet`` to hold the repository's genesis NFT, by the history
     and on the ledger once it is minted (:func:`federity.repo.nft.require_repository_holder`), and the holder
     stays an owner; ``nft transfer`` passes ``check_holder=False`` as it has just checked it and hands over."""
+    repo.keys.use(wallet)
     from federity.repo.nft import require_repository_holder
 
     repo.require_branch()
@@ -75,9 +78,19 @@ def change_members(repo: Repository, wallet: Wallet, changes: dict[str, Role | N
             raise ConfigError("the genesis NFT's holder must stay an owner",
                               "hand the repository over with `federity nft transfer GENESIS --to PUBKEY`")
     updated = RepoConfig(**{**vars(config), "members": after})
+    head_meta = read_commit(repo, head).meta
+    if head_meta is None:
+        raise ConfigError(f"the head {head[:12]} carries no Federity metadata", "run `federity verify`")
+    keyring = None
+    if config.private:  # who joins gets every key of the versions it may read; a removal starts a new key
+        keyring = keyring_at(repo, head, config).resealed({VERSIONS: updated.version_readers()}, wallet)
     with repo.transaction():
         (repo.root / CONFIG_FILE).write_text(updated.to_yaml())
-        return create_commit(repo, wallet, "members", message, [head], paths=(CONFIG_FILE,))
+        if keyring is not None:
+            write_keyring(repo, keyring)
+        return create_commit(repo, wallet, "members", message, [head],
+                             paths=(CONFIG_FILE, *((KEYRING_DIR,) if keyring is not None else ())),
+                             weights_sha256=head_meta.weights_sha256)
 
 
 def require_member_pubkey(pubkey: str) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.errors import FederityError, MergeError
+from federity.errors import FederityError, MergeError, PrivateWeightsError
 from federity.git import GitError
 from federity.identity import Wallet
 from federity.merging import DEFAULT_MERGE_METHOD, MergeMethod, get_merge_method
@@ -34,6 +34,7 @@ from federity.repo.branches import branch_tip, require_model_branch
 from federity.repo.commits import CommitRecord, create_commit, require_role
 from federity.repo.history import History
 from federity.repo.metadata import canonical_params, signed_params
+from federity.repo.privacy import note_sealed, sealing_for
 from federity.repo.storage import MODEL_DVC_FILE, WeightsStore
 from federity.weights.files import canonical_order, describe_mismatch, stored_values
 from federity.weights.tensor_file import CanonicalWriter
@@ -64,6 +65,7 @@ def merge(repo: Repository, wallet: Wallet, branch: str, *, strategy: str | None
           parameters: dict[str, Any] | None = None, message: str | None = None) -> MergeResult:
     """Merge ``branch`` (a local branch, else ``origin``'s) into the current branch with merge method
     ``strategy`` (default ``average``) and its ``parameters``; return the new merge commit."""
+    repo.keys.use(wallet)
     current = repo.require_branch()
     repo.require_clean()
     ours, theirs = repo.head(), branch_tip(repo, require_model_branch(branch))
@@ -83,7 +85,7 @@ def merge(repo: Repository, wallet: Wallet, branch: str, *, strategy: str | None
         with repo.store.scratch() as scratch:
             weights_sha256 = merge_weights(repo.store, method, ours, theirs, base, scratch / "weights")
             os.replace(scratch / "weights", repo.weights_path)
-        repo.store.track()
+        repo.store.track(sealing=sealing_for(repo, wallet, "merge", repo.config(ours)))
         record = create_commit(repo, wallet, "merge", text, [ours, theirs], strategy=method_id,
                                strategy_params=canonical_params(method.parameters()) if method.parameters() else None,
                                paths=(MODEL_DVC_FILE,), weights_sha256=weights_sha256)
@@ -203,6 +205,9 @@ def merge_problems(history: History, record: CommitRecord) -> list[str]:
         base = merge_base(history.repo, ours, theirs)
         with history.repo.store.scratch() as scratch:
             recomputed = merge_weights(history.repo.store, method, ours, theirs, base, scratch / "weights")
+    except PrivateWeightsError:
+        note_sealed(history, record.commit)
+        return []
     except FederityError as exc:
         return [f"its weights cannot be recomputed: {exc.message}"]
     except ValueError as exc:  # the trailer is not a JSON object

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federity.errors import FederityError, ProofError
+from federity.errors import FederityError, PrivateWeightsError, ProofError
 from federity.proofs.policy import COMPILED_FILE, SETTINGS_FILE, ProvedHead, StoredCircuit
 from federity.proofs.prove import CHAIN_FILE, PROOF_DIR, ProvedUpdate, prove_head
 from federity.proofs.verify import ProofCheck, ProofInputs, reused_batch, signed_chain, verify_proof
@@ -113,6 +113,8 @@ def check_update_proof(repo: Repository, commit: CommitRecord, record: dict[str,
             if problem is not None:
                 check.problems.append(problem)
         return check
+    except PrivateWeightsError:  # not this proof's fault: the caller says what it could not check
+        raise
     except FederityError as exc:
         return ProofCheck([f"proof: {exc.message}"])
     except (KeyError, TypeError, ValueError):

@@ -9,8 +9,9 @@ import numpy as np
 from federity.errors import ConfigError
 from federity.identity import Wallet
 from federity.repo.commits import CommitRecord, create_commit, read_commit
+from federity.repo.privacy import sealing_for
 from federity.repo.storage import MODEL_DVC_FILE
-from federity.weights import read_tensors, tensors_to_bytes
+from federity.weights import read_tensors, sha256_bytes, tensors_to_bytes
 from federity.weights.files import require_layout, tensor_layout
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def reverted_tensors(
 def revert(repo: Repository, wallet: Wallet, rev: str, message: str | None = None) -> CommitRecord:
     """Commit, on the current branch, the current weights with REV's change undone (relative to its first
     parent). Genesis and membership commits cannot be reverted this way."""
+    repo.keys.use(wallet)
     target = read_commit(repo, rev)
     if target.meta is None:
         raise ConfigError(f"{rev} is not a Federity commit", "pick a commit listed by `federity log`")
@@ -44,14 +46,15 @@ def revert(repo: Repository, wallet: Wallet, rev: str, message: str | None = Non
     repo.require_branch()
     head = repo.head()
     tensors = reverted_tensors(
-        read_tensors(repo.weights_path.read_bytes(), "the checked-out weights"),
+        read_tensors(repo.store.read(head), "the checked-out weights"),
         read_tensors(repo.store.read(target.commit), f"the weights of {rev}"),
         read_tensors(repo.store.read(target.parents[0]), f"the weights before {rev}"),
     )
+    data = tensors_to_bytes(tensors)
     with repo.transaction():
-        repo.weights_path.write_bytes(tensors_to_bytes(tensors))
-        repo.store.track()
+        repo.weights_path.write_bytes(data)
+        repo.store.track(sealing=sealing_for(repo, wallet, "revert", repo.config(head)))
         return create_commit(
             repo, wallet, "revert", message or f"Revert {target.commit[:12]}: {target.message.splitlines()[0]}",
-            [head], reverts=target.commit, paths=(MODEL_DVC_FILE,),
+            [head], reverts=target.commit, paths=(MODEL_DVC_FILE,), weights_sha256=sha256_bytes(data),
         )

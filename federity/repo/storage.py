@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from federity.errors import RemoteError, WeightsError, listed
+from federity.errors import RemoteError, SealingError, WeightsError, listed
 from federity.git import Git, GitError, is_commit_id
 from federity.repo.layout import (
     MANIFEST_MAX_BYTES,
@@ -42,6 +42,17 @@ from federity.repo.layout import (
     parse_manifest,
     tree_entry_problems,
 )
+from federity.sealing.objects import (
+    MAGIC,
+    ObjectHeader,
+    SealedReader,
+    Sealing,
+    header_bound,
+    is_sealed,
+    no_key,
+    parse_header,
+    seal_file,
+)
 from federity.weights import WEIGHTS_FILE
 from federity.weights.files import Layout
 from federity.weights.tensor_file import TensorFile
@@ -50,6 +61,8 @@ __all__ = ["MODEL_DIR", "MODEL_DVC_FILE", "REMOTE_NAME", "UnsafeCommitError", "W
            "WeightsStore", "storage_problems", "tree_problems"]
 
 REMOTE_NAME = "storage"
+KeyFor = Callable[[ObjectHeader], "bytes | None"]
+"""What opens a sealed object's data key from its header (``None``: this reader may not)."""
 
 
 class WeightsObjectMissing(WeightsError):
@@ -100,6 +113,8 @@ class WeightsStore:
         self.root = Path(root)
         self.git = git
         self._manifests: dict[str, dict[str, str]] = {}
+        self.keys: Callable[[str], KeyFor] | None = None
+        """For a private repository: the data key opener for objects of a commit (set by the repository)."""
 
     @contextlib.contextmanager
     def _repo(self) -> Iterator[Any]:
@@ -131,22 +146,58 @@ class WeightsStore:
             remote = repo.config["core"].get("remote")
             return repo.config["remote"].get(remote, {}).get("url") if remote else None
 
-    def track(self, *, strategy_state: bool = False, md5s: Mapping[str, str] | None = None) -> None:
+    def track(self, *, strategy_state: bool = False, md5s: Mapping[str, str] | None = None,
+              sealing: Sealing | None = None) -> None:
         """Record the current ``model/`` in the DVC cache and ``model.dvc``. Only an aggregate carries a strategy's
         state (``strategy_state``): any other commit drops the state file an aggregate left in ``model/``.
 
         ``md5s``: files of ``model/`` whose md5 the caller computed as it wrote them (relative path → md5), put in
         DVC's state (keyed by the file's inode, size and modification time, as DVC keys its own) so that ``dvc
-        add`` does not read them again."""
+        add`` does not read them again.
+
+        ``sealing`` (a private repository's): every file of ``model/`` not sealed yet is sealed in place first
+        (:meth:`seal_model_files`), so that the DVC cache and storage only ever hold ciphertext."""
         from dvc_data.hashfile.hash_info import HashInfo
 
         if not strategy_state:
             (self.root / MODEL_DIR / STATE_FILE).unlink(missing_ok=True)
+        if sealing is not None:
+            md5s = self.seal_model_files(sealing)
         with self._repo() as repo:
             known = [(str(self.root / MODEL_DIR / relpath), HashInfo("md5", md5), None)
                      for relpath, md5 in (md5s or {}).items()]
             repo.state.save_many(known, repo.fs)
             repo.add(MODEL_DIR)
+
+    def seal_model_files(self, sealing: Sealing) -> dict[str, str]:
+        """Seal each file of ``model/`` that is not sealed yet, in place, each under a fresh data key; the md5 of
+        each sealed file (relative path → md5), computed as it was written."""
+        model = self.root / MODEL_DIR
+        sealed = {}
+        with self.scratch() as scratch:
+            for path in sorted(p for p in model.rglob("*") if p.is_file() and not p.is_symlink()):
+                with path.open("rb") as plain:
+                    if is_sealed(plain.read(len(MAGIC))):
+                        continue
+                relpath = path.relative_to(model).as_posix()
+                sealed[relpath] = seal_file(path, scratch / "sealed", sealing)
+                os.replace(scratch / "sealed", path)
+        return sealed
+
+    def worktree_weights_sha256(self) -> str:
+        """The sha256 of the (plaintext) weights in the working tree's ``model/``, opened if they are sealed."""
+        path = self.root / MODEL_DIR / WEIGHTS_FILE
+        with path.open("rb") as file:
+            if not is_sealed(file.read(len(MAGIC))):
+                return _file_digest(path, "sha256")
+        with SealedReader(path, self._key_for("HEAD") or no_key, "the checked-out weights") as weights:
+            digest = hashlib.sha256()
+            for chunk in weights.chunks():
+                digest.update(chunk)
+            return digest.hexdigest()
+
+    def _key_for(self, commit: str) -> KeyFor | None:
+        return self.keys(commit) if self.keys is not None else None
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[Path]:
@@ -269,7 +320,12 @@ class WeightsStore:
         Every failure is a :class:`WeightsError`.
         """
         md5, what = self._entry(commit, relpath)
-        return self._fetched_object(commit, md5, what, OBJECT_MAX_BYTES)
+        data = self._fetched_object(commit, md5, what, OBJECT_MAX_BYTES)
+        if not is_sealed(data[:len(MAGIC)]):
+            return data
+        with SealedReader(self._object_path(md5), self._key_for(commit) or no_key,
+                          f"the {what} of commit {commit[:12]}") as reader:
+            return reader.read(0, reader.size)
 
     def _entry(self, commit: str, relpath: str) -> tuple[str, str]:
         """The DVC md5 of ``model/<relpath>`` at ``commit`` (from its validated manifest), and what to call it."""
@@ -288,22 +344,38 @@ class WeightsStore:
         :meth:`facts`, keyed by the cache file's size, modification time and inode (as git's index and DVC's state
         trust an unchanged file): opening it again costs no pass over it while the file is unchanged."""
         path, _, what = self._checked_object(commit, relpath)
-        return TensorFile(path, f"the {what} of commit {commit[:12]}")
+        return TensorFile(path, f"the {what} of commit {commit[:12]}", self._key_for(commit))
+
+    def object_header(self, commit: str, relpath: str = WEIGHTS_FILE) -> ObjectHeader | None:
+        """The header of ``model/<relpath>`` of ``commit`` when it is a sealed object (``None`` when it is not),
+        after the same checks as :meth:`read`; no key is needed."""
+        path, _, what = self._checked_object(commit, relpath)
+        with path.open("rb", buffering=0) as file:
+            prefix = file.read(header_bound())
+        if not is_sealed(prefix):
+            return None
+        try:
+            return parse_header(prefix)
+        except SealingError as exc:
+            raise WeightsError(f"the {what} of commit {commit[:12]}: {exc.message}", exc.hint) from None
 
     def facts(self, commit: str, relpath: str = WEIGHTS_FILE) -> ObjectFacts:
         """What the checks need to know of a tensors file of ``commit``: its size, sha256, tensor layout and the
         floating-point tensors holding a NaN or an infinity. Computed in one streaming pass over the object (after
         its header is checked, :class:`TensorFile`) and remembered like the md5 check of :meth:`open`."""
         path, md5, what = self._checked_object(commit, relpath)
-        with TensorFile(path, f"the {what} of commit {commit[:12]}") as tensors:
+        key_for = self._key_for(commit)
+        with TensorFile(path, f"the {what} of commit {commit[:12]}", key_for) as tensors:
             layout = tensors.layout
+            size = tensors.size
             known = self._known(path, md5) or {}
             if {"sha256", "non_finite"} <= set(known):
-                return ObjectFacts(path.stat().st_size, known["sha256"], layout, tuple(known["non_finite"]))
+                return ObjectFacts(size, known["sha256"], layout, tuple(known["non_finite"]))
             non_finite = tuple(sorted(name for name, (shape, dtype) in layout.items()
                                       if np.issubdtype(np.dtype(dtype), np.floating)
                                       and not _all_finite(tensors, name, int(np.prod(shape, dtype=np.int64)))))
-        found = ObjectFacts(path.stat().st_size, _file_digest(path, "sha256"), layout, non_finite)
+            sha256 = tensors.digest("sha256")
+        found = ObjectFacts(size, sha256, layout, non_finite)
         self._remember(path, md5, sha256=found.sha256, non_finite=list(non_finite))
         return found
 

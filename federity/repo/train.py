@@ -24,9 +24,10 @@ from federity.identity import Wallet
 from federity.proofs.policy import require_plain_sgd
 from federity.records import MAIN_BRANCH, UPDATE_BRANCH_PREFIX
 from federity.repo.branches import branch_tip, require_model_branch
-from federity.repo.commits import create_commit, read_commit
+from federity.repo.commits import create_commit, read_commit, require_role
 from federity.repo.params import site_dataset, training_params
 from federity.repo.paths import write_inside
+from federity.repo.privacy import sealing_for
 from federity.repo.proof_inputs import prove_training
 from federity.repo.storage import MODEL_DIR, MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, UPDATE_SCHEMA
@@ -150,14 +151,16 @@ class LocalTraining:
             repo.git.run("checkout", "--quiet", "-b", update_branch, self.base)
             repo.store.checkout()  # model/ as the base has it: no file of the branch checked out before comes along
             # never through a link: a second line of defence behind the tree check above
-            write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", tensors_to_bytes(result.tensors))
+            weights = tensors_to_bytes(result.tensors)
+            write_inside(repo.root, f"{MODEL_DIR}/{WEIGHTS_FILE}", weights)
             for relpath, content in self.proof_files.items():
                 write_inside(repo.root, f"{MODEL_DIR}/{relpath}", content)
             write_inside(repo.root, UPDATE_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-            repo.store.track()
+            repo.store.track(sealing=sealing_for(repo, wallet, "update", self.config))
             commit = create_commit(repo, wallet, "update", f"Update for round {round} from {wallet.pubkey[:8]}",
                                    [self.base], round=round, paths=(MODEL_DVC_FILE, UPDATE_FILE),
-                                   proof_sha256=self.proof_summary["sha256"] if self.proof_summary else None)
+                                   proof_sha256=self.proof_summary["sha256"] if self.proof_summary else None,
+                                   weights_sha256=sha256_bytes(weights))
         return UpdateResult(commit.commit, self.base, update_branch, round, result.n_samples, result.metrics,
                             record["contract"], self.proof_summary, target=self.branch)
 
@@ -166,6 +169,7 @@ def prepare_training(repo: Repository, wallet: Wallet, data: Path, *, base: str 
                      branch: str = MAIN_BRANCH, nonce: str | None = None, epochs: int | None = None) -> LocalTraining:
     """Check that an update for ``branch`` can be trained from ``base`` (default: ``branch``'s head) here, and
     read what training needs from the base: its configuration, parameters and data contract. No data is read."""
+    repo.keys.use(wallet)
     from federity.contract import CONTRACT_FILE, read_suite
 
     repo.require_clean()  # before training, not only when committing
@@ -174,6 +178,7 @@ def prepare_training(repo: Repository, wallet: Wallet, data: Path, *, base: str 
     if base_meta is None:
         raise ConfigError(f"commit {base_commit[:12]} carries no Federity metadata", "train from a main commit")
     config = repo.config(base_commit)
+    require_role(config.role_of(wallet.pubkey), "update", wallet.pubkey)  # before anything is read or trained
     params = training_params(repo, base_commit, epochs)
     if config.proofs is not None:
         require_plain_sgd(params)  # before any data is read: the circuit proves plain SGD steps (no mu, no momentum)

@@ -156,6 +156,7 @@ def record_review(repo: Repository, wallet: Wallet, update: UpdateInfo, status: 
 def check_updates(repo: Repository, wallet: Wallet, updates: list[UpdateInfo] | None = None, *,
                   nonce: str | None = None) -> list[UpdateInfo]:
     """Check ``updates`` (default: every pending one) and record ``verified`` or ``rejected`` with the reason."""
+    repo.keys.use(wallet)
     history = History.load(repo)
     require_reviewer(history, wallet)
     targets = list_updates(repo, "pending", history) if updates is None else updates
@@ -173,6 +174,7 @@ def check_updates(repo: Repository, wallet: Wallet, updates: list[UpdateInfo] | 
 def review(repo: Repository, wallet: Wallet, ref: str, approve: bool, reason: str | None = None) -> UpdateInfo:
     """Approve or reject one update with a signed review. Approval runs the checks first: an update that
     fails them is recorded as rejected with the reason, and the approval is refused."""
+    repo.keys.use(wallet)
     history = History.load(repo)
     require_reviewer(history, wallet)
     update = find_update(repo, ref, history)

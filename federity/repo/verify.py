@@ -16,6 +16,13 @@ rule once; operations that accept changes call the same functions):
   whose change the author was allowed to make;
 - ``weights``: the DVC object exists (local cache or storage), matches its DVC hash, its sha256 is the signed
   one, and every value is finite; a ``members`` commit keeps its parent's weights;
+- ``keyring`` (a private repository): only genesis and ``members`` commits change ``keyring/``, a members commit
+  only adds files, the current versions key is sealed to exactly the members and every new batch to members
+  only (:func:`federity.repo.privacy.keyring_problems`);
+- ``sealing`` (a private repository): every object a commit adds is sealed, an update's to exactly its author
+  and reviewers, any other kind's under the current versions key (read from the objects' headers, so anyone can
+  check it). Weights this wallet cannot open are listed under ``unchecked``: their values, sha256 and
+  recomputations are not checked;
 - ``aggregate``: an aggregate commit's weights are exactly what its strategy makes of its parents, recomputed
   (:func:`federity.repo.aggregate.aggregate_problems`); off main's first-parent line (an aggregate on a variant
   branch), its updates were trained for one branch from an earlier commit of the aggregate's line, by
@@ -122,6 +129,12 @@ def verify(repo: Repository) -> VerifyReport:
         elif problems:
             evidence[commit] = [f"{p.check}: {p.reason}" for p in problems]
     _rejected_updates(history, vouched, evidence, report)
+    sealed = history.memo.get("sealed", set())
+    if sealed:
+        report.unchecked.append({"check": "weights", "reason": (
+            f"{len(sealed)} commit(s) hold weights sealed to members this wallet is not among (a private "
+            "repository): their signatures, roles, ciphertext (DVC hashes) and sealing were checked; their values, "
+            "signed sha256, and the aggregates, merges and proofs that need them were not recomputed")})
     for check, (failures, unchecked) in (("nft", verify_nfts(repo)), ("ownership", ownership_problems(repo))):
         for commit, reason in failures:
             report.fail(commit, check, reason)

@@ -1,12 +1,9 @@
 """A private repository's keyring: its group keys, each sealed to the wallets of the group.
 
-Two groups hold keys:
-
-- ``versions``: every member (reader and up). Each version on a model branch (genesis, aggregate, merge, revert,
-  weights) has its data key wrapped under the group's current key;
-- ``updates``: who may read a contributor's update besides its author: owners and maintainers (who review it),
-  and contributors too when the repository's policy lets contributors see each other's updates. An update's
-  data key is wrapped under this group's current key and sealed to its author.
+One group holds a key: ``versions``, every member (reader and up). Each version on a model branch (genesis,
+weights, aggregate, merge, revert) has its data key wrapped under the group's current key. (An update's data
+key is sealed to its readers' wallets one by one instead, :mod:`federity.sealing.objects`: its author, a
+contributor, cannot hold a key that its readers share without it.)
 
 A group's key lives in epochs. Adding a member seals every epoch's key of its groups to it (a new *batch* of each
 epoch), so it reads what the group could read before. Removing one starts a new epoch: a new key, sealed to the
@@ -34,9 +31,10 @@ from federity.identity import Wallet
 from federity.sealing.keys import SealedKey, fingerprint, key_commitment, new_key, seal, unseal
 
 KEYRING_DIR = "keyring"
-GROUPS = ("versions", "updates")
+VERSIONS = "versions"
+GROUPS = (VERSIONS,)
 BATCH_MAX_BYTES = 256 * 1024
-_BATCH_NAME = re.compile(r"(versions|updates)-(0|[1-9][0-9]{0,5})-(0|[1-9][0-9]{0,5})\.json")
+_BATCH_NAME = re.compile(r"(versions)-(0|[1-9][0-9]{0,5})-(0|[1-9][0-9]{0,5})\.json")
 
 
 def batch_path(group: str, epoch: int, batch: int) -> str:

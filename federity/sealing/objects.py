@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from federity.sealing.keys import (
     WRAPPED_BYTES,
     SealedKey,
     key_commitment,
+    new_key,
     seal,
     unseal,
     unwrap,
@@ -126,6 +128,19 @@ def _damaged(what: str) -> SealingError:
                         "run `federity verify`; fetch the object again (`federity pull`) or ask its author")
 
 
+@dataclass(frozen=True)
+class Sealing:
+    """Whom new objects are sealed to: the holders of each group key in ``groups`` (key id → key), and each
+    wallet in ``wallets`` (base58 public keys)."""
+
+    groups: Mapping[bytes, bytes]
+    wallets: tuple[str, ...] = ()
+
+    def header(self, size: int, data_key: bytes, chunk_size: int = CHUNK_SIZE) -> ObjectHeader:
+        """The header of a new object of ``size`` bytes under ``data_key``."""
+        return build_header(size, data_key, self.groups, self.wallets, chunk_size)
+
+
 def build_header(size: int, data_key: bytes, groups: Mapping[bytes, bytes], wallets: Iterable[str],
                  chunk_size: int = CHUNK_SIZE) -> ObjectHeader:
     """The header of an object of ``size`` bytes whose ``data_key`` is wrapped under each group key in
@@ -179,6 +194,36 @@ def parse_header(data: bytes) -> ObjectHeader:
 def header_bound() -> int:
     """The most bytes a header can take: enough to read before :func:`parse_header`."""
     return _FIXED.size + MAX_ENTRIES * max(_GROUP_ENTRY, _WALLET_ENTRY)
+
+
+def no_key(header: ObjectHeader) -> None:
+    """The key opener of a reader that holds no key: every sealed object is refused as private."""
+    return None
+
+
+def seal_file(path: Path, out: Path, sealing: Sealing) -> str:
+    """Seal the file at ``path`` to ``out`` under a fresh data key; the md5 of ``out`` (DVC's id of the sealed
+    object), computed as it is written."""
+    data_key = new_key()
+    header = sealing.header(path.stat().st_size, data_key)
+    with path.open("rb", buffering=0) as plain, out.open("wb") as sealed:
+        hashing = _Md5Writer(sealed)
+        writer = SealedWriter(hashing, header, data_key)  # type: ignore[arg-type]
+        buffer = bytearray(header.chunk_size)
+        while count := plain.readinto(buffer):
+            writer.write(memoryview(buffer)[:count])
+        writer.finish()
+    return hashing.md5.hexdigest()
+
+
+class _Md5Writer:
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.md5 = hashlib.md5(usedforsecurity=False)
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.md5.update(data)
+        return self._file.write(data)
 
 
 def _nonce(index: int, last: bool) -> bytes:
@@ -235,6 +280,18 @@ class SealedWriter:
         self._seal(memoryview(self._buffer)[:self._filled])
 
 
+_BUFFERS = threading.local()
+
+
+def _sealed_buffer(size: int) -> memoryview:
+    """A buffer of at least ``size`` bytes for one sealed chunk, shared by every reader on this thread: a reader
+    keeps only its last plaintext chunk, so walking K sealed updates at once holds K chunks, not 2K."""
+    buffer = getattr(_BUFFERS, "sealed", None)
+    if buffer is None or len(buffer) < size:
+        buffer = _BUFFERS.sealed = bytearray(size)
+    return memoryview(buffer)
+
+
 class SealedReader:
     """Reads ranges of a sealed object's plaintext, decrypting only the chunks a range covers (the last one
     opened is kept). ``key_for(header)`` gives the data key, or ``None`` when this reader may not open it; the
@@ -262,7 +319,6 @@ class SealedReader:
         self._last = chunk_count(self.header.size, self.header.chunk_size) - 1
         self._cached_index = -1
         self._cached = bytearray(self.header.chunk_size)
-        self._sealed = bytearray(self.header.chunk_size + TAG_BYTES)
 
     @property
     def size(self) -> int:
@@ -273,7 +329,7 @@ class SealedReader:
         chunk = self.header.chunk_size
         length = min(chunk, self.header.size - index * chunk)
         if index != self._cached_index:
-            sealed = memoryview(self._sealed)[:length + TAG_BYTES]
+            sealed = _sealed_buffer(chunk + TAG_BYTES)[:length + TAG_BYTES]
             position = len(self.header.raw) + index * (chunk + TAG_BYTES)
             if os.preadv(self._file.fileno(), [sealed], position) != len(sealed):
                 raise _damaged(f"{self.source} ended early")

@@ -190,6 +190,11 @@ def check_safetensors(data: bytes, source: str) -> None:
 def refusal(head: bytes, problem: str, source: str) -> WeightsError:
     """The error for a file that is not safetensors (``problem`` says why), from its first bytes ``head``: a
     pickle or torch checkpoint gets its own."""
+    if head.startswith(b"FEDSEAL1"):  # federity.sealing.objects.MAGIC (weights sits below sealing)
+        return WeightsError(f"{source} is sealed: a private repository's weights, which Federity reads only "
+                            "through the repository, with a member's wallet",
+                            "export them in plain form first: `federity export REV --format safetensors --out "
+                            "FILE`")
     kind = _looks_like_pickle(head)
     if kind:
         return PickleRefusedError(

@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
+from federity.sealing.objects import MAGIC, ObjectHeader, SealedReader, is_sealed, no_key
 from federity.weights.files import (
     NUMPY_DTYPES,
     Layout,
@@ -38,22 +40,35 @@ from federity.weights.files import (
 
 class TensorFile:
     """The tensors of the safetensors file at ``path``, read in pieces; ``source`` names the file in errors. Use
-    it as a context manager (or call :meth:`close`)."""
+    it as a context manager (or call :meth:`close`).
 
-    def __init__(self, path: Path, source: str) -> None:
+    A sealed file (a private repository's, :mod:`federity.sealing.objects`) is read through a
+    :class:`~federity.sealing.objects.SealedReader` with the data key ``key_for`` gives for its header: the
+    same pieces, decrypted chunk by chunk (each authenticated before any of it is used)."""
+
+    def __init__(self, path: Path, source: str,
+                 key_for: Callable[[ObjectHeader], bytes | None] | None = None) -> None:
         self.source = source
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 -- closed by close()
+        self._sealed: SealedReader | None = None
         try:
-            size = os.fstat(self._file.fileno()).st_size
-            prefix = self._file.read(8)
+            if is_sealed(os.pread(self._file.fileno(), len(MAGIC), 0)):
+                self._sealed = SealedReader(path, key_for or no_key, source)
+                size = self._sealed.size
+            else:
+                size = os.fstat(self._file.fileno()).st_size
+            prefix = self._read(0, min(8, size))
             try:
-                prefix += self._file.read(header_length(prefix, size))
+                length = header_length(prefix, size)
+                prefix += self._read(8, length)
                 header = parse_header(prefix, size)
             except ValueError as exc:  # the same error read_tensors gives
                 raise refusal(prefix, str(exc), source) from None
         except BaseException:
-            self._file.close()
+            self.close()
             raise
+        self.size = size
+        """The size of the (plaintext) safetensors file."""
         data_start = len(prefix)
         self._entries = {name: (tuple(int(d) for d in entry["shape"]),  # type: ignore[union-attr]
                                 np.dtype(NUMPY_DTYPES[str(entry["dtype"])]),
@@ -71,14 +86,38 @@ class TensorFile:
         if not 0 <= start <= stop <= int(np.prod(shape, dtype=np.int64)):
             raise IndexError(f"elements {start} to {stop} are not inside tensor {name!r} of shape {shape}")
         out = np.empty(stop - start, dtype)
-        view = memoryview(out).cast("B")
-        position, done = offset + start * dtype.itemsize, 0
+        self._read_into(memoryview(out).cast("B"), offset + start * dtype.itemsize)
+        return out
+
+    def digest(self, algorithm: str) -> str:
+        """The hex digest of the whole (plaintext) file, read in blocks."""
+        digest = hashlib.new(algorithm, usedforsecurity=False)
+        if self._sealed is not None:
+            for chunk in self._sealed.chunks():
+                digest.update(chunk)
+            return digest.hexdigest()
+        buffer = bytearray(4 << 20)
+        for position in range(0, self.size, len(buffer)):
+            view = memoryview(buffer)[:min(len(buffer), self.size - position)]
+            self._read_into(view, position)
+            digest.update(view)
+        return digest.hexdigest()
+
+    def _read(self, position: int, length: int) -> bytes:
+        out = bytearray(length)
+        self._read_into(memoryview(out), position)
+        return bytes(out)
+
+    def _read_into(self, view: memoryview, position: int) -> None:
+        if self._sealed is not None:
+            self._sealed.read_into(view, position)
+            return
+        done = 0
         while done < len(view):
             count = os.preadv(self._file.fileno(), [view[done:]], position + done)
             if count == 0:
                 raise OSError(f"{self.source} ended early")
             done += count
-        return out
 
     def tensor(self, name: str) -> np.ndarray:
         """Tensor ``name`` whole, in its shape (for small tensors and tests)."""
@@ -87,6 +126,8 @@ class TensorFile:
 
     def close(self) -> None:
         """Close the file."""
+        if self._sealed is not None:
+            self._sealed.close()
         self._file.close()
 
     def __enter__(self) -> TensorFile:

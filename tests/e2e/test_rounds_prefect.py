@@ -103,6 +103,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             patch.undo()
 
 
+def _owner_repository(federation: Federation) -> Repository:
+    """The owner's repository, reading its (private) weights with the owner's wallet, as the owner's CLI does."""
+    return Repository.open(federation.owner.root, wallet_path=Path(federation.env["FEDERITY_WALLET"]))
+
+
 def _wait_for_deployments(env: dict[str, str], pools: list[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,7 +138,7 @@ def test_an_auto_round_aggregates_both_sites_and_a_dead_site_is_left_out(federat
     assert _workers(federation.env, "site-a") == ["ONLINE"]
     assert _api(federation.env, "GET", "/work_pools/site-dead")["status"] == "NOT_READY"
     assert len(summary["updates"]) == 2 and summary["parents"][0] == main and summary["mlflow_run"]
-    owner = Repository.open(federation.owner.root)
+    owner = _owner_repository(federation)
     assert owner.head() == summary["commit"]
     assert {u.status for u in owner.updates()} == {"aggregated"}
     assert owner.verify().ok  # re-verifies each update's proof of training, made by the agent at its site
@@ -174,7 +179,7 @@ def test_an_agent_killed_mid_training_is_left_out_after_the_timeout(federation: 
     assert round_proc.returncode == 0, err
     [summary] = json.loads(out)["rounds"]
     assert summary["sites"] == {"site-a": "Completed", "site-c": "TIMED OUT"}
-    assert Repository.open(federation.owner.root).head() == summary["commit"]
+    assert _owner_repository(federation).head() == summary["commit"]
 
 
 def _api(env: dict[str, str], method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -210,7 +215,7 @@ def test_below_quorum_the_round_fails_and_main_is_unchanged(federation: Federati
                 cwd=federation.owner.root, check=False)
     assert proc.returncode != 0
     assert "2 approved update(s) can be aggregated, 3 needed" in proc.stdout + proc.stderr
-    assert Repository.open(federation.owner.root).head() == main
+    assert _owner_repository(federation).head() == main
     assert subprocess.run(["git", "rev-parse", "main"], cwd=federation.root / "remote.git", capture_output=True,
                           text=True).stdout.strip() == main
 
@@ -234,7 +239,7 @@ def test_a_manual_review_pauses_the_round_until_federity_review_answers(federati
     finally:
         round_proc.kill()
     assert round_proc.returncode == 0, output
-    owner = Repository.open(owner_root)
+    owner = _owner_repository(federation)
     parents = owner.git.run("log", "-1", "--format=%P", "main").split()
     assert parents == [main, first]
     statuses = {u.id: (u.status, u.reason) for u in owner.updates()}
@@ -256,7 +261,7 @@ def _wait_for_verified(federation: Federation, count: int, timeout: float = 240)
 def test_a_round_on_a_variant_branch_lands_there_and_merges_back_into_main(federation: Federation) -> None:
 
     owner_root = federation.owner.root
-    owner = Repository.open(owner_root)
+    owner = _owner_repository(federation)
     owner.branch("variant")
     owner.checkout("variant")
     owner.push()  # the sites train from origin's variant
@@ -264,7 +269,7 @@ def test_a_round_on_a_variant_branch_lands_there_and_merges_back_into_main(feder
     out = _run(federation.env, "--json", "round", "run", "--pool", "site-a", "--pool", "site-b", "--quorum", "2",
                "--branch", "variant", cwd=owner_root)
     [summary] = json.loads(out.stdout)["rounds"]
-    owner = Repository.open(owner_root)
+    owner = _owner_repository(federation)
     assert summary["parents"][0] == main and len(summary["updates"]) == 2
     assert owner.git.resolve("variant") == summary["commit"] == owner.git.resolve("origin/variant")
     assert owner.git.resolve("main") == main  # the variant's round left main alone
@@ -344,7 +349,7 @@ def test_a_round_started_through_the_api_as_the_ui_does_runs_in_the_owners_round
     finally:
         _stop(server)
     assert final["state"]["type"] == "COMPLETED", final["state"]
-    owner = Repository.open(federation.owner.root)
+    owner = _owner_repository(federation)
     head = owner.git.resolve("origin/main")
     assert owner.git.run("log", "-1", "--format=%P", head).split()[0] == main
     assert read_commit(owner, head).meta.round == read_commit(owner, main).meta.round + 1
@@ -373,7 +378,7 @@ def test_a_scheduled_round_fires_and_a_run_naming_another_repository_is_refused(
         _stop(server)
     assert final["state"]["type"] == "CRASHED"
     assert "this round server runs rounds of the repository at" in final["state"]["message"]
-    owner = Repository.open(federation.owner.root)
+    owner = _owner_repository(federation)
     assert owner.git.resolve("origin/main") != main
 
 
@@ -410,7 +415,7 @@ def test_a_round_survives_the_prefect_server_and_postgresql_restarting_while_the
     assert round_proc.returncode == 0, err
     [summary] = json.loads(out)["rounds"]
     assert summary["sites"] == {"site-a": "Completed", "site-b": "Completed"}
-    owner = Repository.open(federation.owner.root)
+    owner = _owner_repository(federation)
     assert owner.head() == summary["commit"] == owner.git.resolve("origin/main")
     assert summary["parents"][0] == main and len(summary["updates"]) == 2
     assert owner.verify().ok

@@ -57,7 +57,7 @@ def test_weights_round_trip_through_s3(s3_repo: Repository, owner: Wallet, s3_en
     keys = _keys(s3_endpoint)
     assert keys and all(k.startswith("weights/files/md5/") for k in keys)
     assert not (tmp_path / "remote.storage").exists()
-    clone = Repository.clone(str(tmp_path / "remote.git"), tmp_path / "clone")
+    clone = Repository.clone(str(tmp_path / "remote.git"), tmp_path / "clone", wallet=owner)
     assert clone.weights_path.read_bytes() == s3_repo.weights_path.read_bytes()
     assert clone.verify().ok
 
@@ -83,5 +83,5 @@ def test_unreachable_s3_fails_push_and_changes_neither_side(s3_repo: Repository,
 
     s3_server.stop()
     with pytest.raises(RemoteError, match="DVC storage could not download weights"):
-        Repository.clone(str(remote), tmp_path / "clone")
+        Repository.clone(str(remote), tmp_path / "clone", wallet=owner)
     assert not (tmp_path / "clone").exists()

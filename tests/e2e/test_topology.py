@@ -72,9 +72,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
              topology.s3_endpoint],
             env=owner_env, capture_output=True, text=True, timeout=300)
         assert init.returncode == 0, init.stderr
-        for site in sites:
+        auditor = Wallet.create(root / "auditor" / "wallet.json")
+        for member, role in [*((site, "contributor") for site in sites), (auditor, "reader")]:
             added = subprocess.run([sys.executable, "-m", "federity", "--wallet", str(owner.path), "members", "add",
-                                    site.pubkey, "--role", "contributor"], cwd=owner_home / "repo", env=owner_env,
+                                    member.pubkey, "--role", role], cwd=owner_home / "repo", env=owner_env,
                                    capture_output=True, text=True, timeout=120)
             assert added.returncode == 0, added.stderr
         pushed = subprocess.run([sys.executable, "-m", "federity", "push"], cwd=owner_home / "repo", env=owner_env,
@@ -122,9 +123,14 @@ def test_rounds_run_across_the_topology_and_a_fresh_clone_verifies(deployment: D
         monkeypatch.setenv(key, value)
     # and to the ledger: the embedded one lives at the owner's (a deployment names a cluster in federity.yaml)
     monkeypatch.setenv("FEDERITY_LEDGER", deployment.owner_env["FEDERITY_LEDGER"])
-    clone = Repository.clone(deployment.remote, deployment.root / "auditor" / "clone")
+    auditor = Wallet.load(deployment.root / "auditor" / "wallet.json")  # a reader: the repository is private
+    clone = Repository.clone(deployment.remote, deployment.root / "auditor" / "clone", wallet=auditor)
     assert clone.head() == rounds[-1]["commit"]
-    assert clone.verify().ok
+    report = clone.verify()
+    assert report.ok, report.failures
+    # every version is opened and checked; the sites' updates are sealed to their authors and the owner only
+    [sealed] = [u["reason"] for u in report.unchecked if u["check"] == "weights"]
+    assert "hold weights sealed to members this wallet is not among" in sealed
 
 
 def test_the_canary_in_one_sites_data_appears_nowhere_outside_that_site(deployment: Deployment) -> None:

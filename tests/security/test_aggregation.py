@@ -10,6 +10,7 @@ from federity.identity import Wallet
 from federity.repo import Repository
 from federity.repo.commits import create_commit
 from federity.repo.storage import MODEL_DVC_FILE
+from tests.conftest import track_sealed
 
 
 @pytest.mark.parametrize(("strategy", "params", "reason"), [
@@ -41,7 +42,7 @@ def test_an_aggregate_signed_with_other_parameters_than_made_it_is_reported(
     owner_repo.store.checkout()
     with owner_repo.transaction():
         owner_repo.weights_path.write_bytes(owner_repo.store.read(made.commit))
-        owner_repo.store.track()
+        track_sealed(owner_repo, owner, "aggregate")
         forged = create_commit(owner_repo, owner, "aggregate", "Round 1", [owner_repo.head(), *updates], round=1,
                                strategy="trimmed-mean@1", strategy_params='{"fraction":0.4}',
                                paths=(MODEL_DVC_FILE,)).commit

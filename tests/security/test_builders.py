@@ -147,7 +147,8 @@ def test_clone_and_train_name_the_repository_code_on_stderr_and_keep_json_stdout
         return subprocess.run([sys.executable, "-m", "federity", *args], cwd=cwd, capture_output=True, text=True,
                               check=False, env=env)
 
-    cloned = federity("--json", "clone", str(tmp_path / "remote.git"), "site", cwd=tmp_path)
+    cloned = federity("--wallet", str(owner.path), "--json", "clone", str(tmp_path / "remote.git"), "site",
+                      cwd=tmp_path)
     assert cloned.returncode == 0, cloned.stderr
     assert set(json.loads(cloned.stdout)) == {"repo", "commit", "genesis"}
     assert "this repository runs its own code: mynet.py (model builder)" in cloned.stderr

@@ -18,7 +18,7 @@ from federity.repo.commits import create_commit
 from federity.repo.notes import REVIEWS, write_note
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
-from tests.conftest import git, snapshot, train_and_push, write_csv
+from tests.conftest import git, snapshot, track_sealed, train_and_push, write_csv
 
 
 @pytest.fixture
@@ -165,9 +165,9 @@ def test_a_tag_that_names_no_commit_is_refused_at_pull_and_named_by_verify(repo:
     assert [(f["check"], f["reason"].split(" ")[0]) for f in report.failures] == [("root", "refs/tags/not-a-commit")]
 
 
-def test_clone_records_the_genesis_and_later_pulls_hold_to_it(repo: Repository, remote: Path, tmp_path: Path
-                                                              ) -> None:
-    clone = Repository.clone(str(remote), tmp_path / "clone", genesis=repo.head())
+def test_clone_records_the_genesis_and_later_pulls_hold_to_it(repo: Repository, owner: Wallet, remote: Path,
+                                                              tmp_path: Path) -> None:
+    clone = Repository.clone(str(remote), tmp_path / "clone", genesis=repo.head(), wallet=owner)
     assert git(clone.root, "config", "--get", "federity.genesis") == repo.head()
     assert clone.verify().ok
 
@@ -193,7 +193,7 @@ def test_replaying_an_earlier_approval_over_a_rejection_changes_nothing(
     assert (info.status, info.reason) == ("rejected", "the loss curve looks forged")
     with pytest.raises(UpdateError, match="0 approved update"):
         owner_repo.aggregate(owner)
-    fresh = Repository.clone(str(remote), tmp_path / "fresh")  # never saw the rejection before
+    fresh = Repository.clone(str(remote), tmp_path / "fresh", wallet=owner)  # never saw the rejection before
     assert [(u.status, u.reason) for u in fresh.updates()] == [("rejected", "the loss curve looks forged")]
 
 
@@ -249,7 +249,7 @@ def test_push_succeeds_when_another_reviewer_published_notes_meanwhile(
     update_b = train_and_push(federation["b"], site_b, _data(tmp_path, "b", 2))
     owner_repo.pull()
     owner_repo.push()
-    other = Repository.clone(str(remote), tmp_path / "maintainer")
+    other = Repository.clone(str(remote), tmp_path / "maintainer", wallet=maintainer)
     owner_repo.review(owner, update_a, approve=True)
     owner_repo.push()
     other.review(maintainer, update_b, approve=False, reason="too few samples")
@@ -261,7 +261,7 @@ def test_push_succeeds_when_another_reviewer_published_notes_meanwhile(
 # -- item 17: non-finite weights on main ---------------------------------------------------------------------
 
 def test_committing_non_finite_weights_to_main_is_refused(repo: Repository, owner: Wallet, tmp_path: Path) -> None:
-    tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+    tensors = read_tensors(repo.store.read(repo.head()), "weights")
     poisoned = tmp_path / "nan.safetensors"
     poisoned.write_bytes(tensors_to_bytes({k: np.full_like(v, np.nan) for k, v in tensors.items()}))
     before = snapshot(repo)
@@ -271,10 +271,10 @@ def test_committing_non_finite_weights_to_main_is_refused(repo: Repository, owne
 
 
 def test_verify_names_non_finite_weights_on_main(repo: Repository, owner: Wallet) -> None:
-    tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+    tensors = read_tensors(repo.store.read(repo.head()), "weights")
     with repo.transaction():
         repo.weights_path.write_bytes(tensors_to_bytes({k: np.full_like(v, np.inf) for k, v in tensors.items()}))
-        repo.store.track()
+        track_sealed(repo, owner, "weights")
         poisoned = create_commit(repo, owner, "weights", "poison", [repo.head()], paths=(MODEL_DVC_FILE,)).commit
     report = repo.verify()
     assert [(f["commit"], f["check"]) for f in report.failures] == [(poisoned, "weights")]
@@ -288,13 +288,13 @@ def test_a_rejected_update_branch_is_reported_apart_and_leaves_verify_ok(
     site, owner_repo = federation["a"], federation["owner"]
     good = train_and_push(site, contributor, _data(tmp_path, "a", 1))
     site.checkout("main")
-    tensors = read_tensors(site.weights_path.read_bytes(), "base")
+    tensors = read_tensors(site.store.read(site.head()), "base")
     git(site.root, "checkout", "--quiet", "-b", "updates/r1/poisoned")
     site.weights_path.write_bytes(tensors_to_bytes({k: np.full_like(v, np.nan) for k, v in tensors.items()}))
     (site.root / "update.json").write_text(json.dumps({
         "schema": "federity/update/v1", "base": site.git.resolve("main"), "round": 1, "nonce": None,
         "n_samples": 10, "metrics": {}, "params": {}, "contract": {}}))
-    site.store.track()
+    track_sealed(site, contributor, "update")
     poisoned = create_commit(site, contributor, "update", "poisoned", [site.git.resolve("main")], round=1,
                              paths=(MODEL_DVC_FILE, "update.json")).commit
     site.push()
@@ -319,12 +319,12 @@ def test_an_update_naming_a_hostile_or_unknown_target_branch_is_rejected_with_th
     site, owner_repo = federation["a"], federation["owner"]
     main = site.git.resolve("main")
     git(site.root, "checkout", "--quiet", "-b", "updates/r1/hostile")
-    tensors = read_tensors(site.weights_path.read_bytes(), "base")
+    tensors = read_tensors(site.store.read(site.head()), "base")
     site.weights_path.write_bytes(tensors_to_bytes({k: v + np.float32(0.5) for k, v in tensors.items()}))
     (site.root / "update.json").write_text(json.dumps({
         "schema": "federity/update/v1", "base": main, "round": 1, "nonce": None, "n_samples": 10, "metrics": {},
         "params": {}, "contract": {}, "branch": branch}))
-    site.store.track()
+    track_sealed(site, contributor, "update")
     hostile = create_commit(site, contributor, "update", "hostile", [main], round=1,
                             paths=(MODEL_DVC_FILE, "update.json")).commit
     site.push()
@@ -347,7 +347,7 @@ def test_an_update_that_changes_code_or_configuration_is_rejected_and_never_aggr
     update that also rewrites those (or adds a module) is refused at review and listed apart by verify."""
     site, owner_repo = federation["a"], federation["owner"]
     main = site.git.resolve("main")
-    tensors = read_tensors(site.weights_path.read_bytes(), "base")
+    tensors = read_tensors(site.store.read(site.head()), "base")
     git(site.root, "checkout", "--quiet", "-b", "updates/r1/code")
     site.weights_path.write_bytes(tensors_to_bytes({k: v + np.float32(0.5) for k, v in tensors.items()}))
     (site.root / "update.json").write_text(json.dumps({
@@ -355,7 +355,7 @@ def test_an_update_that_changes_code_or_configuration_is_rejected_and_never_aggr
         "metrics": {}, "params": {}, "contract": {}}))
     (site.root / "params.yaml").write_text("lr: 100.0\n")
     (site.root / "helper.py").write_text("import os\nos.system('touch /tmp/owned')\n")
-    site.store.track()
+    track_sealed(site, contributor, "update")
     smuggler = create_commit(site, contributor, "update", "an update and a little more", [main], round=1,
                              paths=(MODEL_DVC_FILE, "update.json", "params.yaml", "helper.py")).commit
     site.push()

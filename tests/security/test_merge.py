@@ -12,7 +12,7 @@ from federity.repo import Repository, commits
 from federity.repo.commits import create_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
-from tests.conftest import git
+from tests.conftest import git, track_sealed
 
 
 @pytest.fixture
@@ -27,10 +27,10 @@ def forked(repo: Repository, owner: Wallet, make_weights) -> list[str]:
 
 
 def _forged_merge(repo: Repository, wallet: Wallet, parents: list[str], **trailers: str | None) -> str:
-    tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+    tensors = read_tensors(repo.store.read(repo.head()), "weights")
     with repo.transaction():
         repo.weights_path.write_bytes(tensors_to_bytes({k: v + np.float32(0.25) for k, v in tensors.items()}))
-        repo.store.track()
+        track_sealed(repo, wallet, "merge")
         return create_commit(repo, wallet, "merge", "forged", parents, paths=(MODEL_DVC_FILE,), **trailers).commit
 
 

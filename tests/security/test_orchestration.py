@@ -102,14 +102,14 @@ def test_a_round_naming_another_repository_is_refused_before_anything_is_fetched
 
 
 def test_a_workspace_only_ever_fetches_the_repository_it_was_cloned_from(
-        federation: dict[str, Repository], tmp_path: Path) -> None:
+        federation: dict[str, Repository], contributor: Wallet, tmp_path: Path) -> None:
     ours = str(tmp_path / "remote.git")
-    clone = workspace(ours, tmp_path / "ws")
+    clone = workspace(ours, tmp_path / "ws", contributor)
     refs = clone.git.run("for-each-ref")
     other = tmp_path / "other.git"
     subprocess.run(["git", "clone", "--quiet", "--bare", ours, str(other)], check=True)
     with pytest.raises(RemoteError, match="but this agent's workspace is a clone of"):
-        workspace(str(other), tmp_path / "ws")
+        workspace(str(other), tmp_path / "ws", contributor)
     assert clone.git.run("for-each-ref") == refs
 
 

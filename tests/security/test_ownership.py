@@ -18,6 +18,7 @@ from federity.repo import Repository
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.nft import genesis, nft_record, repository_holder
 from federity.repo.notes import NFT, read_note, write_note
+from federity.repo.privacy import keyring_at, write_keyring
 from tests.conftest import snapshot
 from tests.unit.chain.rpc_server import RpcServer
 
@@ -39,8 +40,11 @@ def _forge_members_commit(repo: Repository, wallet: Wallet, members: dict[str, R
     """A members commit signed by ``wallet`` made without Federity's ownership checks (what a hostile clone can
     push): every other check (signature, role, config) passes."""
     config = repo.config(repo.head())
-    (repo.root / CONFIG_FILE).write_text(RepoConfig(**{**vars(config), "members": members}).to_yaml())
-    return create_commit(repo, wallet, "members", message, [repo.head()], paths=(CONFIG_FILE,)).commit
+    updated = RepoConfig(**{**vars(config), "members": members})
+    (repo.root / CONFIG_FILE).write_text(updated.to_yaml())
+    write_keyring(repo, keyring_at(repo, repo.head(), config).resealed({"versions": updated.version_readers()},
+                                                                        wallet))
+    return create_commit(repo, wallet, "members", message, [repo.head()], paths=(CONFIG_FILE, "keyring")).commit
 
 
 def _ownership(report_json: dict) -> tuple[list[str], list[str]]:
@@ -82,7 +86,8 @@ def test_after_a_sale_the_seller_keeps_no_role_and_only_the_buyer_can_act_as_own
     assert repo.review(buyer, update.commit[:12], approve=False, reason="stale").status == "rejected"
     report = repo.verify()
     assert report.ok, report.failures
-    assert report.unchecked == []
+    # all but the update made before the buyer joined, sealed to that update's reviewers (the seller, the co-owner)
+    assert [(u["check"], u["reason"][:9]) for u in report.unchecked] == [("weights", "1 commit(")]
 
 
 def test_a_forged_nft_note_pointing_the_genesis_at_another_mint_does_not_make_the_attacker_owner(

@@ -123,7 +123,7 @@ def test_any_bytes_as_a_header_are_refused_or_parsed_within_bounds(raw: bytes) -
 
 
 def test_a_keyring_sealed_for_another_repository_does_not_open(wallets: list[Wallet]) -> None:
-    foreign = Keyring.created("other-repo", {"versions": [wallets[0].pubkey], "updates": [wallets[0].pubkey]})
+    foreign = Keyring.created("other-repo", {"versions": [wallets[0].pubkey]})
     moved = Keyring.parsed("this-repo", foreign.files())
     with pytest.raises(SealingError, match="does not open"):
         moved.keys(wallets[0])
@@ -133,7 +133,7 @@ def test_a_member_given_another_key_than_the_epoch_commits_to_is_told(wallets: l
     """A maintainer who seals a key of its own to a newcomer (to read what the newcomer will encrypt) under the
     epoch's id: the newcomer's wallet checks the key against the id and refuses it."""
     owner, newcomer = wallets[:2]
-    keyring = Keyring.created("repo", {"versions": [owner.pubkey], "updates": [owner.pubkey]})
+    keyring = Keyring.created("repo", {"versions": [owner.pubkey]})
     epoch = keyring.current("versions")
     context = b"federity-keyring|repo|versions|0|" + epoch.key_id
     forged_batch = seal(new_key(), [newcomer.pubkey], context)
@@ -164,7 +164,7 @@ def test_a_member_given_another_key_than_the_epoch_commits_to_is_told(wallets: l
 ])
 def test_a_damaged_keyring_is_refused_with_what_is_wrong(wallets: list[Wallet], name: str, content: bytes | str,
                                                          why: str) -> None:
-    files = Keyring.created("repo", {"versions": [wallets[0].pubkey], "updates": [wallets[0].pubkey]}).files()
+    files = Keyring.created("repo", {"versions": [wallets[0].pubkey]}).files()
     if content == "epoch 2":  # a well-formed batch of an epoch that skips epoch 1
         content = json.dumps({**json.loads(files["keyring/versions-0-0.json"]), "epoch": 2}).encode()
     files[name] = content

@@ -37,7 +37,7 @@ from federity.repo.layout import (
 from federity.repo.paths import write_inside
 from federity.repo.storage import UnsafeCommitError, storage_problems, tree_problems
 from federity.weights import read_tensors, tensors_to_bytes
-from tests.conftest import git, snapshot, write_csv
+from tests.conftest import git, snapshot, track_sealed, write_csv
 from tests.e2e.test_s3_remote import s3_endpoint, s3_server  # noqa: F401  (fixtures)
 
 # ---------------------------------------------------------------- the attacker's tools
@@ -143,7 +143,7 @@ def member_clone(tmp_path: Path, repo: Repository, owner: Wallet, contributor: W
     """A contributor's clone of the owner's repository."""
     repo.add_member(owner, contributor.pubkey, "contributor")
     repo.push()
-    return Repository.clone(str(tmp_path / "remote.git"), tmp_path / "site")
+    return Repository.clone(str(tmp_path / "remote.git"), tmp_path / "site", wallet=contributor)
 
 
 def hostile_update(site: Repository, contributor: Wallet, relpath: str, payload: bytes) -> str:
@@ -152,7 +152,7 @@ def hostile_update(site: Repository, contributor: Wallet, relpath: str, payload:
     main = site.head()
     branch = f"updates/r1/{contributor.pubkey[:8]}"
     git(site.root, "checkout", "--quiet", "-b", branch)
-    tensors = read_tensors(site.weights_path.read_bytes(), "weights")
+    tensors = read_tensors(site.store.read(site.head()), "weights")
     weights = tensors_to_bytes({k: v + np.asarray(0.25, v.dtype) for k, v in tensors.items()})
     site.weights_path.chmod(0o644)
     site.weights_path.unlink()
@@ -622,10 +622,10 @@ def test_reviewing_an_update_that_tracks_a_symlink_rejects_it_and_verify_lists_i
     site = member_clone
     main = site.head()
     git(site.root, "checkout", "--quiet", "-b", f"updates/r1/{contributor.pubkey[:8]}")
-    tensors = read_tensors(site.weights_path.read_bytes(), "weights")
+    tensors = read_tensors(site.store.read(site.head()), "weights")
     site.weights_path.unlink()
     site.weights_path.write_bytes(tensors_to_bytes({k: v + np.asarray(0.25, v.dtype) for k, v in tensors.items()}))
-    site.store.track()
+    track_sealed(site, contributor, "update")
     (site.root / "update.json").write_text(json.dumps({
         "schema": "federity/update/v1", "base": main, "round": 1, "nonce": None, "n_samples": 50,
         "metrics": {"loss": 0.5}, "params": {}, "contract": {"passed": True}, "proof": None}))

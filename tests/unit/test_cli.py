@@ -30,16 +30,22 @@ def test_cli_contract_end_to_end(tmp_path: Path) -> None:
     log = json.loads(federity("log", "--json", cwd=repo).stdout)
     assert set(log["commits"][0]) == {"commit", "parents", "kind", "author", "round", "weights_sha256",
                                       "message", "nft", "mlflow_run"}
-    show = json.loads(federity("show", "HEAD", "--json", cwd=repo).stdout)
+    refused = federity("show", "HEAD", "--json", cwd=repo)  # private by default: reading takes a member's wallet
+    assert refused.returncode == 1 and json.loads(refused.stdout)["error"]["type"] == "PrivateWeightsError"
+    show = json.loads(federity("--wallet", wallet, "show", "HEAD", "--json", cwd=repo).stdout)
     assert {"tensors", "proof"} <= set(show) and set(show["tensors"][0]) == {"name", "shape", "dtype", "sha256"}
-    diff = json.loads(federity("--repo", str(repo), "diff", "HEAD", "HEAD", "--json", cwd=tmp_path).stdout)
+    diff = json.loads(federity("--wallet", wallet, "--repo", str(repo), "diff", "HEAD", "HEAD", "--json",
+                               cwd=tmp_path).stdout)
     assert {row["status"] for row in diff["tensors"]} == {"unchanged"}
     members = json.loads(federity("members", "list", "--json", cwd=repo).stdout)
     assert members["members"] == [{"pubkey": created["pubkey"], "role": "owner"}]
-    verify = federity("verify", "--json", cwd=repo)
+    verify = federity("--wallet", wallet, "verify", "--json", cwd=repo)
     assert verify.returncode == 0 and json.loads(verify.stdout) == {"ok": True, "commits_checked": 1,
                                                                     "failures": [], "rejected": [],
                                                                     "unchecked": []}
+    anyone = json.loads(federity("verify", "--json", cwd=repo).stdout)  # no wallet: the ciphertext is checked
+    assert anyone["ok"] and [u["check"] for u in anyone["unchecked"]] == ["weights"]
+    assert "1 commit(s) hold weights sealed" in anyone["unchecked"][0]["reason"]
     models = json.loads(federity("models", "--json", cwd=tmp_path).stdout)["models"]
     assert {m["id"] for m in models} >= {"logistic-regression", "mlp", "cnn"}
 
@@ -85,7 +91,7 @@ def test_cli_contributor_loop_train_review_aggregate_track(tmp_path: Path) -> No
     assert aggregated["updates"] == [update["update"]] and len(aggregated["parents"]) == 2
     trailers = subprocess.run(["git", "log", "-1", "--format=%B"], cwd=repo, capture_output=True, text=True).stdout
     assert "Federity-Strategy: trimmed-mean@1\nFederity-Strategy-Params: {\"fraction\":0.25}" in trailers
-    tracked = json.loads(federity("--json", "track", cwd=repo).stdout)
+    tracked = json.loads(federity("--wallet", owner, "--json", "track", cwd=repo).stdout)
     log = json.loads(federity("log", "--json", cwd=repo).stdout)["commits"]
     assert log[0]["kind"] == "aggregate" and log[0]["mlflow_run"] == tracked["mlflow_run"]
 
@@ -110,10 +116,10 @@ def test_cli_proofs_init_train_show_verify_and_a_refused_srs(tmp_path: Path) -> 
     proof = json.loads(trained.stdout)["proof"]
     assert proof["steps"] == 2 and len(proof["audited"]) == 1 and proof["srs"].startswith("INSECURE")
     assert "proving audited step" not in trained.stdout  # progress goes to stderr, stdout is the JSON
-    shown = federity("show", json.loads(trained.stdout)["update"], cwd=repo)
+    shown = federity("--wallet", wallet, "show", json.loads(trained.stdout)["update"], cwd=repo)
     assert "1 of 2 SGD steps" in shown.stdout and "does not cover" in shown.stdout and "INSECURE" in shown.stdout
-    verify = json.loads(federity("verify", "--json", cwd=repo).stdout)
-    assert verify["ok"] and verify["commits_checked"] == 2
+    verify = json.loads(federity("--wallet", wallet, "verify", "--json", cwd=repo).stdout)
+    assert verify["ok"] and verify["commits_checked"] == 2 and verify["unchecked"] == []
 
 
 def test_cli_merge_a_branch_signed_minted_tracked_and_verified(tmp_path: Path) -> None:
@@ -126,7 +132,15 @@ def test_cli_merge_a_branch_signed_minted_tracked_and_verified(tmp_path: Path) -
     federity("--wallet", owner, "init", "repo", "--name", "n", "--model", "logistic-regression", "--model-arg",
              "in_features=4", cwd=tmp_path)
     repo = tmp_path / "repo"
-    tensors = read_tensors((repo / "model" / "model.safetensors").read_bytes(), "weights")
+
+    def checked_out() -> dict[str, np.ndarray]:  # model/ holds them sealed: a member exports them in plain form
+        out = tmp_path / f"exported-{len(list(tmp_path.glob('exported-*')))}.safetensors"
+        exported = federity("--wallet", owner, "export", "HEAD", "--format", "safetensors", "--out", str(out),
+                            cwd=repo)
+        assert exported.returncode == 0, exported.stderr
+        return read_tensors(out.read_bytes(), "weights")
+
+    tensors = checked_out()
     for value in (1.0, 3.0):
         (tmp_path / f"{value}.safetensors").write_bytes(
             tensors_to_bytes({k: np.full_like(v, value) for k, v in tensors.items()}))
@@ -141,11 +155,10 @@ def test_cli_merge_a_branch_signed_minted_tracked_and_verified(tmp_path: Path) -
     result = json.loads(merged.stdout)
     assert set(result) == {"commit", "parents", "strategy", "strategy_params", "merge_base", "weights_sha256"}
     assert result["strategy"] == "ties@1" and result["strategy_params"] == {"density": 1.0, "scale": 1.0}
-    assert {float(x) for x in read_tensors((repo / "model" / "model.safetensors").read_bytes(), "m")["0.weight"]
-            .reshape(-1)} == {2.0}
+    assert {float(x) for x in checked_out()["0.weight"].reshape(-1)} == {2.0}
     again = federity("--wallet", owner, "--json", "merge", "variant", cwd=repo)
     assert again.returncode == 1 and "already part of main" in again.stderr and "what to do:" in again.stderr
-    tracked = json.loads(federity("--json", "track", cwd=repo).stdout)
+    tracked = json.loads(federity("--wallet", owner, "--json", "track", cwd=repo).stdout)
     [latest, *_] = json.loads(federity("log", "--json", cwd=repo).stdout)["commits"]
     assert latest["kind"] == "merge" and latest["parents"] == result["parents"]
     assert latest["nft"] and latest["mlflow_run"] == tracked["mlflow_run"]

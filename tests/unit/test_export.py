@@ -42,7 +42,7 @@ def test_an_onnx_export_gives_the_frameworks_outputs_for_any_batch(tmp_path: Pat
     result = repo.export("HEAD", "onnx", tmp_path / "model.onnx")
     assert result.onnx_max_abs_diff is not None and result.onnx_max_abs_diff <= 1e-4
     adapter = get_framework(framework)
-    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.store.read(repo.head()), "weights"))
     inputs = _inputs(model, 5)
     session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: adapter.onnx_input(inputs)})[0]
@@ -63,7 +63,7 @@ def test_an_image_network_exports_to_onnx_with_free_image_sides(tmp_path: Path, 
                               model_args=args)
     path = repo.export("HEAD", "onnx", tmp_path / "model.onnx").path
     adapter = get_framework(framework)
-    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.store.read(repo.head()), "weights"))
     inputs = np.random.default_rng(6).normal(size=(2, 1, 48, 40)).astype(np.float32)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: adapter.onnx_input(inputs)})[0]
@@ -88,7 +88,7 @@ def test_a_torch_export_program_loads_without_the_models_code(tmp_path: Path, ow
     path = repo.export("HEAD", "torch", tmp_path / "model.pt2").path
     program = torch.export.load(path)
     inputs = _inputs("mlp", 7)
-    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.store.read(repo.head()), "weights"))
     np.testing.assert_array_equal(program.module()(torch.from_numpy(inputs)).detach().numpy(),
                                   get_framework("torch").predict(built, inputs))
 
@@ -100,7 +100,7 @@ def test_a_keras_export_loads_back_with_keras(tmp_path: Path, owner: Wallet) -> 
     path = repo.export("HEAD", "keras", tmp_path / "model.keras").path
     loaded = keras.models.load_model(path)
     inputs = _inputs("cnn", 4)
-    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.weights_path.read_bytes(), "weights"))
+    built = build_with_tensors(repo.config(), repo.root, read_tensors(repo.store.read(repo.head()), "weights"))
     adapter = get_framework("tensorflow")
     np.testing.assert_array_equal(np.asarray(loaded(adapter.onnx_input(inputs))), adapter.predict(built, inputs))
 
@@ -108,7 +108,7 @@ def test_a_keras_export_loads_back_with_keras(tmp_path: Path, owner: Wallet) -> 
 def test_a_safetensors_export_is_the_stored_weights_byte_for_byte(tmp_path: Path, owner: Wallet) -> None:
     repo = _repo(tmp_path, owner, "torch", "logistic-regression")
     result = repo.export("HEAD", "safetensors", tmp_path / "w.safetensors")
-    assert result.path.read_bytes() == repo.weights_path.read_bytes()
+    assert result.path.read_bytes() == repo.store.read(repo.head())
     assert result.to_json()["commit"] == repo.head() and result.onnx_max_abs_diff is None
 
 

@@ -22,7 +22,7 @@ from federity.repo.metadata import canonical_params
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
 from federity.weights.tensor_file import TensorFile
-from tests.conftest import train_and_push, write_csv
+from tests.conftest import track_sealed, train_and_push, write_csv
 
 Tensors = dict[str, np.ndarray]
 
@@ -248,7 +248,7 @@ def test_verify_names_an_aggregate_whose_state_file_its_parents_do_not_make(
     with owner_repo.transaction():
         owner_repo.weights_path.write_bytes(tensors_to_bytes(weights))
         (owner_repo.weights_path.parent / STATE_FILE).write_bytes(tensors_to_bytes(forged_state))
-        owner_repo.store.track()
+        track_sealed(owner_repo, owner, "aggregate")
         forged = create_commit(owner_repo, owner, "aggregate", "Round 1: by hand", [main, *ordered], round=1,
                                strategy="fedadam@1", strategy_params=canonical_params(get_strategy("fedadam")
                                                                                       .parameters()),

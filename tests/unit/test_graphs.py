@@ -38,7 +38,8 @@ def test_a_gcn_learns_from_the_graph_in_a_full_round(tmp_path: Path, owner: Wall
     for wallet in (contributor, site_b):
         repo.add_member(owner, wallet.pubkey, "contributor")
     repo.push()
-    sites = [Repository.clone(str(tmp_path / "remote.git"), tmp_path / f"site-{i}") for i in range(2)]
+    sites = [Repository.clone(str(tmp_path / "remote.git"), tmp_path / f"site-{i}", wallet=wallet)
+             for i, wallet in enumerate((contributor, site_b))]
     updates = [train_and_push(site, wallet, _communities(tmp_path / f"data-{i}" / "graph.npz", i))
                for i, (site, wallet) in enumerate(zip(sites, (contributor, site_b), strict=True))]
     repo.pull()

@@ -16,7 +16,7 @@ from federity.repo import Repository
 from federity.repo.commits import create_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
-from tests.conftest import git, snapshot
+from tests.conftest import git, snapshot, track_sealed
 
 Constant = Callable[[float], Path]
 
@@ -26,7 +26,7 @@ def constant(repo: Repository, tmp_path: Path) -> Constant:
     """A weights file of the repository's model with every value ``value``."""
 
     def write(value: float) -> Path:
-        tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+        tensors = read_tensors(repo.store.read(repo.head()), "weights")
         path = tmp_path / f"constant-{value}.safetensors"
         path.write_bytes(tensors_to_bytes({k: np.full_like(v, value) for k, v in tensors.items()}))
         return path
@@ -136,7 +136,7 @@ def test_a_tampered_merge_is_found_by_verify(repo: Repository, owner: Wallet, di
     weights_file = constant(5.0)
     with repo.transaction():
         repo.weights_path.write_bytes(weights_file.read_bytes())
-        repo.store.track()
+        track_sealed(repo, owner, "merge")
         forged = create_commit(repo, owner, "merge", "not really an average", [diverged["main"], diverged["variant"]],
                                strategy="average@1", paths=(MODEL_DVC_FILE,)).commit
     [failure] = repo.verify().failures
@@ -179,12 +179,12 @@ def test_a_maintainer_is_needed(repo: Repository, owner: Wallet, contributor: Wa
 def test_different_architectures_are_refused_naming_each_tensor(repo: Repository, owner: Wallet,
                                                                  diverged: dict[str, str]) -> None:
     repo.checkout("variant")
-    tensors = read_tensors(repo.weights_path.read_bytes(), "w")
+    tensors = read_tensors(repo.store.read(repo.head()), "w")
     with repo.transaction():
         repo.weights_path.write_bytes(tensors_to_bytes({"0.weight": np.zeros((3, 4), np.float32),
                                                         "extra": np.zeros(2, np.float32),
                                                         "0.bias": tensors["0.bias"]}))
-        repo.store.track()
+        track_sealed(repo, owner, "weights")
         create_commit(repo, owner, "weights", "another model", [repo.head()], paths=(MODEL_DVC_FILE,))
     repo.checkout("main")
     before = both_branches(repo)

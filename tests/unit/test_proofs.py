@@ -30,6 +30,7 @@ from federity.repo import Repository
 from federity.repo.checks import update_problems, valid_updates
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.history import History
+from federity.repo.privacy import sealing_for
 from federity.repo.proof_inputs import check_update_proof
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UPDATE_FILE, check_updates, find_update, read_update_record
@@ -62,7 +63,7 @@ def proved(tmp_path_factory: pytest.TempPathFactory, circuit_cache: Path) -> dic
                               proofs=ProofPolicy(audits=2, scale=8))
     repo.add_member(owner, contributor.pubkey, "contributor")
     repo.push()
-    site = Repository.clone(str(tmp / "remote.git"), tmp / "site")
+    site = Repository.clone(str(tmp / "remote.git"), tmp / "site", wallet=contributor)
     data = write_csv(tmp / "site-data" / "train.csv", 40, seed=1)
     update = site.train(contributor, data, nonce=NONCE)
     return {"tmp": tmp, "owner": owner, "contributor": contributor, "repo": repo, "site": site, "data": data,
@@ -92,13 +93,15 @@ def _forge(site: Repository, wallet: Wallet, update: str, *, base: str | None = 
     site.git.run("checkout", update, "--", MODEL_DVC_FILE, UPDATE_FILE)
     site.store.checkout()
     model_dir = site.weights_path.parent
+    for relpath in site.store.files(update):  # the author opens its own (sealed) files to forge them
+        (model_dir / relpath).write_bytes(site.store.read(update, relpath))
     chain = json.loads((model_dir / CHAIN_FILE).read_text())
     record = json.loads((site.root / UPDATE_FILE).read_text())
     change(model_dir, chain, record)
     chain_bytes = (json.dumps(chain, indent=1, sort_keys=True) + "\n").encode()
     (model_dir / CHAIN_FILE).write_bytes(chain_bytes)
     (site.root / UPDATE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    site.store.track()
+    site.store.track(sealing=sealing_for(site, wallet, "update", site.config(base or original_base)))
     commit = create_commit(site, wallet, "update", "forged", [base or original_base], round=1,
                            paths=(MODEL_DVC_FILE, UPDATE_FILE), proof_sha256=hashlib.sha256(chain_bytes).hexdigest())
     site.checkout("main")
@@ -323,7 +326,7 @@ def logged_call(name, *args, **kwargs):
         out.write(name + "\\n")
     return real_call(name, *args, **kwargs)
 circuit.call_ezkl = logged_call
-site = Repository(Path({str(proved["site"].root)!r}))
+site = Repository(Path({str(proved["site"].root)!r}), wallet_path=Path({str(proved["contributor"].path)!r}))
 policy = site.config().proofs
 print(circuit_files(policy, stored_circuit(site, site.head(), policy)).pk)
 """
@@ -413,7 +416,7 @@ def test_an_mlp_proves_its_head_on_frozen_features_and_a_changed_body_fails(tmp_
     repo, _ = Repository.init(tmp_path / "mlp", owner, name="mlp", framework="torch", model="mlp",
                               model_args=["in_features=4", "hidden=3"], params=PARAMS,
                               proofs=ProofPolicy(audits=1, scale=8))
-    base = read_tensors(repo.weights_path.read_bytes(), "base")
+    base = read_tensors(repo.store.read(repo.head()), "base")
     result = repo.train(owner, write_csv(tmp_path / "d" / "t.csv", 24, seed=5))
     trained = read_tensors(repo.store.read(result.update), "update")
     assert result.proof["head"] == ["2.weight", "2.bias"] and result.proof["parameters_proved"] == 8
@@ -469,7 +472,7 @@ def test_a_proof_made_for_another_base_commit_fails(proved: dict[str, Any]) -> N
     """Last in the module: it moves main on."""
     repo, site, owner = proved["repo"], proved["site"], proved["owner"]
     weights = proved["tmp"] / "new-main.safetensors"
-    tensors = read_tensors(repo.weights_path.read_bytes(), "weights")
+    tensors = read_tensors(repo.store.read(repo.head()), "weights")
     weights.write_bytes(tensors_to_bytes({k: v + np.float32(0.25) for k, v in tensors.items()}))
     new_main = repo.commit(owner, weights, "new main").commit
     repo.push()

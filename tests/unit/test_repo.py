@@ -148,9 +148,12 @@ def test_weights_of_the_wrong_shape_are_refused(repo: Repository, owner: Wallet,
     assert snapshot(repo) == before
 
 
-def test_unchanged_weights_are_not_a_commit(repo: Repository, owner: Wallet) -> None:
+def test_unchanged_weights_are_not_a_commit(repo: Repository, owner: Wallet, tmp_path: Path) -> None:
+    same = repo.export("HEAD", "safetensors", tmp_path / "same.safetensors").path
     with pytest.raises(WeightsError, match="nothing to commit"):
-        repo.commit(owner, repo.weights_path, "same")
+        repo.commit(owner, same, "same")
+    with pytest.raises(WeightsError, match=r"sealed: a private repository's weights(.|\n)*federity export"):
+        repo.commit(owner, repo.weights_path, "the sealed file itself")
 
 
 def test_unknown_revision_is_a_clear_error(repo: Repository, owner: Wallet) -> None:
@@ -182,7 +185,7 @@ def test_revert_of_an_older_commit_undoes_only_its_change(repo: Repository, owne
     repo.commit(owner, make_weights(repo, 10.0), "plus ten")
     repo.revert(owner, first.commit)
     genesis = read_tensors(repo.store.read(repo.log()[-1].commit), "g")
-    now = read_tensors(repo.weights_path.read_bytes(), "now")
+    now = read_tensors(repo.store.read(repo.head()), "now")
     assert all(np.allclose(now[k], genesis[k] + 10.0) for k in now)
 
 
@@ -214,7 +217,7 @@ def test_membership_rules(repo: Repository, owner: Wallet, contributor: Wallet, 
 
 
 def test_clone_push_pull_round_trip(repo: Repository, owner: Wallet, tmp_path: Path, make_weights) -> None:
-    clone = Repository.clone(str(tmp_path / "remote.git"), tmp_path / "clone")
+    clone = Repository.clone(str(tmp_path / "remote.git"), tmp_path / "clone", wallet=owner)
     assert clone.weights_path.read_bytes() == repo.weights_path.read_bytes()
     new = repo.commit(owner, make_weights(repo), "new")
     repo.push()
@@ -232,7 +235,7 @@ def test_unreachable_remote_fails_push_and_changes_nothing(repo: Repository, own
         repo.push()
     assert snapshot(repo) == before
     with pytest.raises(RemoteError):
-        Repository.clone(str(tmp_path / "remote.git"), tmp_path / "clone")
+        Repository.clone(str(tmp_path / "remote.git"), tmp_path / "clone", wallet=owner)
     assert not (tmp_path / "clone").exists()
 
 
@@ -291,11 +294,14 @@ def test_verify_catches_forged_and_stripped_signatures(repo: Repository, owner: 
         assert reason in failures[0]["reason"]
 
 
-def test_verify_catches_a_commit_signed_by_a_non_member(repo: Repository, stranger: Wallet, make_weights,
+def test_verify_catches_a_commit_signed_by_a_non_member(public_repo: Repository, stranger: Wallet, make_weights,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import federity.repo.commit as commit
     import federity.repo.commits as commits
 
-    monkeypatch.setattr(commits, "require_role", lambda *args: None)  # forge past the client-side check
+    repo = public_repo  # in a private one, a non-member cannot even read the weights it would change
+    for module in (commit, commits):  # forge past the client-side checks
+        monkeypatch.setattr(module, "require_role", lambda *args: None)
     bad = repo.commit(stranger, make_weights(repo), "intruder")
     failures = repo.verify().failures
     assert [(f["commit"], f["check"]) for f in failures] == [(bad.commit, "role")]

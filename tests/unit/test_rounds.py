@@ -18,7 +18,7 @@ from federity.repo import Repository
 from federity.repo.commits import create_commit, read_commit
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.weights import read_tensors, tensors_to_bytes
-from tests.conftest import git, snapshot, train_and_push, write_csv
+from tests.conftest import git, snapshot, track_sealed, train_and_push, write_csv
 
 
 def test_training_commits_a_signed_update_on_its_own_branch(federation: dict[str, Repository],
@@ -91,7 +91,7 @@ def _hand_made_aggregate(repo: Repository, wallet: Wallet, parents: list[str], t
     """An aggregate commit, correctly signed by a maintainer, whose weights are whatever it was given."""
     with repo.transaction():
         repo.weights_path.write_bytes(tensors_to_bytes(tensors))
-        repo.store.track()
+        track_sealed(repo, wallet, "aggregate")
         return create_commit(repo, wallet, "aggregate", "Round 1: by hand", parents, round=1, strategy=strategy,
                              paths=(MODEL_DVC_FILE,)).commit
 
@@ -120,7 +120,7 @@ def test_verify_names_an_aggregate_of_commits_that_are_not_updates(repo: Reposit
     genesis = repo.head()
     repo.commit(owner, make_weights(repo, 0.5), "owner weights")
     forged = _hand_made_aggregate(repo, owner, [repo.head(), genesis],
-                                  read_tensors(repo.weights_path.read_bytes(), "main"), "fedavg")
+                                  read_tensors(repo.store.read(repo.head()), "main"), "fedavg")
     main_line, failure = repo.verify().failures
     assert (main_line["commit"], main_line["check"]) == (forged, "main-line")
     assert f"update {genesis[:12]}: it is not an update commit" in main_line["reason"]
@@ -158,7 +158,7 @@ def _forge_update(site: Repository, wallet: Wallet, tensors: dict[str, np.ndarra
     (site.root / "update.json").write_text(json.dumps({
         "schema": "federity/update/v1", "base": base, "round": 1, "nonce": None, "n_samples": 10,
         "metrics": {}, "params": {}, "contract": {}}))
-    site.store.track()
+    track_sealed(site, wallet, "update")
     create_commit(site, wallet, "update", "forged", [base], round=1, paths=("model.dvc", "update.json"))
     site.push()
     return site.head()
@@ -172,7 +172,7 @@ def _forge_update(site: Repository, wallet: Wallet, tensors: dict[str, np.ndarra
 def test_updates_failing_a_check_are_rejected_with_the_reason_and_main_is_unchanged(
         federation: dict[str, Repository], owner: Wallet, contributor: Wallet, mutate, reason: str) -> None:
     site = federation["a"]
-    base = read_tensors(site.weights_path.read_bytes(), "base")
+    base = read_tensors(site.store.read(site.head()), "base")
     update = _forge_update(site, contributor, mutate(base))
     owner_repo = federation["owner"]
     owner_repo.pull()

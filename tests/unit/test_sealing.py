@@ -91,7 +91,7 @@ def test_the_writer_takes_exactly_the_announced_size(tmp_path: Path, wallets: li
 
 
 def test_group_members_read_a_version_and_others_cannot(tmp_path: Path, wallets: list[Wallet]) -> None:
-    keyring = Keyring.created("repo", {"versions": [w.pubkey for w in wallets[:3]], "updates": [wallets[0].pubkey]})
+    keyring = Keyring.created("repo", {"versions": [w.pubkey for w in wallets[:3]]})
     key_id, group_key = keyring.current_key("versions", wallets[0])
     data = os.urandom(2 * CHUNK + 5)
     _write(tmp_path / "object", data, new_key(), {key_id: group_key}, [])
@@ -102,34 +102,28 @@ def test_group_members_read_a_version_and_others_cannot(tmp_path: Path, wallets:
         _reader(tmp_path / "object", wallets[3], keyring)
 
 
-def test_an_update_reads_for_its_author_and_the_updates_group_only(tmp_path: Path, wallets: list[Wallet]) -> None:
+def test_an_update_reads_for_the_wallets_it_is_sealed_to_only(tmp_path: Path, wallets: list[Wallet]) -> None:
     owner, author, other_contributor = wallets[:3]
-    keyring = Keyring.created("repo", {"versions": [w.pubkey for w in wallets[:3]], "updates": [owner.pubkey]})
-    key_id, group_key = keyring.current_key("updates", owner)
-    _write(tmp_path / "update", b"weights" * 999, new_key(), {key_id: group_key}, [author.pubkey])
+    _write(tmp_path / "update", b"weights" * 999, new_key(), {}, [author.pubkey, owner.pubkey])
     for reader_wallet in (owner, author):
-        with _reader(tmp_path / "update", reader_wallet, keyring) as reader:
+        with _reader(tmp_path / "update", reader_wallet) as reader:
             assert reader.read(0, 7) == b"weights"
     with pytest.raises(SealingError, match="private"):
-        _reader(tmp_path / "update", other_contributor, keyring)
+        _reader(tmp_path / "update", other_contributor)
 
 
 def test_a_member_who_joins_reads_old_versions_and_a_removed_one_no_new_ones(wallets: list[Wallet]) -> None:
     owner, reader_a, reader_b, newcomer = wallets[:4]
-    keyring = Keyring.created("repo", {"versions": [owner.pubkey, reader_a.pubkey, reader_b.pubkey],
-                                       "updates": [owner.pubkey]})
+    keyring = Keyring.created("repo", {"versions": [owner.pubkey, reader_a.pubkey, reader_b.pubkey]})
     old_id = keyring.current("versions").key_id
-    joined = keyring.resealed({"versions": [owner.pubkey, reader_a.pubkey, reader_b.pubkey, newcomer.pubkey],
-                               "updates": [owner.pubkey]}, owner)
+    joined = keyring.resealed({"versions": [owner.pubkey, reader_a.pubkey, reader_b.pubkey, newcomer.pubkey]}, owner)
     assert [len(e.batches) for e in joined.epochs["versions"]] == [2]  # no new epoch: one more batch
     assert set(joined.keys(newcomer)) == {old_id}
-    removed = joined.resealed({"versions": [owner.pubkey, reader_a.pubkey, newcomer.pubkey],
-                               "updates": [owner.pubkey]}, owner)
+    removed = joined.resealed({"versions": [owner.pubkey, reader_a.pubkey, newcomer.pubkey]}, owner)
     new_id = removed.current("versions").key_id
     assert new_id != old_id
     assert set(removed.keys(reader_b)) == {old_id}  # what it could read before, and nothing later
     assert set(removed.keys(newcomer)) == {old_id, new_id}
-    assert removed.epochs["updates"] == keyring.epochs["updates"]
     # a change only adds files: every earlier batch stays byte for byte
     for before, after in ((keyring, joined), (joined, removed)):
         assert before.files().items() <= after.files().items()
@@ -139,8 +133,8 @@ def test_a_member_who_joins_reads_old_versions_and_a_removed_one_no_new_ones(wal
 def test_sealing_to_a_hundred_members_adds_under_ten_kilobytes(tmp_path: Path) -> None:
     members = [Wallet.create(tmp_path / f"member-{i}.json").pubkey for i in range(100)]
     owner = Wallet.create(tmp_path / "owner.json")
-    keyring = Keyring.created("repo", {"versions": [owner.pubkey, *members], "updates": [owner.pubkey]})
-    rotated = keyring.resealed({"versions": [owner.pubkey, *members[1:]], "updates": [owner.pubkey]}, owner)
+    keyring = Keyring.created("repo", {"versions": [owner.pubkey, *members]})
+    rotated = keyring.resealed({"versions": [owner.pubkey, *members[1:]]}, owner)
     added = {path: raw for path, raw in rotated.files().items() if path not in keyring.files()}
     assert list(added) == ["keyring/versions-1-0.json"]
     assert sum(map(len, added.values())) < 10_000

@@ -113,9 +113,11 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
     # an unknown strategy or bad parameters fail here, before any review is recorded
     combiner = chosen_strategy(repo.config(head).aggregation, strategy, parameters)
     history = History.load(repo)
-    chosen = _approved(repo, history, wallet, updates, branch)
+    chosen, dropped = _approved(repo, history, wallet, updates, branch)
     if len(chosen) < max(min_updates, 1):
-        raise UpdateError(f"{len(chosen)} approved update(s) can be aggregated, {max(min_updates, 1)} needed",
+        now_rejected = "".join(f"; {update[:12]} was rejected now: {reason}" for update, reason in dropped.items())
+        raise UpdateError(f"{len(chosen)} approved update(s) can be aggregated, {max(min_updates, 1)} needed"
+                          f"{now_rejected}",
                           "review pending updates with `federity updates` and `federity review approve`")
 
     chosen.sort(key=lambda u: u.id)  # the parents' order, in which verify recomputes the weights
@@ -144,7 +146,9 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
 
 
 def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None,
-              branch: str) -> list[UpdateInfo]:
+              branch: str) -> tuple[list[UpdateInfo], dict[str, str]]:
+    """The approved updates for ``branch`` (those ``refs`` names, when given) that still pass their checks, and
+    those that no longer do (id → why), which are recorded as rejected."""
     approved = [u for u in list_updates(repo, "approved", history) if u.target == branch]
     if refs is not None:
         by_ref = {u.id: u for u in approved}
@@ -154,15 +158,16 @@ def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str
                               "approve them with `federity review approve UPDATE` first; an update is aggregated "
                               "only on the branch it was trained for (the target `federity updates` lists)")
         approved = [u for u in approved if any(u.id.startswith(r) for r in refs)]
-    usable = []
+    usable, dropped = [], {}
     tip = repo.head()
     for update in approved:
         problems = update_problems(history, update, tip, branch=branch)
         if problems:
-            record_review(repo, wallet, update, "rejected", "; ".join(problems), history)
+            dropped[update.id] = "; ".join(problems)
+            record_review(repo, wallet, update, "rejected", dropped[update.id], history)
         else:
             usable.append(update)
-    return usable
+    return usable, dropped
 
 
 def previous_state(history: History, main: str, strategy: Strategy) -> bool:

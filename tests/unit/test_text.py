@@ -59,7 +59,7 @@ def test_a_text_classifier_goes_through_a_full_round_and_the_contract_never_sees
     repo = full_round(tmp_path, (owner, contributor, site_b), framework, "transformer-encoder",
                       ["vocab_size=16", "max_length=8", "dim=16", "layers=1", "heads=2"], _site_notes,
                       tokenizer=_tokenizer(tmp_path / "owner-tokenizer.json"),
-                      params={"lr": 0.01, "epochs": 4, "batch_size": 8, "seed": 0, "optimizer": "adam"})
+                      params={"lr": 0.01, "epochs": 8, "batch_size": 8, "seed": 0, "optimizer": "adam"})
     assert repo.config().task["tokenizer"] == "tokenizer.json" and repo.config().task["max_length"] == 8
     seen = site_dataset(repo, repo.head(), repo.config(), _site_notes(tmp_path / "seen" / "notes", 0))
     # the contract's view holds counts, not text; "patient reports <word> and <word>" is 5 tokens
@@ -90,7 +90,7 @@ def test_a_language_model_learns_the_next_token_in_a_full_round(tmp_path: Path, 
     repo = full_round(tmp_path, (owner, contributor, site_b), framework, "transformer-decoder",
                       ["vocab_size=16", "max_length=8", "dim=16", "layers=1", "heads=2"], _unlabeled_notes,
                       tokenizer=_tokenizer(tmp_path / "owner-tokenizer.json"),
-                      params={"lr": 0.01, "epochs": 4, "batch_size": 8, "seed": 0, "optimizer": "adam"})
+                      params={"lr": 0.01, "epochs": 8, "batch_size": 8, "seed": 0, "optimizer": "adam"})
     assert repo.config().task["loss"] == "next_token"
     metrics = [u.metrics for u in repo.updates()]
     # after "patient" always comes "reports", after "reports" a symptom or a wellness word, then "and"

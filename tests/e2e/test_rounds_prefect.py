@@ -376,10 +376,26 @@ def test_a_scheduled_round_fires_and_a_run_naming_another_repository_is_refused(
             _final(federation.env, run["id"])  # let a round under way finish before the next test
     finally:
         _stop(server)
+    _settle(federation.env, deployment["id"])
     assert final["state"]["type"] == "CRASHED"
     assert "this round server runs rounds of the repository at" in final["state"]["message"]
     owner = _owner_repository(federation)
     assert owner.git.resolve("origin/main") != main
+
+
+def _settle(env: dict[str, str], deployment_id: str, timeout: float = 240) -> None:
+    """Cancel the deployment's runs that have not started and wait until no flow run is pending or running (a
+    site run a stopped round dispatched included), so that the next test's round meets idle sites."""
+    for state in ("SCHEDULED", "PENDING"):
+        for run in _scheduled_runs(env, deployment_id, state, wait=False):
+            _api(env, "POST", f"/flow_runs/{run['id']}/set_state",
+                 {"state": {"type": "CANCELLED", "name": "Cancelled"}, "force": True})
+    deadline = time.monotonic() + timeout
+    while _api(env, "POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {
+            "any_": ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING"]}}}}):
+        if time.monotonic() > deadline:
+            raise AssertionError("flow runs were still pending or running")
+        time.sleep(1)
 
 
 def _scheduled_runs(env: dict[str, str], deployment_id: str, state: str, wait: bool = True,

@@ -191,10 +191,7 @@ class WeightsStore:
             if not is_sealed(file.read(len(MAGIC))):
                 return _file_digest(path, "sha256")
         with SealedReader(path, self._key_for("HEAD") or no_key, "the checked-out weights") as weights:
-            digest = hashlib.sha256()
-            for chunk in weights.chunks():
-                digest.update(chunk)
-            return digest.hexdigest()
+            return weights.digest("sha256")
 
     def _key_for(self, commit: str) -> KeyFor | None:
         return self.keys(commit) if self.keys is not None else None

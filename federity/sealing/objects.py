@@ -360,6 +360,13 @@ class SealedReader:
         self.read_into(memoryview(out), position)
         return bytes(out)
 
+    def digest(self, algorithm: str) -> str:
+        """The hex digest of the whole plaintext, every chunk authenticated on the way."""
+        digest = hashlib.new(algorithm, usedforsecurity=False)
+        for chunk in self.chunks():
+            digest.update(chunk)
+        return digest.hexdigest()
+
     def chunks(self) -> Iterable[memoryview]:
         """The whole plaintext, chunk by chunk, each authenticated (the view is reused: copy what you keep)."""
         for index in range(self._last + 1):

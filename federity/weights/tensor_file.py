@@ -91,11 +91,9 @@ class TensorFile:
 
     def digest(self, algorithm: str) -> str:
         """The hex digest of the whole (plaintext) file, read in blocks."""
-        digest = hashlib.new(algorithm, usedforsecurity=False)
         if self._sealed is not None:
-            for chunk in self._sealed.chunks():
-                digest.update(chunk)
-            return digest.hexdigest()
+            return self._sealed.digest(algorithm)
+        digest = hashlib.new(algorithm, usedforsecurity=False)
         buffer = bytearray(4 << 20)
         for position in range(0, self.size, len(buffer)):
             view = memoryview(buffer)[:min(len(buffer), self.size - position)]

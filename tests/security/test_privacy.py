@@ -239,3 +239,21 @@ def test_an_update_sealed_to_others_than_its_readers_is_rejected(
         owner_repo.review(owner, update, approve=True)
     [info] = owner_repo.updates()
     assert info.status == "rejected" and "sealing" in (info.reason or "")
+
+
+def test_a_keyring_holding_a_directory_is_refused_unread_and_named_by_verify(
+        repo: Repository, owner: Wallet, contributor: Wallet) -> None:
+    files = {p.relative_to(repo.root).as_posix(): p.read_bytes() for p in (repo.root / "keyring").iterdir()}
+    joined = Keyring.parsed(repo.config().id, files).resealed({"versions": [owner.pubkey, contributor.pubkey]},
+                                                              owner)
+    for path, content in joined.files().items():
+        (repo.root / path).write_bytes(content)
+    (repo.root / "keyring" / "nested").mkdir()
+    (repo.root / "keyring" / "nested" / "versions-0-0.json").write_bytes(files["keyring/versions-0-0.json"])
+    config = (repo.root / CONFIG_FILE).read_text()
+    (repo.root / CONFIG_FILE).write_text(config.replace("members:\n", f"members:\n  {contributor.pubkey}: reader\n"))
+    bad = create_commit(repo, owner, "members", "a reader, and a directory in the keyring", [repo.head()],
+                        paths=(CONFIG_FILE, "keyring"))
+    failures = repo.verify().failures
+    assert [(f["commit"], f["check"]) for f in failures] == [(bad.commit, "keyring")]
+    assert "'keyring/nested', which is not a keyring file" in failures[0]["reason"]

@@ -31,7 +31,7 @@ from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from federity.errors import ConfigError
-from flows.settings import without_heartbeats
+from flows.settings import flow_settings
 
 WORKER_TYPE = "federity"
 POLL_SECONDS = 0.5
@@ -93,7 +93,7 @@ def warm_up(modules: Iterable[str]) -> None:
 
 def run_worker(worker: FederityWorker) -> None:
     """Poll and run until interrupted."""
-    with temporary_settings({PREFECT_WORKER_QUERY_SECONDS: POLL_SECONDS}), without_heartbeats():
+    with temporary_settings({PREFECT_WORKER_QUERY_SECONDS: POLL_SECONDS}), flow_settings():
         anyio.run(partial(worker.start, printer=lambda *_: None))
 
 

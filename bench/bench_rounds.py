@@ -88,7 +88,7 @@ def run_rounds(rounds: int, hospitals: int) -> list[dict[str, Any]]:
             env = {**os.environ, **server.env()}
             os.environ.update(server.env())
             from flows.round import federated_round
-            from flows.settings import without_heartbeats
+            from flows.settings import flow_settings
 
             agents = [start_agent(p, d, w.path, env)
                       for p, d, w in zip(federation.pools, federation.hospital_dirs, federation.sites, strict=True)]
@@ -96,7 +96,7 @@ def run_rounds(rounds: int, hospitals: int) -> list[dict[str, Any]]:
                 wait_for_deployments(federation.pools, 120, agents)
                 for _ in range(rounds):
                     started = time.perf_counter()
-                    with without_heartbeats():
+                    with flow_settings():
                         state = federated_round(repo=str(federation.repo.root), pools=federation.pools,
                                                 review="auto", quorum=hospitals, return_state=True)
                     wall = time.perf_counter() - started

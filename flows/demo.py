@@ -51,7 +51,7 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = 
         os.environ.update(server.env())
         # Prefect reads its settings on import: after the server's are set
         from flows.round import federated_round
-        from flows.settings import without_heartbeats
+        from flows.settings import flow_settings
 
         agents = [start_agent(p, d, w.path, env)  # they load what training needs while the server starts
                   for p, d, w in zip(federation.pools, federation.hospital_dirs, federation.sites, strict=True)]
@@ -66,7 +66,7 @@ def run_demo(workdir: Path, hospitals: int = 3, rounds: int = 5, proofs: bool = 
             summary = DemoSummary(prefect_ui=server.ui_url, workdir=str(federation.workdir))
             progress(f"Prefect UI: {server.ui_url}  (open it while the rounds run)")
             for _ in range(rounds):
-                with without_heartbeats():
+                with flow_settings():
                     [result] = federated_round(repo=str(federation.repo.root), pools=federation.pools, rounds=1,
                                                review="auto", quorum=1, validation=str(federation.heldout))
                 line = round_summary(federation, result)

@@ -71,13 +71,13 @@ def run(live: bool | None, **options: Any) -> None:
     """Run federated rounds with the sites' agents here; your wallet signs reviews and aggregates."""
     from flows.live import LiveRoundView
     from flows.round import federated_round
-    from flows.settings import without_heartbeats
+    from flows.settings import flow_settings
 
     repo = open_repo()
     _sign_with_the_global_wallet()
     view = LiveRoundView(repo.root, list(options["pools"])) if (sys.stderr.isatty() if live is None else live) \
         else contextlib.nullcontext()
-    with view, without_heartbeats():
+    with view, flow_settings():
         summary = federated_round(repo=str(repo.root), **flow_parameters(**options))
     emit({"rounds": summary}, "\n".join(f"round {r['round']}: {r['commit'][:12]} from {len(r['updates'])} "
                                         f"update(s); sites {r['sites']}" for r in summary))

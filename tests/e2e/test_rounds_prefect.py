@@ -430,7 +430,7 @@ def test_a_round_survives_the_prefect_server_and_postgresql_restarting_while_the
         round_proc.kill()
     assert round_proc.returncode == 0, err
     [summary] = json.loads(out)["rounds"]
-    assert summary["sites"] == {"site-a": "Completed", "site-b": "Completed"}
+    assert summary["sites"] == {"site-a": "Completed", "site-b": "Completed"}, err
     owner = _owner_repository(federation)
     assert owner.head() == summary["commit"] == owner.git.resolve("origin/main")
     assert summary["parents"][0] == main and len(summary["updates"]) == 2

@@ -1,6 +1,6 @@
 """Benchmark: ``federity aggregate`` end to end at K updates of a P-parameter model, against the maths alone on the
 same DVC objects, in a public repository (``public``) and in a private one (``private``, whose objects are sealed:
-every update is decrypted as it is read, the aggregate encrypted before DVC sees it). Writes
+every update is decrypted as it is read, the aggregate encrypted as it is written, before DVC sees it). Writes
 ``bench/results/aggregate_e2e.json`` and prints the phases.
 
     python bench/bench_aggregate_e2e.py             # K=10 sites, an MLP of about 25M float32 parameters
@@ -58,8 +58,9 @@ RESULTS = ROOT / "bench" / "results" / "aggregate_e2e.json"
 MATHS_RUNS = 3
 PHASES = {
     "checks of the approved updates": ("federity.repo.aggregate", "_approved"),
-    "maths (streaming engine, output written and hashed)": ("federity.repo.aggregate", "aggregate_weights"),
-    "sealing (a private repository) and dvc add of the new weights": ("federity.repo.storage", "WeightsStore.track"),
+    "maths (streaming engine, output written, hashed and in a private repository sealed)": (
+        "federity.repo.aggregate", "aggregate_weights"),
+    "dvc add of the new weights": ("federity.repo.storage", "WeightsStore.track"),
     "signed commit": ("federity.repo.aggregate", "create_commit"),
 }
 

@@ -39,6 +39,7 @@ from typing import Protocol
 import numpy as np
 
 from federity.errors import UpdateError
+from federity.sealing.objects import Sealing
 from federity.weights.files import Layout, canonical_order, describe_mismatch, stored_values
 from federity.weights.tensor_file import CanonicalWriter
 
@@ -400,9 +401,11 @@ class Output:
 def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[TensorSource],
                    bases: list[TensorSource], base_of: list[int], contributions: list[Contribution],
                    out: Path | ArraySink, *, state: TensorSource | None = None,
-                   state_out: Path | ArraySink | None = None, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> Output:
+                   state_out: Path | ArraySink | None = None, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                   sealing: Sealing | None = None) -> Output:
     """Run ``strategy`` over the inputs and write the new model to ``out`` (and its state to ``state_out``): the
-    canonical safetensors file at a path, or an :class:`ArraySink` in memory (no hash then).
+    canonical safetensors file at a path (sealed with ``sealing``, when given, as it is written: see
+    :class:`~federity.weights.tensor_file.CanonicalWriter`), or an :class:`ArraySink` in memory (no hash then).
 
     ``bases`` are the distinct models the updates were trained on (``model`` itself among them when an update
     was trained on the current model) and ``base_of[i]`` the index of update i's base. Every input must have the
@@ -434,8 +437,8 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
     if names and state_out is None:
         raise UpdateError(f"strategy {strategy.name} keeps server state, but no state file was given",
                           "aggregate through `federity aggregate`, which keeps it in the repository")
-    writer = _sink(out, layout)
-    state_writer = _sink(state_out, state_layout(layout, names)) if names else None
+    writer = _sink(out, layout, sealing)
+    state_writer = _sink(state_out, state_layout(layout, names), sealing) if names else None
     try:
         _run(round, plan, writer, state_writer, names)
     except BaseException:
@@ -489,11 +492,11 @@ class ArraySink:
         """Nothing to remove."""
 
 
-def _sink(target: Path | ArraySink | None, layout: Layout) -> Sink:
+def _sink(target: Path | ArraySink | None, layout: Layout, sealing: Sealing | None) -> Sink:
     if isinstance(target, ArraySink):
         return target
     assert target is not None
-    return CanonicalWriter(target, layout)
+    return CanonicalWriter(target, layout, sealing)
 
 
 def _run(round: Round, plan: Plan, writer: Sink, state_writer: Sink | None,

@@ -39,6 +39,7 @@ from federity.repo.metadata import CommitMeta, canonical_params, signed_params
 from federity.repo.privacy import note_sealed, sealing_for
 from federity.repo.storage import MODEL_DVC_FILE
 from federity.repo.updates import UpdateInfo, list_updates, record_review
+from federity.sealing.objects import Sealing
 from federity.weights import WEIGHTS_FILE
 
 if TYPE_CHECKING:
@@ -127,17 +128,19 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
     where = "" if branch == MAIN_BRANCH else f" on {branch}"
     message = (f"Round {round}{where}: {strategy_id} of {len(chosen)} update(s), {samples} samples\n\n"
                + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
+    sealing = sealing_for(repo, wallet, "aggregate", repo.config(head))
     with repo.transaction():
         with repo.store.scratch() as scratch:
-            written = aggregate_weights(history, head, [u.id for u in chosen], combiner, round,
-                                        scratch / "weights", scratch / "state")
+            with repo.store.freeing_checkout(scratch):
+                written = aggregate_weights(history, head, [u.id for u in chosen], combiner, round,
+                                            scratch / "weights", scratch / "state", sealing)
             os.replace(scratch / "weights", repo.weights_path)
             if written.state_sha256 is not None:
                 os.replace(scratch / "state", repo.weights_path.parent / STATE_FILE)
         known = {WEIGHTS_FILE: written.weights_md5, STATE_FILE: written.state_md5}
         repo.store.track(strategy_state=written.state_sha256 is not None,
                          md5s={relpath: md5 for relpath, md5 in known.items() if md5 is not None},
-                         sealing=sealing_for(repo, wallet, "aggregate", repo.config(head)))
+                         sealing=sealing)
         record = create_commit(repo, wallet, "aggregate", message, [head, *(u.id for u in chosen)],
                                round=round, strategy=strategy_id,
                                strategy_params=signed_params, paths=(MODEL_DVC_FILE,),
@@ -182,9 +185,9 @@ def previous_state(history: History, main: str, strategy: Strategy) -> bool:
 
 
 def aggregate_weights(history: History, main: str, updates: list[str], strategy: Strategy, round: int,
-                      out: Path, state_out: Path) -> Output:
+                      out: Path, state_out: Path, sealing: Sealing | None = None) -> Output:
     """Write round ``round``'s aggregate of ``updates`` (commit ids, combined in this order) onto ``main`` to
-    ``out`` (and the strategy's new state to ``state_out``, if it keeps any).
+    ``out`` (and the strategy's new state to ``state_out``, if it keeps any), sealed with ``sealing`` if given.
 
     Each update contributes its change from its own base (its first parent), its ``n_samples`` from update.json
     and its staleness, ``round`` minus the update's round. Every input is read in pieces from the DVC cache.
@@ -211,7 +214,8 @@ def aggregate_weights(history: History, main: str, updates: list[str], strategy:
         config = history.config(main)
         memory_limit = config.aggregation.get("max_memory_bytes") if not isinstance(config, str) else None
         return aggregate_into(strategy, model, sources, list(bases.values()), base_of, contributions, out,
-                              state=state, state_out=state_out, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT)
+                              state=state, state_out=state_out, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
+                              sealing=sealing)
 
 
 def _strategy_of(meta: CommitMeta) -> Strategy:

@@ -88,7 +88,8 @@ def _structural_problems(history: History, record: CommitRecord) -> tuple[list[t
     config = history.config(record.commit)
     if isinstance(config, str):
         return [("config", config)], False
-    problems = [("tree", reason) for reason in tree_problems(history.repo.git, record.commit)]
+    problems = [("tree", reason) for reason in tree_problems(history.repo.git, record.commit,
+                                                             history.tree(record.commit))]
     payload = signing_payload(config.id, meta, record.message, record.tree, history.parent_refs(record.parents))
     if not meta.signature:
         problems.append(("signature", "the commit is not signed"))
@@ -113,7 +114,7 @@ def _structural_problems(history: History, record: CommitRecord) -> tuple[list[t
             record.parents[0], CONFIG_FILE):
         problems.append(("config", f"a {meta.kind} commit changed {CONFIG_FILE}; only members commits may"))
     problems += [("keyring", reason) for reason in keyring_problems(
-        history.repo, record.commit, record.parents[0] if record.parents else None, meta.kind, config)]
+        history, record.commit, record.parents[0] if record.parents else None, meta.kind, config)]
     if meta.kind == "members" and history.parent_refs(record.parents[:1])[0].weights_sha256 != meta.weights_sha256:
         problems.append(("weights", "a members commit changed the weights"))
     if meta.kind == "update" and record.parents:
@@ -128,9 +129,8 @@ configuration its author wrote, run by whoever checks the update out."""
 
 
 def _update_file_problems(history: History, record: CommitRecord) -> list[str]:
-    changed = history.repo.git.run_bytes("diff-tree", "--no-commit-id", "--name-only", "-r", "-z",
-                                         record.parents[0], record.commit).split(b"\0")
-    others = sorted({path.decode(errors="replace") for path in changed if path} - UPDATE_PATHS)
+    changed = history.tree(record.parents[0]).changed_files(history.tree(record.commit))
+    others = sorted(changed - UPDATE_PATHS)
     if not others:
         return []
     named = ", ".join(repr(path[:80]) for path in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5

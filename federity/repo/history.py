@@ -21,6 +21,7 @@ from federity.records import MAIN_BRANCH, UPDATE_FILE, Review, UpdateRecord, par
 from federity.repo.commits import CommitRecord, read_commits
 from federity.repo.metadata import ParentRef
 from federity.repo.notes import REVIEWS, read_note_history
+from federity.repo.storage import Tree
 
 if TYPE_CHECKING:
     from federity.repo import Repository
@@ -227,6 +228,13 @@ class History:
         if commit not in self._files[path]:
             self._files[path][commit] = self.repo.git.show_file(commit, path)
         return self._files[path][commit]
+
+    def tree(self, commit: str) -> Tree:
+        """``commit``'s tracked tree (:class:`~federity.repo.storage.Tree`), read once per snapshot."""
+        trees = self.memo.setdefault("trees", {})
+        if commit not in trees:
+            trees[commit] = Tree.read(self.repo.git, commit)
+        return trees[commit]
 
     def config(self, commit: str) -> RepoConfig | str:
         """``federity.yaml`` at ``commit``, or the reason it cannot be read."""

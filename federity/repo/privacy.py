@@ -189,13 +189,14 @@ def note_sealed(history: History, commit: str) -> None:
 
 # -- checks (anyone can make them: they read the keyring's fingerprints and the objects' headers, no key) -------
 
-def keyring_problems(repo: Repository, commit: str, parent: str | None, kind: str, config: RepoConfig) -> list[str]:
+def keyring_problems(history: History, commit: str, parent: str | None, kind: str,
+                     config: RepoConfig) -> list[str]:
     """Why ``commit``'s keyring is not what its kind may leave (empty when it is): only a genesis or members
     commit changes ``keyring/``, a members commit only adds files to it, and in a private repository the current
     ``versions`` key is sealed to exactly the members and every new batch to members only."""
-    git = repo.git
-    before = git.object_id(f"{parent}:{KEYRING_DIR}") if parent else None
-    after = git.object_id(f"{commit}:{KEYRING_DIR}")
+    repo = history.repo
+    before = history.tree(parent).object_id(KEYRING_DIR) if parent else None
+    after = history.tree(commit).object_id(KEYRING_DIR)
     if kind not in ("genesis", "members"):
         return [] if before == after else [f"a {kind} commit changed {KEYRING_DIR}/; only members commits may"]
     if not config.private:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ from federity.weights.files import Layout
 from federity.weights.tensor_file import TensorFile
 
 __all__ = ["MODEL_DIR", "MODEL_DVC_FILE", "REMOTE_NAME", "UnsafeCommitError", "WeightsObjectMissing",
-           "WeightsStore", "storage_problems", "tree_problems"]
+           "Tree", "WeightsStore", "storage_problems", "tree_problems"]
 
 REMOTE_NAME = "storage"
 KeyFor = Callable[[ObjectHeader], "bytes | None"]
@@ -156,13 +157,14 @@ class WeightsStore:
         add`` does not read them again.
 
         ``sealing`` (a private repository's): every file of ``model/`` not sealed yet is sealed in place first
-        (:meth:`seal_model_files`), so that the DVC cache and storage only ever hold ciphertext."""
+        (:meth:`seal_model_files`), so that the DVC cache and storage only ever hold ciphertext; ``md5s`` may name
+        files the caller sealed itself."""
         from dvc_data.hashfile.hash_info import HashInfo
 
         if not strategy_state:
             (self.root / MODEL_DIR / STATE_FILE).unlink(missing_ok=True)
         if sealing is not None:
-            md5s = self.seal_model_files(sealing)
+            md5s = {**(md5s or {}), **self.seal_model_files(sealing)}
         with self._repo() as repo:
             known = [(str(self.root / MODEL_DIR / relpath), HashInfo("md5", md5), None)
                      for relpath, md5 in (md5s or {}).items()]
@@ -195,6 +197,27 @@ class WeightsStore:
 
     def _key_for(self, commit: str) -> KeyFor | None:
         return self.keys(commit) if self.keys is not None else None
+
+    @contextlib.contextmanager
+    def freeing_checkout(self, scratch: Path) -> Iterator[None]:
+        """Free the checked-out weights file on a second thread while the block computes what replaces it.
+
+        ext4 frees a 100 MB file's blocks in about 45 ms, which the ``os.replace`` that puts the new file in place
+        would spend on the caller's thread. The file is moved into ``scratch`` (same file system) and unlinked
+        there; the DVC cache keeps the committed object, so a failed block is rolled back by checking it out
+        again (``Repository.transaction``)."""
+        checked_out = scratch / "checked-out"
+        try:
+            os.rename(self.root / MODEL_DIR / WEIGHTS_FILE, checked_out)
+        except FileNotFoundError:
+            yield
+            return
+        freeing = threading.Thread(target=checked_out.unlink, name="free the checked-out weights")
+        freeing.start()
+        try:
+            yield
+        finally:
+            freeing.join()
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[Path]:
@@ -519,29 +542,57 @@ def _bounded_read(stream: BinaryIO, size: int | None, limit: int, commit: str, w
     return b"".join(chunks)
 
 
-def tree_problems(git: Git, commit: str) -> list[str]:
+@dataclass(frozen=True)
+class Tree:
+    """A commit's tracked tree, as ``git ls-tree -r -t`` lists it: ``(path, mode, type, object id)`` for every
+    entry, subtrees included, in git's order (a hostile tree may list a path twice: both are kept), and apart, the
+    paths that are not UTF-8 (never decoded loosely)."""
+
+    entries: tuple[tuple[str, str, str, str], ...]
+    undecodable: tuple[bytes, ...] = ()
+
+    @classmethod
+    def read(cls, git: Git, commit: str) -> Tree:
+        """``commit``'s tree, in one git call."""
+        listing = git.run_bytes("ls-tree", "-r", "-t", "-z", "--full-tree", "--end-of-options", f"{commit}^{{tree}}")
+        entries, undecodable = [], []
+        for item in listing.split(b"\0"):
+            if not item:
+                continue
+            header, _, raw_path = item.partition(b"\t")
+            mode, kind, oid = header.decode().split(" ", 2)
+            try:
+                entries.append((raw_path.decode("utf-8"), mode, kind, oid))
+            except UnicodeDecodeError:
+                undecodable.append(raw_path)
+        return cls(tuple(entries), tuple(undecodable))
+
+    def object_id(self, path: str) -> str | None:
+        """The id of the object (file or subtree) at ``path``, or ``None`` when there is none."""
+        return next((oid for entry_path, _, _, oid in self.entries if entry_path == path), None)
+
+    def files(self) -> list[tuple[str, str, str, str]]:
+        """The entries that are not subtrees."""
+        return [entry for entry in self.entries if entry[2] != "tree"]
+
+    def changed_files(self, other: Tree) -> set[str]:
+        """The paths whose file (content, mode or type) differs between this tree and ``other``, or that only one
+        of them holds (what ``git diff-tree -r --name-only`` lists)."""
+        return {entry[0] for entry in set(self.files()) ^ set(other.files())}
+
+
+def tree_problems(git: Git, commit: str, tree: Tree | None = None) -> list[str]:
     """Why ``commit``'s tracked files are not what a Federity repository holds (empty when they are): symlinks,
     gitlinks, files git tracks under ``model/`` or ``.git``-like paths, DVC files other than ``model.dvc``, a
     ``.dvc/config`` that sets more than the storage, a ``.gitattributes`` that rewrites files on checkout
-    (:mod:`federity.repo.layout`). Reads git objects only."""
-    listing = git.run_bytes("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", f"{commit}^{{tree}}")
-    entries: list[tuple[str, str, str]] = []
-    blobs: dict[str, str] = {}  # path → blob id
-    problems: list[str] = []
-    for item in listing.split(b"\0"):
-        if not item:
+    (:mod:`federity.repo.layout`). Reads git objects only; ``tree``: ``commit``'s, when the caller has read it."""
+    tree = tree or Tree.read(git, commit)
+    files = tree.files()
+    problems = [f"a tracked path is not UTF-8 ({raw_path[:40]!r})" for raw_path in tree.undecodable]
+    problems += tree_entry_problems([(mode, kind, path) for path, mode, kind, _ in files])
+    for path, _, kind, oid in files:
+        if kind != "blob":
             continue
-        header, _, raw_path = item.partition(b"\t")
-        mode, kind, oid = header.decode().split(" ", 2)
-        try:
-            entries.append((mode, kind, raw_path.decode("utf-8")))
-        except UnicodeDecodeError:
-            problems.append(f"a tracked path is not UTF-8 ({raw_path[:40]!r})")
-            continue
-        if kind == "blob":
-            blobs[entries[-1][2]] = oid
-    problems += tree_entry_problems(entries)
-    for path, oid in blobs.items():
         if path == ".dvc/config":
             problems += _blob_problems(git, oid, path, lambda _, raw: dvc_config_problems(raw))
         elif path.rsplit("/", 1)[-1] == ".gitattributes":

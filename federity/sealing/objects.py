@@ -204,16 +204,44 @@ def no_key(header: ObjectHeader) -> None:
 def seal_file(path: Path, out: Path, sealing: Sealing) -> str:
     """Seal the file at ``path`` to ``out`` under a fresh data key; the md5 of ``out`` (DVC's id of the sealed
     object), computed as it is written."""
-    data_key = new_key()
-    header = sealing.header(path.stat().st_size, data_key)
-    with path.open("rb", buffering=0) as plain, out.open("wb") as sealed:
-        hashing = _Md5Writer(sealed)
-        writer = SealedWriter(hashing, header, data_key)  # type: ignore[arg-type]
-        buffer = bytearray(header.chunk_size)
+    with path.open("rb", buffering=0) as plain, SealedFile(out, sealing, os.fstat(plain.fileno()).st_size) as sealed:
+        buffer = bytearray(CHUNK_SIZE)
         while count := plain.readinto(buffer):
-            writer.write(memoryview(buffer)[:count])
-        writer.finish()
-    return hashing.md5.hexdigest()
+            sealed.write(memoryview(buffer)[:count])
+        return sealed.finish()
+
+
+class SealedFile:
+    """A new sealed object at ``path``, under a fresh data key, of the ``size`` bytes of plaintext given to
+    :meth:`write` in order; :meth:`finish` returns its md5 (DVC's id of the object), computed as it is written.
+    Use it in a ``with`` block, which closes the file."""
+
+    def __init__(self, path: Path, sealing: Sealing, size: int) -> None:
+        data_key = new_key()
+        header = sealing.header(size, data_key)
+        self._file = path.open("wb")
+        self._hashing = _Md5Writer(self._file)
+        self._writer = SealedWriter(self._hashing, header, data_key)  # type: ignore[arg-type]
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the plaintext."""
+        self._writer.write(data)
+
+    def finish(self) -> str:
+        """Seal the last chunk and close the file; the object's md5."""
+        self._writer.finish()
+        self._file.close()
+        return self._hashing.md5.hexdigest()
+
+    def close(self) -> None:
+        """Close the file (finished or not)."""
+        self._file.close()
+
+    def __enter__(self) -> SealedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Md5Writer:

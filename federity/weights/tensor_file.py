@@ -26,7 +26,7 @@ from types import TracebackType
 
 import numpy as np
 
-from federity.sealing.objects import MAGIC, ObjectHeader, SealedReader, is_sealed, no_key
+from federity.sealing.objects import MAGIC, ObjectHeader, SealedFile, SealedReader, Sealing, is_sealed, no_key
 from federity.weights.files import (
     NUMPY_DTYPES,
     Layout,
@@ -144,11 +144,17 @@ class CanonicalWriter:
     Both hashes are computed on a second thread while the file is written: whenever the written part of the
     file grows from its start, the thread reads the new bytes back from the page cache and hashes them, so a
     writer that goes front to back (the aggregation engine, a merge) has its file hashed when it finishes, at
-    no cost to the thread that computes. (hashlib and ``preadv`` release the GIL.) A piece written over bytes
-    already hashed makes :meth:`finish` hash the whole file again, so the result is always the file's hash.
+    no cost to the thread that computes. (hashlib, ``preadv`` and the cipher release the GIL.) A piece written
+    over bytes already hashed makes :meth:`finish` hash the whole file again, so the result is always the file's
+    hash.
+
+    With ``sealing`` (a private repository's), ``path`` receives the sealed object instead
+    (:class:`~federity.sealing.objects.SealedFile`), encrypted on that same thread from the plaintext, which is
+    written beside it (``path`` + ``.plain``) and removed at the end: the sha256 is the plaintext's (what a
+    commit signs), :attr:`md5` the sealed object's.
     """
 
-    def __init__(self, path: Path, layout: Layout) -> None:
+    def __init__(self, path: Path, layout: Layout, sealing: Sealing | None = None) -> None:
         header = canonical_header(layout)
         self._layout = layout
         self._offsets: dict[str, int] = {}
@@ -159,7 +165,9 @@ class CanonicalWriter:
         self.path = path
         self.md5: str | None = None
         self._size = position
-        self._file = open(path, "w+b")  # noqa: SIM115 -- closed by finish() or abort(); read back to hash
+        self._sealing = sealing
+        self._plain = path if sealing is None else path.with_name(f"{path.name}.plain")
+        self._file = open(self._plain, "w+b")  # noqa: SIM115 -- closed by finish() or abort(); read back to hash
         self._file.write(header)
         self._file.flush()
         self._file.truncate(position)
@@ -168,9 +176,13 @@ class CanonicalWriter:
         self._rewritten = False
         self._state = threading.Condition()
         self._closing = self._aborted = False
-        self._hashes = _FileHashes(self._file.fileno())
+        self._hashes = self._start_hashes()
         self._hasher = threading.Thread(target=self._hash_behind, name=f"hash {path.name}", daemon=True)
         self._hasher.start()
+
+    def _start_hashes(self) -> _FileHashes:
+        sealed = None if self._sealing is None else SealedFile(self.path, self._sealing, self._size)
+        return _FileHashes(self._file.fileno(), sealed)
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         """Write ``values`` (cast to the tensor's dtype) as tensor ``name``'s elements from ``start`` on."""
@@ -203,21 +215,28 @@ class CanonicalWriter:
         """Close the file and return its sha256 (its md5 in :attr:`md5`); nothing of it is held in memory."""
         self._stop(aborted=False)
         try:
-            hashes = self._hashes
-            if self._rewritten or hashes.error is not None:
-                hashes = _FileHashes(self._file.fileno())
-                hashes.update_to(self._size)
-                if hashes.error is not None:
-                    raise hashes.error
+            if self._rewritten or self._hashes.error is not None:
+                self._hashes.close()
+                self._hashes = self._start_hashes()
+                self._hashes.update_to(self._size)
+                if self._hashes.error is not None:
+                    raise self._hashes.error
+            self.md5 = self._hashes.finish()
+        except BaseException:
+            self.abort()
+            raise
         finally:
             self._file.close()
-        self.md5 = hashes.md5.hexdigest()
-        return hashes.sha256.hexdigest()
+        if self._sealing is not None:
+            self._plain.unlink()
+        return self._hashes.sha256.hexdigest()
 
     def abort(self) -> None:
         """Close and remove the unfinished file."""
         self._stop(aborted=True)
+        self._hashes.close()
         self._file.close()
+        self._plain.unlink(missing_ok=True)
         self.path.unlink(missing_ok=True)
 
     def _stop(self, *, aborted: bool) -> None:
@@ -228,14 +247,16 @@ class CanonicalWriter:
 
 
 class _FileHashes:
-    """sha256 and md5 of a file's bytes from its start, read back in blocks as far as :meth:`update_to` is told;
-    a read error is kept in :attr:`error` (the caller hashes again, or raises it)."""
+    """The sha256 of a file's bytes from its start, read back in blocks as far as :meth:`update_to` is told, and
+    either their md5 or, given ``sealed``, those bytes sealed (the sealed object's md5). A read error is kept in
+    :attr:`error` (the caller hashes again, or raises it)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, sealed: SealedFile | None = None) -> None:
         self._fd = fd
         self.done = 0
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sealed = sealed
         self.error: OSError | None = None
         self._buffer = bytearray(_HASH_BLOCK)
 
@@ -245,15 +266,26 @@ class _FileHashes:
         while self.done < end and self.error is None:
             try:
                 count = os.preadv(self._fd, [view[:min(_HASH_BLOCK, end - self.done)]], self.done)
+                if count == 0:
+                    raise OSError(f"the file ended at byte {self.done}, before {end}")
+                self.sha256.update(view[:count])
+                if self._sealed is None:
+                    self._md5.update(view[:count])
+                else:
+                    self._sealed.write(view[:count])  # a full disk raises here
             except OSError as exc:
                 self.error = exc
                 return
-            if count == 0:
-                self.error = OSError(f"the file ended at byte {self.done}, before {end}")
-                return
-            self.sha256.update(view[:count])
-            self.md5.update(view[:count])
             self.done += count
+
+    def finish(self) -> str:
+        """The md5 of the file, or of the sealed object (whose last chunk this seals)."""
+        return self._md5.hexdigest() if self._sealed is None else self._sealed.finish()
+
+    def close(self) -> None:
+        """Close the sealed object's file, if any."""
+        if self._sealed is not None:
+            self._sealed.close()
 
 
 _HASH_BLOCK = 4 << 20

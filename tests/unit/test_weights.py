@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from federity.errors import PickleRefusedError, WeightsError
+from federity.sealing.keys import new_key
+from federity.sealing.objects import SealedReader, Sealing, is_sealed
 from federity.weights import read_tensors, tensors_to_bytes
 from federity.weights.files import describe_mismatch, tensor_layout
 from federity.weights.tensor_file import CanonicalWriter
@@ -62,8 +64,9 @@ def _pieces(tensors: dict[str, np.ndarray], size: int) -> list[tuple[str, int, n
             for start in range(0, t.size, size)]
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
 @pytest.mark.parametrize("order", ["front to back", "back to front", "shuffled", "a piece written twice"])
-def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, order: str) -> None:
+def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, order: str, sealed: bool) -> None:
     rng = np.random.default_rng(0)
     tensors = {"a.weight": rng.normal(size=(300, 700)).astype(np.float32), "b.bias": np.arange(9, dtype=np.int64),
                "c": rng.normal(size=(1 << 20,)).astype(np.float32)}  # 5 MiB: more than one hashing block
@@ -76,17 +79,27 @@ def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, 
     elif order == "a piece written twice":
         name, start, values = pieces[0]
         pieces = [(name, start, np.zeros_like(values)), *pieces[1:], pieces[0]]  # the zeros were hashed already
-    writer = CanonicalWriter(tmp_path / "out.safetensors", tensor_layout(tensors))
+    key_id, key = b"k" * 32, new_key()
+    out = tmp_path / "out.safetensors"
+    writer = CanonicalWriter(out, tensor_layout(tensors), Sealing({key_id: key}) if sealed else None)
     for name, start, values in pieces:
         writer.write(name, start, values)
     sha256 = writer.finish()
-    assert (tmp_path / "out.safetensors").read_bytes() == expected
-    assert sha256 == hashlib.sha256(expected).hexdigest() and writer.md5 == hashlib.md5(expected).hexdigest()
+    assert sha256 == hashlib.sha256(expected).hexdigest() and writer.md5 == hashlib.md5(out.read_bytes()).hexdigest()
+    assert list(tmp_path.iterdir()) == [out]
+    if sealed:  # the sealed object at out, its plaintext written beside it and removed
+        assert is_sealed(out.read_bytes()[:8]) and expected[-4096:] not in out.read_bytes()
+        with SealedReader(out, lambda header: header.data_key({key_id: key}, None), "out") as reader:
+            assert reader.read(0, len(expected)) == expected
+    else:
+        assert out.read_bytes() == expected
 
 
-def test_an_aborted_canonical_writer_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_an_aborted_canonical_writer_leaves_nothing(tmp_path: Path, sealed: bool) -> None:
     tensors = {"w": np.ones((1000,), np.float32)}
-    writer = CanonicalWriter(tmp_path / "out.safetensors", tensor_layout(tensors))
+    writer = CanonicalWriter(tmp_path / "out.safetensors", tensor_layout(tensors),
+                             Sealing({b"k" * 32: new_key()}) if sealed else None)
     writer.write("w", 0, tensors["w"][:10])
     writer.abort()
     assert list(tmp_path.iterdir()) == []

@@ -32,7 +32,7 @@ from federity.errors import FederityError, PrivateWeightsError, UpdateError, Wor
 from federity.identity import Wallet
 from federity.records import MAIN_BRANCH, is_model_branch
 from federity.repo.checks import update_problems
-from federity.repo.commits import CommitRecord, create_commit, read_commit, read_commits
+from federity.repo.commits import CommitRecord, create_commit
 from federity.repo.history import History
 from federity.repo.layout import STATE_FILE
 from federity.repo.metadata import CommitMeta, canonical_params, signed_params
@@ -62,11 +62,12 @@ class AggregateResult:
                 "created": self.created}
 
 
-def existing_aggregate(repo: Repository, round: int, branch: str) -> AggregateResult | None:
-    """The aggregate commit for ``round`` on ``branch``'s first-parent line, if there is one."""
-    for record in read_commits(repo, "--first-parent", f"refs/heads/{branch}"):
-        meta = record.meta
-        if meta and meta.kind == "aggregate" and meta.round == round:
+def existing_aggregate(history: History, tip: str, round: int) -> AggregateResult | None:
+    """The aggregate commit for ``round`` on ``tip``'s first-parent line, if there is one."""
+    for commit in history.first_parent_line(tip):
+        record = history.commits.get(commit)
+        meta = record.meta if record else None
+        if record and meta and meta.kind == "aggregate" and meta.round == round:
             return AggregateResult(record.commit, record.parents, record.parents[1:], round, created=False)
     return None
 
@@ -101,20 +102,21 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
         raise WorkingTreeError(f"{branch} is an update's branch, not one a model lives on",
                                "check out the branch to aggregate on (`federity checkout main`)")
     head = repo.head()
-    head_meta = read_commit(repo, head).meta
+    history = History.load(repo)
+    head_meta = history.commit(head).meta
     if head_meta is None:
         raise UpdateError(f"{branch}'s head {head[:12]} carries no Federity metadata", "run `federity verify`")
     round = head_meta.round + 1 if round is None else round
-    done = existing_aggregate(repo, round, branch)
+    done = existing_aggregate(history, head, round)
     if done is not None:
         return done
     if round != head_meta.round + 1:
         raise UpdateError(f"{branch} is at round {head_meta.round}, so it cannot aggregate round {round}",
                           "aggregate the next round, or pull first")
+    config = repo.config(head)
     # an unknown strategy or bad parameters fail here, before any review is recorded
-    combiner = chosen_strategy(repo.config(head).aggregation, strategy, parameters)
-    history = History.load(repo)
-    chosen, dropped = _approved(repo, history, wallet, updates, branch)
+    combiner = chosen_strategy(config.aggregation, strategy, parameters)
+    chosen, dropped = _approved(repo, history, wallet, updates, branch, head)
     if len(chosen) < max(min_updates, 1):
         now_rejected = "".join(f"; {update[:12]} was rejected now: {reason}" for update, reason in dropped.items())
         raise UpdateError(f"{len(chosen)} approved update(s) can be aggregated, {max(min_updates, 1)} needed"
@@ -128,7 +130,7 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
     where = "" if branch == MAIN_BRANCH else f" on {branch}"
     message = (f"Round {round}{where}: {strategy_id} of {len(chosen)} update(s), {samples} samples\n\n"
                + "\n".join(f"- {u.id[:12]} by {u.author} ({u.n_samples} samples)" for u in chosen))
-    sealing = sealing_for(repo, wallet, "aggregate", repo.config(head))
+    sealing = sealing_for(repo, wallet, "aggregate", config)
     with repo.transaction():
         with repo.store.scratch() as scratch:
             with repo.store.freeing_checkout(scratch):
@@ -144,14 +146,14 @@ def aggregate(repo: Repository, wallet: Wallet, *, strategy: str | None = None,
         record = create_commit(repo, wallet, "aggregate", message, [head, *(u.id for u in chosen)],
                                round=round, strategy=strategy_id,
                                strategy_params=signed_params, paths=(MODEL_DVC_FILE,),
-                               weights_sha256=written.weights_sha256)
+                               weights_sha256=written.weights_sha256, config=config)
     return AggregateResult(record.commit, record.parents, [u.id for u in chosen], round, created=True)
 
 
-def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None,
-              branch: str) -> tuple[list[UpdateInfo], dict[str, str]]:
-    """The approved updates for ``branch`` (those ``refs`` names, when given) that still pass their checks, and
-    those that no longer do (id → why), which are recorded as rejected."""
+def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str] | None, branch: str,
+              tip: str) -> tuple[list[UpdateInfo], dict[str, str]]:
+    """The approved updates for ``branch`` (those ``refs`` names, when given) that still pass their checks onto
+    its head ``tip``, and those that no longer do (id → why), which are recorded as rejected."""
     approved = [u for u in list_updates(repo, "approved", history) if u.target == branch]
     if refs is not None:
         by_ref = {u.id: u for u in approved}
@@ -162,7 +164,6 @@ def _approved(repo: Repository, history: History, wallet: Wallet, refs: list[str
                               "only on the branch it was trained for (the target `federity updates` lists)")
         approved = [u for u in approved if any(u.id.startswith(r) for r in refs)]
     usable, dropped = [], {}
-    tip = repo.head()
     for update in approved:
         problems = update_problems(history, update, tip, branch=branch)
         if problems:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from federity.config import Role
+from federity.config import RepoConfig, Role
 from federity.errors import PermissionDeniedError
 from federity.git import is_commit_id
 from federity.identity import Wallet
@@ -102,15 +102,17 @@ def create_commit(
     strategy_params: str | None = None,
     paths: tuple[str, ...] = (),
     weights_sha256: str | None = None,
+    config: RepoConfig | None = None,
 ) -> CommitRecord:
     """Stage ``paths``, sign and write a commit of ``kind`` on the current branch, and move the branch to it.
     ``weights_sha256``: the sha256 of the (plaintext) weights file the commit tracks, when the caller computed
-    it as it wrote the file (otherwise it is read from ``model/``, and opened first if it is sealed).
+    it as it wrote the file (otherwise it is read from ``model/``, and opened first if it is sealed);
+    ``config``: the first parent's ``federity.yaml``, when the caller has read it.
 
     The author must hold :data:`REQUIRED_ROLE` for ``kind`` in the first parent's federity.yaml (the
     commit's own, for a genesis commit).
     """
-    config = repo.config(parents[0] if parents else None)
+    config = config or repo.config(parents[0] if parents else None)
     require_role(config.role_of(wallet.pubkey), kind, wallet.pubkey)
     if paths:
         repo.git.run("add", "--all", "--", *paths)

@@ -58,8 +58,17 @@ from federity.weights import WEIGHTS_FILE
 from federity.weights.files import Layout
 from federity.weights.tensor_file import TensorFile
 
-__all__ = ["MODEL_DIR", "MODEL_DVC_FILE", "REMOTE_NAME", "UnsafeCommitError", "WeightsObjectMissing",
-           "Tree", "WeightsStore", "storage_problems", "tree_problems"]
+__all__ = [
+    "MODEL_DIR",
+    "MODEL_DVC_FILE",
+    "REMOTE_NAME",
+    "Tree",
+    "UnsafeCommitError",
+    "WeightsObjectMissing",
+    "WeightsStore",
+    "storage_problems",
+    "tree_problems",
+]
 
 REMOTE_NAME = "storage"
 KeyFor = Callable[[ObjectHeader], "bytes | None"]

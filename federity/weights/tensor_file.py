@@ -144,14 +144,14 @@ class CanonicalWriter:
     Both hashes are computed on a second thread while the file is written: whenever the written part of the
     file grows from its start, the thread reads the new bytes back from the page cache and hashes them, so a
     writer that goes front to back (the aggregation engine, a merge) has its file hashed when it finishes, at
-    no cost to the thread that computes. (hashlib, ``preadv`` and the cipher release the GIL.) A piece written
-    over bytes already hashed makes :meth:`finish` hash the whole file again, so the result is always the file's
-    hash.
+    no cost to the thread that computes (hashlib and ``preadv`` release the GIL). A piece written over bytes
+    already hashed makes :meth:`finish` hash the whole file again, so the result is always the file's hash.
 
     With ``sealing`` (a private repository's), ``path`` receives the sealed object instead
     (:class:`~federity.sealing.objects.SealedFile`), encrypted on that same thread from the plaintext, which is
     written beside it (``path`` + ``.plain``) and removed at the end: the sha256 is the plaintext's (what a
-    commit signs), :attr:`md5` the sealed object's.
+    commit signs), :attr:`md5` the sealed object's. The cipher (``cryptography``'s ChaCha20-Poly1305) holds the
+    GIL while it encrypts a chunk, so the engine's Python waits for it meanwhile; its numpy work does not.
     """
 
     def __init__(self, path: Path, layout: Layout, sealing: Sealing | None = None) -> None:

@@ -50,7 +50,10 @@ from federity.sealing.keys import (
 )
 
 MAGIC = b"FEDSEAL1"
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = 1 << 18
+"""New objects' chunk size (any power of two from MIN_CHUNK_SIZE to MAX_CHUNK_SIZE opens: the header says which). A
+reader keeps its last opened chunk, so reading K objects at once holds K chunks: 25 MiB for 100 updates at
+256 KiB, 100 MiB at 1 MiB (which encrypts and decrypts about 10% faster)."""
 MIN_CHUNK_SIZE = 1 << 12
 MAX_CHUNK_SIZE = 1 << 24
 MAX_ENTRIES = 1024

@@ -176,7 +176,12 @@ class CanonicalWriter:
         self._rewritten = False
         self._state = threading.Condition()
         self._closing = self._aborted = False
-        self._hashes = self._start_hashes()
+        try:
+            self._hashes = self._start_hashes()
+        except BaseException:  # e.g. a sealing the header cannot hold: nothing is left behind
+            self._file.close()
+            self._plain.unlink()
+            raise
         self._hasher = threading.Thread(target=self._hash_behind, name=f"hash {path.name}", daemon=True)
         self._hasher.start()
 

@@ -555,7 +555,7 @@ def _bounded_read(stream: BinaryIO, size: int | None, limit: int, commit: str, w
 class Tree:
     """A commit's tracked tree, as ``git ls-tree -r -t`` lists it: ``(path, mode, type, object id)`` for every
     entry, subtrees included, in git's order (a hostile tree may list a path twice: both are kept), and apart, the
-    paths that are not UTF-8 (never decoded loosely)."""
+    paths of files that are not UTF-8 (never decoded loosely)."""
 
     entries: tuple[tuple[str, str, str, str], ...]
     undecodable: tuple[bytes, ...] = ()
@@ -573,7 +573,8 @@ class Tree:
             try:
                 entries.append((raw_path.decode("utf-8"), mode, kind, oid))
             except UnicodeDecodeError:
-                undecodable.append(raw_path)
+                if kind != "tree":  # a directory's name is reported with each file under it
+                    undecodable.append(raw_path)
         return cls(tuple(entries), tuple(undecodable))
 
     def object_id(self, path: str) -> str | None:

@@ -35,7 +35,7 @@ from federity.repo.layout import (
     tree_entry_problems,
 )
 from federity.repo.paths import write_inside
-from federity.repo.storage import UnsafeCommitError, storage_problems, tree_problems
+from federity.repo.storage import Tree, UnsafeCommitError, storage_problems, tree_problems
 from federity.weights import read_tensors, tensors_to_bytes
 from tests.conftest import git, snapshot, track_sealed, write_csv
 from tests.e2e.test_s3_remote import s3_endpoint, s3_server  # noqa: F401  (fixtures)
@@ -511,6 +511,42 @@ def test_a_tracked_file_that_redirects_dvc_is_refused_before_checkout(repo: Repo
     assert any(match in problem for problem in tree_problems(repo.git, commit))
     with pytest.raises(UnsafeCommitError, match=re.escape(match)):
         repo.checkout(commit)
+    assert local_state(repo) == before
+
+
+def test_a_tree_that_lists_a_path_twice_is_read_with_both_entries(repo: Repository) -> None:
+    """``git mktree`` writes a tree with two entries of one name. The tree reader keeps both, as ``ls-tree`` lists
+    them: a link behind a regular file of the same name is refused, and a second ``params.yaml`` beside the
+    base's is a change to it (what an update may not make)."""
+    listing = git(repo.root, "ls-tree", "HEAD").splitlines()
+
+    def commit_with(entry: str) -> str:
+        tree = git_input(repo.root, "\n".join([*listing, entry]) + "\n", "mktree")
+        return git_input(repo.root, "hostile\n", "commit-tree", tree, "-p", "HEAD")
+
+    second = commit_with(f"100644 blob {blob(repo, b'lr: 100.0' + bytes([10]))}\tparams.yaml")
+    assert [path for path, *_ in Tree.read(repo.git, second).entries].count("params.yaml") == 2
+    assert Tree.read(repo.git, "HEAD").changed_files(Tree.read(repo.git, second)) == {"params.yaml"}
+    link = commit_with(f"120000 blob {blob(repo, b'/etc/passwd')}\tparams.yaml")
+    assert "'params.yaml' is a symbolic link" in " ".join(tree_problems(repo.git, link))
+
+
+def test_a_path_that_is_not_utf8_is_refused_once_and_never_decoded(repo: Repository) -> None:
+    """A file under a directory, both named in bytes that are not UTF-8: one problem names the file's raw path
+    (the directory is not reported apart), and nothing is checked out."""
+    def mktree(lines: list[bytes]) -> str:
+        return subprocess.run(["git", "mktree"], cwd=repo.root, check=True, capture_output=True,
+                              input=b"".join(line + b"\n" for line in lines)).stdout.decode().strip()
+
+    inner = mktree([f"100644 blob {blob(repo, b'x')}\t".encode() + b"f\xfe"])
+    listing = [line.encode() for line in git(repo.root, "ls-tree", "HEAD").splitlines()]
+    tree = mktree([*listing, f"040000 tree {inner}\t".encode() + b"d\xff"])
+    hostile = git_input(repo.root, "hostile\n", "commit-tree", tree, "-p", "HEAD")
+    assert Tree.read(repo.git, hostile).undecodable == (b"d\xff/f\xfe",)
+    assert tree_problems(repo.git, hostile) == ["a tracked path is not UTF-8 (b'd\\xff/f\\xfe')"]
+    before = local_state(repo)
+    with pytest.raises(UnsafeCommitError, match="not UTF-8"):
+        repo.checkout(hostile)
     assert local_state(repo) == before
 
 

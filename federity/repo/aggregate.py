@@ -66,8 +66,7 @@ def existing_aggregate(history: History, tip: str, round: int) -> AggregateResul
     """The aggregate commit for ``round`` on ``tip``'s first-parent line, if there is one."""
     for commit in history.first_parent_line(tip):
         record = history.commits.get(commit)
-        meta = record.meta if record else None
-        if record and meta and meta.kind == "aggregate" and meta.round == round:
+        if record and record.meta and record.meta.kind == "aggregate" and record.meta.round == round:
             return AggregateResult(record.commit, record.parents, record.parents[1:], round, created=False)
     return None
 

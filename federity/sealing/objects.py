@@ -350,6 +350,7 @@ class SealedReader:
         self._last = chunk_count(self.header.size, self.header.chunk_size) - 1
         self._cached_index = -1
         self._cached = bytearray(self.header.chunk_size)
+        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -374,16 +375,17 @@ class SealedReader:
         return memoryview(self._cached)[:length]
 
     def read_into(self, view: memoryview, position: int) -> None:
-        """Fill ``view`` with the plaintext from ``position`` on."""
+        """Fill ``view`` with the plaintext from ``position`` on (one thread at a time: the others wait)."""
         if position < 0 or position + len(view) > self.header.size:
             raise IndexError(f"bytes {position} to {position + len(view)} are outside {self.source}")
         chunk, done = self.header.chunk_size, 0
-        while done < len(view):
-            index, offset = divmod(position + done, chunk)
-            plain = self._chunk(index)[offset:]
-            take = min(len(plain), len(view) - done)
-            view[done:done + take] = plain[:take]
-            done += take
+        with self._lock:
+            while done < len(view):
+                index, offset = divmod(position + done, chunk)
+                plain = self._chunk(index)[offset:]
+                take = min(len(plain), len(view) - done)
+                view[done:done + take] = plain[:take]
+                done += take
 
     def read(self, position: int, length: int) -> bytes:
         """``length`` bytes of plaintext from ``position``."""

@@ -80,12 +80,15 @@ class TensorFile:
         """Each tensor's shape and dtype, by name (as :func:`~federity.weights.files.tensor_layout` gives)."""
         return {name: (shape, str(dtype)) for name, (shape, dtype, _) in self._entries.items()}
 
-    def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Elements ``start`` to ``stop`` of tensor ``name`` (flattened), read from the file into a new array."""
+    def read(self, name: str, start: int, stop: int, into: np.ndarray | None = None) -> np.ndarray:
+        """Elements ``start`` to ``stop`` of tensor ``name`` (flattened), read from the file into a new array, or
+        into the bytes of ``into`` (a contiguous array at least that large) and returned as a view of them. Safe
+        to call from several threads at once."""
         shape, dtype, offset = self._entries[name]
         if not 0 <= start <= stop <= int(np.prod(shape, dtype=np.int64)):
             raise IndexError(f"elements {start} to {stop} are not inside tensor {name!r} of shape {shape}")
-        out = np.empty(stop - start, dtype)
+        nbytes = (stop - start) * dtype.itemsize
+        out = np.empty(stop - start, dtype) if into is None else into.reshape(-1).view(np.uint8)[:nbytes].view(dtype)
         self._read_into(memoryview(out).cast("B"), offset + start * dtype.itemsize)
         return out
 

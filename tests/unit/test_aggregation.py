@@ -3,14 +3,24 @@ output file, and the refusals."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from federity.aggregation import get_strategy, installed_strategies
-from federity.aggregation.engine import CHUNK_ELEMENTS, Contribution, InMemory, aggregate_into, aggregate_tensors
+from federity.aggregation.engine import (
+    CHUNK_ELEMENTS,
+    Contribution,
+    InMemory,
+    Output,
+    aggregate_into,
+    aggregate_tensors,
+)
 from federity.errors import ConfigError, PickleRefusedError, UnknownPluginError, UpdateError
+from federity.identity import Wallet
+from federity.sealing.objects import Sealing, seal_file
 from federity.weights.files import sha256_bytes, tensors_to_bytes
 from federity.weights.tensor_file import TensorFile
 
@@ -192,3 +202,80 @@ def test_an_aggregation_above_the_memory_limit_is_refused_with_its_estimate(tmp_
         aggregate_into(get_strategy("fedmedian"), InMemory(model), [InMemory(model)] * 3, [InMemory(model)],
                        [0, 0, 0], [Contribution(1)] * 3, out, memory_limit=1 << 20)
     assert "max_memory_bytes" in info.value.hint and not out.exists()
+
+
+def _write_tensors(path: Path, tensors: dict, sealing: Sealing | None) -> Path:
+    plain = path.with_name(path.name + ".plain")
+    plain.write_bytes(tensors_to_bytes(tensors))
+    if sealing is None:
+        plain.rename(path)
+    else:
+        seal_file(plain, path, sealing)
+        plain.unlink()
+    return path
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+@pytest.mark.parametrize("spec", [*installed_strategies(), "multi-krum+clip"])
+def test_every_strategy_writes_the_same_bytes_on_one_thread_and_on_three(spec: str, sealed: bool,
+                                                                         tmp_path: Path) -> None:
+    """Chunks computed on several threads, read from files into reused buffers (a sealed file's reader shared by
+    the threads), and a stateful strategy's two state tensors read from one state file: the same weights and
+    state, bit for bit, as one thread gives."""
+    rng = np.random.default_rng(3)
+    wallet = Wallet.create(tmp_path / "wallet.json")
+    sealing = Sealing({}, (wallet.pubkey,)) if sealed else None
+    key_for = (lambda header: header.data_key({}, wallet)) if sealed else None
+
+    def model_like(scale: float = 1.0) -> dict:
+        return {"big": (scale * rng.standard_normal(2 * CHUNK_ELEMENTS + 5)).astype(np.float32),
+                "half": rng.standard_normal(1000).astype(np.float16), "count": rng.integers(0, 9, 3),
+                "empty": np.zeros(0, np.float32)}
+
+    model, older = model_like(), model_like()
+    bases = [model if i % 3 else older for i in range(7)]
+    updates = [{n: (b[n] + d).astype(b[n].dtype) for n, d in model_like(0.1 * (i + 1)).items()}
+               for i, b in enumerate(bases)]
+    files = {name: TensorFile(_write_tensors(tmp_path / f"{name}.safetensors", tensors, sealing), name, key_for)
+             for name, tensors in [("model", model), ("older", older)]
+             + [(f"update-{i}", u) for i, u in enumerate(updates)]}
+    name, _, clip = spec.partition("+")
+    strategy = get_strategy(name, {"clip_norm": 20.0} if clip else None)
+    contributions = [Contribution(10 + i, 0 if i % 3 else 1) for i in range(7)]
+
+    def aggregate(threads: int, out: str, state: TensorFile | None = None) -> tuple[Output, Path]:
+        state_out = tmp_path / f"{out}-state.safetensors"
+        written = aggregate_into(strategy, files["model"], [files[f"update-{i}"] for i in range(7)],
+                                 [files["model"], files["older"]], [0 if i % 3 else 1 for i in range(7)],
+                                 contributions, tmp_path / f"{out}.safetensors", state=state,
+                                 state_out=state_out if strategy.state else None, sealing=sealing, threads=threads)
+        return written, state_out
+
+    _, state_path = aggregate(1, "first")
+    state = TensorFile(state_path, "the state", key_for) if strategy.state else None
+    one, _ = aggregate(1, "one", state)
+    three, _ = aggregate(3, "three", state)
+    assert (one.weights_sha256, one.state_sha256) == (three.weights_sha256, three.state_sha256)
+    # the same inputs in memory (no file, no buffer): the same result
+    (tmp_path / "in-memory").mkdir()
+    in_memory, new_state = aggregate_tensors(
+        strategy, model, updates, bases, contributions, tmp_path / "in-memory",
+        state={n: state.tensor(n) for n in state.layout} if state is not None else None)
+    assert sha256_bytes(tensors_to_bytes(in_memory)) == one.weights_sha256
+    if strategy.state:
+        assert sha256_bytes(tensors_to_bytes(new_state)) == one.state_sha256
+    if not sealed:
+        assert (tmp_path / "one.safetensors").read_bytes() == (tmp_path / "three.safetensors").read_bytes()
+
+
+def test_a_chunk_that_fails_on_a_thread_stops_the_aggregation_and_leaves_no_file(tmp_path: Path) -> None:
+    model = {"w": np.zeros(3 * CHUNK_ELEMENTS, np.float32)}
+    bad = {"w": np.ones(3 * CHUNK_ELEMENTS, np.float32)}
+    bad["w"][-1] = np.inf  # in the last chunk: the threads have others in hand when it fails
+    out = tmp_path / "out.safetensors"
+    threads_before = threading.active_count()
+    with pytest.raises(UpdateError, match="the aggregate of tensor 'w' has values that are not finite"):
+        aggregate_into(get_strategy("fedavg"), InMemory(model), [InMemory(bad)], [InMemory(model)], [0],
+                       [Contribution(1)], out, threads=2)
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert threading.active_count() == threads_before  # no thread left writing after the file was removed

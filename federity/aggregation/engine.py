@@ -555,8 +555,8 @@ def _aggregate(round: Round, strategy: Strategy, layout: Layout, out: Path | Arr
     if names and state_out is None:
         raise UpdateError(f"strategy {strategy.name} keeps server state, but no state file was given",
                           "aggregate through `federity aggregate`, which keeps it in the repository")
-    writer = _sink(out, layout, sealing)
-    state_writer = _sink(state_out, state_layout(layout, names), sealing) if names else None
+    writer = _sink(out, layout, sealing, round.workers.count)
+    state_writer = _sink(state_out, state_layout(layout, names), sealing, round.workers.count) if names else None
     try:
         _run(round, plan, writer, state_writer, names)
     except BaseException:
@@ -610,11 +610,11 @@ class ArraySink:
         """Nothing to remove."""
 
 
-def _sink(target: Path | ArraySink | None, layout: Layout, sealing: Sealing | None) -> Sink:
+def _sink(target: Path | ArraySink | None, layout: Layout, sealing: Sealing | None, writers: int) -> Sink:
     if isinstance(target, ArraySink):
         return target
     assert target is not None
-    return CanonicalWriter(target, layout, sealing)
+    return CanonicalWriter(target, layout, sealing, writers=writers)
 
 
 def _run(round: Round, plan: Plan, writer: Sink, state_writer: Sink | None,

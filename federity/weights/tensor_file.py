@@ -144,20 +144,24 @@ class CanonicalWriter:
     piece of a tensor's data at its place, in any order; :meth:`finish` returns the file's sha256 and sets
     :attr:`md5` (DVC's id of the object).
 
-    Both hashes are computed on a second thread while the file is written: whenever the written part of the
-    file grows from its start, the thread reads the new bytes back from the page cache and hashes them, so a
-    writer that goes front to back (the aggregation engine, a merge) has its file hashed when it finishes, at
-    no cost to the thread that computes (hashlib and ``preadv`` release the GIL). A piece written over bytes
-    already hashed makes :meth:`finish` hash the whole file again, so the result is always the file's hash.
+    Both hashes are computed while the file is written: whenever the written part of the file grows from its
+    start, the new bytes are read back from the page cache and hashed, so a writer that goes front to back (the
+    aggregation engine, a merge) has its file hashed when it finishes. With one writing thread (``writers=1``),
+    a thread of the writer's own hashes, at no cost to the thread that computes (hashlib and ``preadv`` release
+    the GIL). With several (the engine on several cores), the writing threads take turns hashing what is ready,
+    after their piece: a hashing thread beside them would compete with them for the cores while the hash is
+    what finishes last (measured: FedAvg of 10 updates of 100 MB to a hashed file took 0.28 s on two computing
+    threads with a hashing thread, 0.24 s with the turns, on two cores). A piece written over bytes already
+    hashed makes :meth:`finish` hash the whole file again, so the result is always the file's hash.
 
     With ``sealing`` (a private repository's), ``path`` receives the sealed object instead
-    (:class:`~federity.sealing.objects.SealedFile`), encrypted on that same thread from the plaintext, which is
+    (:class:`~federity.sealing.objects.SealedFile`), encrypted as it is hashed, from the plaintext, which is
     written beside it (``path`` + ``.plain``) and removed at the end: the sha256 is the plaintext's (what a
     commit signs), :attr:`md5` the sealed object's. The cipher (``cryptography``'s ChaCha20-Poly1305) holds the
     GIL while it encrypts a chunk, so the engine's Python waits for it meanwhile; its numpy work does not.
     """
 
-    def __init__(self, path: Path, layout: Layout, sealing: Sealing | None = None) -> None:
+    def __init__(self, path: Path, layout: Layout, sealing: Sealing | None = None, *, writers: int = 1) -> None:
         header = canonical_header(layout)
         self._layout = layout
         self._offsets: dict[str, int] = {}
@@ -185,8 +189,11 @@ class CanonicalWriter:
             self._file.close()
             self._plain.unlink()
             raise
-        self._hasher = threading.Thread(target=self._hash_behind, name=f"hash {path.name}", daemon=True)
-        self._hasher.start()
+        self._hashing = False  # a writing thread is hashing (when several write)
+        self._hasher: threading.Thread | None = None
+        if writers == 1:
+            self._hasher = threading.Thread(target=self._hash_behind, name=f"hash {path.name}", daemon=True)
+            self._hasher.start()
 
     def _start_hashes(self) -> _FileHashes:
         sealed = None if self._sealing is None else SealedFile(self.path, self._sealing, self._size)
@@ -204,7 +211,23 @@ class CanonicalWriter:
             self._pieces[offset] = max(offset + data.nbytes, self._pieces.get(offset, 0))
             while self._written in self._pieces:
                 self._written = self._pieces.pop(self._written)
-            self._state.notify()
+            if self._hasher is not None:
+                self._state.notify()
+                return
+            if self._hashing:
+                return  # the thread hashing now goes on up to these bytes
+            self._hashing = True
+        self._hash_while_ready()
+
+    def _hash_while_ready(self) -> None:
+        """A writing thread's turn: hash the written prefix until no written byte is left to hash."""
+        while True:
+            with self._state:
+                until = self._written
+                if self._hashes.done >= until or self._hashes.error is not None:
+                    self._hashing = False
+                    return
+            self._hashes.update_to(until)
 
     def _hash_behind(self) -> None:
         """The hashing thread: hash the written prefix as it grows; at the close, the rest of the file."""
@@ -251,7 +274,10 @@ class CanonicalWriter:
         with self._state:
             self._closing, self._aborted = True, aborted
             self._state.notify()
-        self._hasher.join()
+        if self._hasher is not None:
+            self._hasher.join()
+        elif not aborted:
+            self._hashes.update_to(self._size)  # what no write made ready (bytes never written)
 
 
 class _FileHashes:

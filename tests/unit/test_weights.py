@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,11 @@ def _pieces(tensors: dict[str, np.ndarray], size: int) -> list[tuple[str, int, n
             for start in range(0, t.size, size)]
 
 
+@pytest.mark.parametrize("writers", [1, 3], ids=["one writer", "three writers"])
 @pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
 @pytest.mark.parametrize("order", ["front to back", "back to front", "shuffled", "a piece written twice"])
-def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, order: str, sealed: bool) -> None:
+def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, order: str, sealed: bool,
+                                                                 writers: int) -> None:
     rng = np.random.default_rng(0)
     tensors = {"a.weight": rng.normal(size=(300, 700)).astype(np.float32), "b.bias": np.arange(9, dtype=np.int64),
                "c": rng.normal(size=(1 << 20,)).astype(np.float32)}  # 5 MiB: more than one hashing block
@@ -81,9 +84,17 @@ def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, 
         pieces = [(name, start, np.zeros_like(values)), *pieces[1:], pieces[0]]  # the zeros were hashed already
     key_id, key = b"k" * 32, new_key()
     out = tmp_path / "out.safetensors"
-    writer = CanonicalWriter(out, tensor_layout(tensors), Sealing({key_id: key}) if sealed else None)
-    for name, start, values in pieces:
-        writer.write(name, start, values)
+    writer = CanonicalWriter(out, tensor_layout(tensors), Sealing({key_id: key}) if sealed else None,
+                             writers=writers)
+    if writers == 1:
+        for name, start, values in pieces:
+            writer.write(name, start, values)
+    else:  # the threads write (and take turns hashing) at once, between a first and a last piece
+        first, *middle, last = pieces
+        writer.write(*first)
+        with ThreadPoolExecutor(writers) as pool:
+            list(pool.map(lambda piece: writer.write(*piece), middle))
+        writer.write(*last)
     sha256 = writer.finish()
     assert sha256 == hashlib.sha256(expected).hexdigest() and writer.md5 == hashlib.md5(out.read_bytes()).hexdigest()
     assert list(tmp_path.iterdir()) == [out]
@@ -95,11 +106,12 @@ def test_the_canonical_writer_hashes_what_it_wrote_in_any_order(tmp_path: Path, 
         assert out.read_bytes() == expected
 
 
+@pytest.mark.parametrize("writers", [1, 3], ids=["one writer", "three writers"])
 @pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
-def test_an_aborted_canonical_writer_leaves_nothing(tmp_path: Path, sealed: bool) -> None:
+def test_an_aborted_canonical_writer_leaves_nothing(tmp_path: Path, sealed: bool, writers: int) -> None:
     tensors = {"w": np.ones((1000,), np.float32)}
     writer = CanonicalWriter(tmp_path / "out.safetensors", tensor_layout(tensors),
-                             Sealing({b"k" * 32: new_key()}) if sealed else None)
+                             Sealing({b"k" * 32: new_key()}) if sealed else None, writers=writers)
     writer.write("w", 0, tensors["w"][:10])
     writer.abort()
     assert list(tmp_path.iterdir()) == []

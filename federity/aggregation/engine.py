@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property, partial
@@ -426,19 +427,25 @@ class Workers:
         return max(1, min(MAX_THREADS, cores))
 
     def map(self, work: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        """``work(item)`` for every item, the results in the items' order. When it stops (an error, or the caller
-        stops reading), no ``work`` is left running. Called from one of the threads, it runs in that thread."""
+        """``work(item)`` for every item, the results in the items' order, at most two per thread submitted ahead
+        of the one read last (so results waiting to be read stay few: a K x K matrix each for Krum's distances).
+        When it stops (an error, or the caller stops reading), no ``work`` is left running. Called from one of
+        the threads, it runs in that thread."""
         if self._pool is None or getattr(_IN_WORKER, "active", False):
             yield from map(work, items)
             return
-        futures = [self._pool.submit(work, item) for item in items]
+        pending: deque[Future[R]] = deque()
         try:
-            for future in futures:
-                yield future.result()
+            for item in items:
+                pending.append(self._pool.submit(work, item))
+                if len(pending) > 2 * self.count:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
         finally:
-            for future in futures:
+            for future in pending:
                 future.cancel()
-            wait(futures)
+            wait(pending)
 
     def __enter__(self) -> Workers:
         if self._pool is not None:

@@ -16,7 +16,7 @@ What is measured, per (strategy, K, P), each run in a fresh process:
 * peak extra MiB: that peak minus the resident memory just before the aggregation. It can be 0 when the engine's
   chunks fit in memory the process had already freed (the allocator reuses it without growing the process).
 * sealed: the case's inputs and output are sealed objects, as a private repository holds them (every input
-  decrypted a 1 MiB chunk at a time as it is read, the output encrypted as it is written).
+  decrypted a 256 KiB chunk at a time as it is read, the output encrypted as it is written).
 
 The recomputation `verify` makes of an aggregate is this same call on the same files (federity.repo.aggregate's
 ``aggregate_weights``), so these figures are also verify's per aggregate.

@@ -560,12 +560,11 @@ def aggregate_into(strategy: Strategy, model: TensorSource, updates: list[Tensor
     with Workers(Workers.available() if threads is None else threads) as workers:
         round = Round(model, updates, bases, base_of, contributions, state, names,
                       clip_norm=getattr(strategy, "clip_norm", None), workers=workers)
-        return _aggregate(round, strategy, layout, out, state_out, memory_limit, sealing)
+        return _aggregate(round, strategy, names, layout, out, state_out, memory_limit, sealing)
 
 
-def _aggregate(round: Round, strategy: Strategy, layout: Layout, out: Path | ArraySink,
+def _aggregate(round: Round, strategy: Strategy, names: tuple[str, ...], layout: Layout, out: Path | ArraySink,
                state_out: Path | ArraySink | None, memory_limit: int, sealing: Sealing | None) -> Output:
-    names = tuple(strategy.state)
     estimate = round.memory_estimate()
     if estimate > memory_limit:
         raise UpdateError(f"aggregating {round.k} updates would hold about {estimate / 2**20:.0f} MiB at once, above "

@@ -88,7 +88,12 @@ class TensorFile:
         if not 0 <= start <= stop <= int(np.prod(shape, dtype=np.int64)):
             raise IndexError(f"elements {start} to {stop} are not inside tensor {name!r} of shape {shape}")
         nbytes = (stop - start) * dtype.itemsize
-        out = np.empty(stop - start, dtype) if into is None else into.reshape(-1).view(np.uint8)[:nbytes].view(dtype)
+        if into is None:
+            out = np.empty(stop - start, dtype)
+        elif into.nbytes < nbytes:  # a caller's mistake: never read fewer elements than asked for
+            raise ValueError(f"a buffer of {into.nbytes} bytes cannot hold elements {start} to {stop} of {name!r}")
+        else:
+            out = into.reshape(-1).view(np.uint8)[:nbytes].view(dtype)
         self._read_into(memoryview(out).cast("B"), offset + start * dtype.itemsize)
         return out
 

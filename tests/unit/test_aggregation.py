@@ -279,3 +279,12 @@ def test_a_chunk_that_fails_on_a_thread_stops_the_aggregation_and_leaves_no_file
                        [Contribution(1)], out, threads=2)
     assert not out.exists() and not list(tmp_path.iterdir())
     assert threading.active_count() == threads_before  # no thread left writing after the file was removed
+
+
+def test_a_tensor_file_refuses_a_buffer_too_small_rather_than_reading_less(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(tensors_to_bytes({"x": np.arange(8, dtype=np.float64)}))
+    with TensorFile(path, "the test file") as file:
+        assert file.read("x", 2, 6, np.empty(32, np.uint8)).tolist() == [2, 3, 4, 5]
+        with pytest.raises(ValueError, match="a buffer of 31 bytes cannot hold elements 2 to 6 of 'x'"):
+            file.read("x", 2, 6, np.empty(31, np.uint8))
